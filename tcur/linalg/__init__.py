@@ -1,0 +1,26 @@
+"""Pure math: matrix CUR, the t-product algebra, tensor CUR, selection rules, n-mode products.
+
+Every function takes NumPy arrays or torch tensors and returns the same kind on the same device.
+"""
+
+from tcur.linalg.cur import CUR, cur
+from tcur.linalg.errors import relative_error
+from tcur.linalg.selection import deim, leverage_scores, qdeim
+from tcur.linalg.tensor_ops import fold, mode_dot, multi_mode_dot, unfold
+from tcur.linalg.tproduct import teye, tprod, ttranspose
+
+__all__ = [
+    "CUR",
+    "cur",
+    "deim",
+    "fold",
+    "leverage_scores",
+    "mode_dot",
+    "multi_mode_dot",
+    "qdeim",
+    "relative_error",
+    "teye",
+    "tprod",
+    "ttranspose",
+    "unfold",
+]

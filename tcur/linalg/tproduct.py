@@ -1,0 +1,141 @@
+"""The t-product algebra of third-order tensors (Kilmer & Martin 2011).
+
+Tensors have shape ``(n1, n2, n3)``; frontal slices are ``A[:, :, k]`` and the tube axis is the
+last one. The t-product is the block-circulant product, computed in the Fourier domain: a DFT
+along the tube axis turns it into independent products of matching frontal slices. Real input
+takes the real FFT (``n3 // 2 + 1`` slices, inverse with ``n=n3``); the slice products are one
+batched matmul.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tcur._backend import Array, as_float_array, namespace
+
+
+def _is_complex(xp: Any, a: Array) -> bool:
+    return bool(xp.isdtype(a.dtype, "complex floating"))
+
+
+def to_fourier(A: Array) -> Array:
+    """Fourier-domain slices, batched first: shape ``(n_freq, n1, n2)``.
+
+    Real input gives the ``n3 // 2 + 1`` non-redundant slices of the real FFT; complex input all
+    ``n3`` slices.
+    """
+    xp = namespace(A)
+    spectrum = xp.fft.fft(A, axis=-1) if _is_complex(xp, A) else xp.fft.rfft(A, axis=-1)
+    return xp.moveaxis(spectrum, -1, 0)
+
+
+def from_fourier(F: Array, n3: int, real: bool) -> Array:
+    """Inverse of :func:`to_fourier`: ``(n_freq, n1, n2)`` slices back to ``(n1, n2, n3)``."""
+    xp = namespace(F)
+    spectrum = xp.moveaxis(F, 0, -1)
+    if real:
+        return xp.fft.irfft(spectrum, n=n3, axis=-1)
+    return xp.fft.ifft(spectrum, n=n3, axis=-1)
+
+
+def _check_pair(A: Array, B: Array, position: int) -> None:
+    if A.shape[1] != B.shape[0] or A.shape[2] != B.shape[2]:
+        raise ValueError(
+            f"t-product needs A: (n1, n2, n3) and B: (n2, n4, n3); operand {position} has shape "
+            f"{tuple(A.shape)} and operand {position + 1} has shape {tuple(B.shape)}"
+        )
+
+
+def tprod(A: Array, B: Array, *more: Array) -> Array:
+    """t-product ``A * B (* more...)`` of third-order tensors.
+
+    ``(A * B)[:, :, k] = sum_{a + b = k mod n3} A[:, :, a] @ B[:, :, b]``.
+
+    Parameters
+    ----------
+    A : array of shape (n1, n2, n3)
+    B : array of shape (n2, n4, n3)
+    *more : further tensors, multiplied left to right.
+
+    Returns
+    -------
+    array of shape (n1, n4, n3), real when all inputs are real.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg import teye, tprod
+    >>> A = np.arange(12.0).reshape(2, 2, 3)
+    >>> bool(np.allclose(tprod(A, teye(2, 3, like=A)), A))
+    True
+    """
+    operands = [as_float_array(t, f"operand {i}", ndim=3) for i, t in enumerate((A, B, *more))]
+    xp = namespace(*operands)
+    for i in range(len(operands) - 1):
+        _check_pair(operands[i], operands[i + 1], i)
+    real = not any(_is_complex(xp, t) for t in operands)
+    n3 = operands[0].shape[2]
+    result = _fourier_of(xp, operands[0], real)
+    for t in operands[1:]:
+        result = result @ _fourier_of(xp, t, real)
+    return from_fourier(result, n3, real)
+
+
+def _fourier_of(xp: Any, t: Array, real: bool) -> Array:
+    if real:
+        return to_fourier(t)
+    if not _is_complex(xp, t):
+        t = xp.astype(t, xp.complex128 if t.dtype == xp.float64 else xp.complex64)
+    return to_fourier(t)
+
+
+def ttranspose(A: Array) -> Array:
+    """t-transpose: (conjugate-)transpose each frontal slice, reverse slices ``1..n3-1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg import ttranspose
+    >>> A = np.random.default_rng(0).standard_normal((2, 3, 4))
+    >>> bool(np.allclose(ttranspose(ttranspose(A)), A))
+    True
+    """
+    A = as_float_array(A, "A", ndim=3, finite=False)
+    xp = namespace(A)
+    sliced = xp.permute_dims(A, (1, 0, 2))
+    if _is_complex(xp, A):
+        sliced = xp.conj(sliced)
+    order = [0, *range(A.shape[2] - 1, 0, -1)]
+    return xp.take(sliced, xp.asarray(order, device=_device(A)), axis=2)
+
+
+def _device(A: Array) -> Any:
+    return getattr(A, "device", None) if hasattr(A, "device") else None
+
+
+def teye(n: int, n3: int, *, like: Array | None = None, dtype: Any = None) -> Array:
+    """Identity tensor ``(n, n, n3)``: first frontal slice the identity matrix, the others zero.
+
+    ``like`` fixes the array kind, device and (unless ``dtype`` is given) dtype.
+
+    Examples
+    --------
+    >>> from tcur.linalg import teye
+    >>> teye(2, 3)[:, :, 0]
+    array([[1., 0.],
+           [0., 1.]])
+    """
+    for value, name in ((n, "n"), (n3, "n3")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if like is None:
+        import numpy as np
+
+        out = np.zeros((n, n, n3), dtype=dtype or np.float64)
+        out[:, :, 0] = np.eye(n, dtype=out.dtype)
+        return out
+    xp = namespace(like)
+    dt = like.dtype if dtype is None else dtype
+    out = xp.zeros((n, n, n3), dtype=dt, device=_device(like))
+    out[:, :, 0] = xp.eye(n, dtype=dt, device=_device(like))
+    return out
