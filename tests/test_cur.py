@@ -1,0 +1,156 @@
+"""Matrix CUR: exactness, structure, backends, autograd and the Sorensen–Embree bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from tcur.linalg import cur, relative_error
+from tcur.linalg.selection import RANDOM_RULES, SELECT_RULES
+from tcur.testing import assert_reconstructs, low_rank_matrix, matrices
+
+DETERMINISTIC = ("deim", "qdeim", "leverage", "norm")
+EPS64 = np.finfo(np.float64).eps
+
+
+def _intersection_cond(A: np.ndarray, d: object) -> float:
+    W = A[np.asarray(d.rows)][:, np.asarray(d.cols)]  # type: ignore[attr-defined]
+    s = np.linalg.svd(W, compute_uv=False)
+    return float(s[0] / s[-1]) if s[-1] > 0 else np.inf
+
+
+@pytest.mark.parametrize("middle", ["pinv", "optimal"])
+@pytest.mark.parametrize("select", ["deim", "qdeim"])
+@given(pair=matrices(max_side=14, max_cond=100.0))
+def test_deim_rules_exact_at_true_rank(
+    pair: tuple[np.ndarray, int], select: str, middle: str
+) -> None:
+    A, k = pair
+    d = cur(A, k, select=select, middle=middle)
+    cond = _intersection_cond(A, d)
+    assert_reconstructs(d, A, rtol=100 * EPS64 * max(A.shape) * cond)
+
+
+@pytest.mark.parametrize("middle", ["pinv", "optimal"])
+@pytest.mark.parametrize("select", ["leverage", "norm"])
+@given(pair=matrices(max_side=14, max_cond=100.0))
+def test_score_rules_exact_when_intersection_has_full_rank(
+    pair: tuple[np.ndarray, int], select: str, middle: str
+) -> None:
+    # Top-score rules carry no guarantee that W = A[rows][:, cols] has rank k; the theorem
+    # (exact iff rank(W) == rank(A)) is tested under its hypothesis.
+    A, k = pair
+    d = cur(A, k, select=select, middle=middle)
+    cond = _intersection_cond(A, d)
+    assume(cond < 1e8)
+    assert_reconstructs(d, A, rtol=100 * EPS64 * max(A.shape) * cond)
+
+
+@pytest.mark.parametrize("select", RANDOM_RULES)
+@given(pair=matrices(max_side=12), seed=st.integers(0, 1000), extra=st.integers(0, 3))
+def test_sampled_rules_exact_when_intersection_has_full_rank(
+    pair: tuple[np.ndarray, int], seed: int, select: str, extra: int
+) -> None:
+    A, k = pair
+    n_rows, n_cols = min(k + extra, A.shape[0]), min(k + extra, A.shape[1])
+    d = cur(A, k, n_rows=n_rows, n_cols=n_cols, select=select, seed=seed, middle="optimal")
+    W = A[d.rows][:, d.cols]
+    assume(np.linalg.matrix_rank(W) == k)
+    s = np.linalg.svd(W, compute_uv=False)
+    assume(s[0] / s[k - 1] < 1e8)
+    assert_reconstructs(d, A, rtol=100 * EPS64 * max(A.shape) * s[0] / s[k - 1])
+
+
+@pytest.mark.parametrize("select", SELECT_RULES)
+@given(pair=matrices(max_side=10), extra=st.integers(0, 2))
+def test_c_and_r_are_literal_columns_and_rows(
+    pair: tuple[np.ndarray, int], select: str, extra: int
+) -> None:
+    A, k = pair
+    n_rows, n_cols = min(k + extra, A.shape[0]), min(k + extra, A.shape[1])
+    d = cur(A, k, n_rows=n_rows, n_cols=n_cols, select=select, seed=1)
+    assert d.rows.dtype == np.int64 and d.cols.dtype == np.int64
+    assert len(set(d.rows.tolist())) == n_rows and len(set(d.cols.tolist())) == n_cols
+    np.testing.assert_array_equal(d.C, A[:, d.cols])
+    np.testing.assert_array_equal(d.R, A[d.rows, :])
+    assert d.U.shape == (n_cols, n_rows)
+
+
+@given(
+    A=st.integers(0, 2**31).map(lambda s: np.random.default_rng(s).standard_normal((12, 9))),
+    k=st.integers(1, 6),
+    extra=st.integers(0, 3),
+)
+def test_optimal_middle_never_worse_than_pinv(A: np.ndarray, k: int, extra: int) -> None:
+    opts = {"n_rows": k + extra, "n_cols": k + extra}
+    err_pinv = float(relative_error(A, cur(A, k, middle="pinv", **opts).reconstruct()))
+    err_opt = float(relative_error(A, cur(A, k, middle="optimal", **opts).reconstruct()))
+    assert err_opt <= err_pinv * (1 + 1e-10) + 1e-12
+
+
+@given(seed=st.integers(0, 2**31), k=st.integers(1, 6))
+def test_deim_cur_respects_sorensen_embree_bound(seed: int, k: int) -> None:
+    # ||A - C U R||_2 <= (eta_p + eta_q) sigma_{k+1} for U = C^+ A R^+ and DEIM indices
+    # (Sorensen & Embree 2016, Thm 4.1), eta_p = ||(P^T U_k)^{-1}||_2, eta_q likewise.
+    rng = np.random.default_rng(seed)
+    A = low_rank_matrix(seed, 15, 12, 12, cond=1e3) + 1e-3 * rng.standard_normal((15, 12))
+    U, s, Vt = np.linalg.svd(A)
+    d = cur(A, k, select="deim", middle="optimal", svd="exact")
+    eta_p = np.linalg.norm(np.linalg.inv(U[d.rows, :k]), 2)
+    eta_q = np.linalg.norm(np.linalg.inv(Vt[:k, d.cols].T), 2)
+    err = np.linalg.norm(A - d.reconstruct(), 2)
+    assert err <= (eta_p + eta_q) * s[k] * (1 + 1e-8) + 1e-12
+
+
+@pytest.mark.parametrize("select", SELECT_RULES)
+@pytest.mark.parametrize("middle", ["pinv", "optimal"])
+def test_numpy_equals_torch(select: str, middle: str) -> None:
+    A = low_rank_matrix(3, 20, 16, 5)
+    dn = cur(A, 5, select=select, middle=middle, seed=7, n_rows=6, n_cols=7)
+    dt = cur(torch.as_tensor(A), 5, select=select, middle=middle, seed=7, n_rows=6, n_cols=7)
+    assert isinstance(dt.C, torch.Tensor) and isinstance(dt.rows, torch.Tensor)
+    np.testing.assert_array_equal(dn.rows, dt.rows.numpy())
+    np.testing.assert_array_equal(dn.cols, dt.cols.numpy())
+    np.testing.assert_allclose(dn.reconstruct(), dt.reconstruct().numpy(), atol=1e-10)
+
+
+@pytest.mark.parametrize("middle", ["pinv", "optimal"])
+def test_gradcheck_through_reconstruct(middle: str) -> None:
+    A = torch.as_tensor(low_rank_matrix(5, 7, 6, 3, cond=3.0), dtype=torch.float64)
+    A.requires_grad_(True)
+    d = cur(A.detach(), 3)
+
+    def rebuild(x: torch.Tensor) -> torch.Tensor:
+        return cur(x, 3, select="deim", middle=middle).reconstruct()
+
+    assert torch.equal(cur(A, 3).rows, d.rows)  # indices fixed near A, so the map is smooth
+    assert torch.autograd.gradcheck(rebuild, (A,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("select", RANDOM_RULES)
+def test_seeded_rules_are_reproducible(select: str) -> None:
+    A = np.random.default_rng(0).standard_normal((30, 25))
+    first = cur(A, 4, select=select, seed=11)
+    again = cur(A, 4, select=select, seed=11)
+    np.testing.assert_array_equal(first.rows, again.rows)
+    np.testing.assert_array_equal(first.cols, again.cols)
+    gen = cur(A, 4, select=select, seed=np.random.default_rng(11))
+    np.testing.assert_array_equal(first.rows, gen.rows)
+
+
+def test_dtypes_preserved_or_promoted() -> None:
+    A = low_rank_matrix(1, 8, 6, 2)
+    assert cur(A.astype(np.float32), 2).C.dtype == np.float32
+    assert cur(np.arange(12).reshape(4, 3), 1).C.dtype == np.float64
+    assert cur(A.astype(np.float16), 2).U.dtype == np.float32
+    assert cur(torch.as_tensor(A, dtype=torch.bfloat16), 2).U.dtype == torch.float32
+    assert cur(torch.as_tensor(A, dtype=torch.float32), 2).R.dtype == torch.float32
+
+
+@pytest.mark.parametrize("svd", ["exact", "randomized"])
+def test_large_matrix_low_rank_is_recovered(svd: str) -> None:
+    A = low_rank_matrix(2, 600, 500, 20)
+    assert_reconstructs(cur(A, 20, svd=svd, middle="optimal"), A, rtol=1e-8)
