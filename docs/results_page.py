@@ -1,0 +1,196 @@
+"""Render ``benchmarks/results/`` (JSON + PNG) as reStructuredText for the Results page.
+
+Called from ``conf.py`` on every build. The benchmark scripts own their JSON layouts, so this
+module does not assume one: top-level scalars (machine, date, sizes, ...) become a field table,
+lists of records become tables, dictionaries of records become tables keyed by name, and PNG
+files are shown under the JSON file whose name they start with. Unreadable files are reported on
+the page instead of failing the build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+MAX_ROWS = 60
+MAX_CELL = 90
+MACHINE_KEYS = ("machine", "host", "hardware", "cpu", "device", "platform")
+DATE_KEYS = ("date", "timestamp", "time", "when", "created")
+
+
+def write(results_dir: Path, target: Path) -> None:
+    """Write the rendered page body to ``target`` (only when its text changes)."""
+    text = render(results_dir, target.parent.parent)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
+
+
+def render(results_dir: Path, docs_dir: Path) -> str:
+    """reST for every JSON/PNG in ``results_dir``; paths are written relative to ``docs_dir``."""
+    jsons = sorted(results_dir.glob("*.json")) if results_dir.is_dir() else []
+    pngs = sorted(results_dir.glob("*.png")) if results_dir.is_dir() else []
+    if not jsons and not pngs:
+        return (
+            "No benchmark results are present in ``benchmarks/results/`` yet. Run ``make bench`` "
+            "and rebuild the documentation.\n"
+        )
+    parts: list[str] = []
+    claimed: set[Path] = set()
+    for path in jsons:
+        own = [p for p in pngs if p.stem.startswith(path.stem)]
+        claimed.update(own)
+        parts.append(_render_file(path, own, docs_dir))
+    rest = [p for p in pngs if p not in claimed]
+    if rest:
+        parts.append(_section("Other plots", "-") + "".join(_figure(p, docs_dir) for p in rest))
+    return "\n".join(parts)
+
+
+def _render_file(path: Path, images: list[Path], docs_dir: Path) -> str:
+    out = [_section(path.stem, "-")]
+    rel = _rel(path, docs_dir)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        out.append(f"``{path.name}`` could not be read: {_escape(str(exc))}\n\n")
+    else:
+        out.append(_provenance(data))
+        out.append(f"Raw data: :download:`{path.name} <{rel}>`.\n\n")
+        out.append(_render_value(path.stem, data, level=0))
+    out.extend(_figure(p, docs_dir) for p in images)
+    return "".join(out)
+
+
+def _provenance(data: Any) -> str:
+    if not isinstance(data, dict):
+        return ""
+    found = _find_keys(data, MACHINE_KEYS) + _find_keys(data, DATE_KEYS)
+    if not found:
+        return "*This result file does not state its machine or date.*\n\n"
+    return "".join(f"| **{_escape(k)}**: {_escape(_cell(v))}\n" for k, v in found) + "\n"
+
+
+def _find_keys(data: dict[str, Any], names: tuple[str, ...]) -> list[tuple[str, Any]]:
+    scopes = [("", data)] + [(f"{k}.", v) for k, v in data.items() if isinstance(v, dict)]
+    for prefix, scope in scopes:
+        hits = [
+            (prefix + k, v)
+            for k, v in scope.items()
+            if any(n in k.lower() for n in names) and not isinstance(v, list | dict)
+        ]
+        if hits:
+            return hits
+    return []
+
+
+def _render_value(name: str, value: Any, level: int) -> str:
+    if isinstance(value, dict):
+        return _render_dict(name, value, level)
+    if _is_records(value):
+        return _table(name, value)
+    return _field_table(name, [(name, value)])
+
+
+def _render_dict(name: str, data: dict[str, Any], level: int) -> str:
+    scalars = [(k, v) for k, v in data.items() if _is_scalar_like(v)]
+    out = [_field_table(name, scalars)] if scalars else []
+    for key, value in data.items():
+        if _is_scalar_like(value):
+            continue
+        if _is_records(value):
+            out.append(_table(key, value))
+        elif isinstance(value, dict) and _is_records(list(value.values())):
+            rows = [{"name": k, **v} for k, v in value.items()]
+            out.append(_table(key, rows))
+        elif isinstance(value, dict) and level < 2:
+            out.append(_render_dict(key, value, level + 1))
+        else:
+            out.append(_field_table(key, [(key, value)]))
+    return "".join(out)
+
+
+def _is_scalar_like(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(not isinstance(v, list | dict) for v in value)
+    return not isinstance(value, dict)
+
+
+def _is_records(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and not prefix:
+            flat.update(_flatten(value, f"{key}."))
+        else:
+            flat[prefix + str(key)] = value
+    return flat
+
+
+def _table(caption: str, records: list[dict[str, Any]]) -> str:
+    flat = [_flatten(r) for r in records[:MAX_ROWS]]
+    columns: list[str] = []
+    for row in flat:
+        columns.extend(k for k in row if k not in columns)
+    lines = [f".. list-table:: {_escape(caption)}", "   :header-rows: 1", ""]
+    lines.append(_row(columns))
+    lines.extend(_row([_cell(row.get(c)) for c in columns]) for row in flat)
+    note = ""
+    if len(records) > MAX_ROWS:
+        note = f"The first {MAX_ROWS} of {len(records)} rows are shown; see the raw data.\n\n"
+    return "\n".join(lines) + "\n\n" + note
+
+
+def _field_table(caption: str, items: list[tuple[str, Any]]) -> str:
+    if not items:
+        return ""
+    lines = [f".. list-table:: {_escape(caption)}", "   :header-rows: 1", ""]
+    lines.append(_row(["field", "value"]))
+    lines.extend(_row([str(k), _cell(v)]) for k, v in items)
+    return "\n".join(lines) + "\n\n"
+
+
+def _row(cells: list[str]) -> str:
+    first, *rest = [_escape(c) for c in cells]
+    return "\n".join([f"   * - {first}", *(f"     - {c}" for c in rest)])
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list) and all(not isinstance(v, list | dict) for v in value):
+        text = ", ".join(_cell(v) for v in value)
+    elif isinstance(value, list | dict):
+        text = json.dumps(value, sort_keys=True, default=str)
+    else:
+        text = str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 3] + "..."
+
+
+def _escape(text: str) -> str:
+    for char in ("\\", "*", "`", "|", "_", "[", "<"):
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def _section(title: str, char: str) -> str:
+    title = _escape(title)
+    return f"{title}\n{char * len(title)}\n\n"
+
+
+def _figure(path: Path, docs_dir: Path) -> str:
+    return f".. figure:: {_rel(path, docs_dir)}\n   :width: 90%\n\n   ``{path.name}``\n\n"
+
+
+def _rel(path: Path, docs_dir: Path) -> str:
+    return Path(os.path.relpath(path, docs_dir)).as_posix()
