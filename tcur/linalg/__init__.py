@@ -6,11 +6,13 @@ Every function takes NumPy arrays or torch tensors and returns the same kind on 
 from tcur.linalg.cur import CUR, cur
 from tcur.linalg.errors import relative_error
 from tcur.linalg.selection import deim, leverage_scores, qdeim
+from tcur.linalg.tensor_cur import TCUR, tcur
 from tcur.linalg.tensor_ops import fold, mode_dot, multi_mode_dot, unfold
-from tcur.linalg.tproduct import teye, tprod, ttranspose
+from tcur.linalg.tproduct import teye, tinv, tpinv, tprod, ttranspose
 
 __all__ = [
     "CUR",
+    "TCUR",
     "cur",
     "deim",
     "fold",
@@ -19,7 +21,10 @@ __all__ = [
     "multi_mode_dot",
     "qdeim",
     "relative_error",
+    "tcur",
     "teye",
+    "tinv",
+    "tpinv",
     "tprod",
     "ttranspose",
     "unfold",

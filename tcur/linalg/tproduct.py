@@ -9,9 +9,10 @@ batched matmul.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from tcur._backend import Array, as_float_array, namespace
+from tcur._backend import Array, as_float_array, eps, is_torch, namespace, to_numpy
 
 
 def _is_complex(xp: Any, a: Array) -> bool:
@@ -139,3 +140,133 @@ def teye(n: int, n3: int, *, like: Array | None = None, dtype: Any = None) -> Ar
     out = xp.zeros((n, n, n3), dtype=dt, device=_device(like))
     out[:, :, 0] = xp.eye(n, dtype=dt, device=_device(like))
     return out
+
+
+def fourier_weights(n3: int, n_freq: int) -> Any:
+    """Multiplicity of each stored Fourier slice in the full spectrum (NumPy float64 vector).
+
+    For the real FFT (``n_freq = n3 // 2 + 1``) every slice except the zero-frequency one and,
+    for even ``n3``, the Nyquist one stands for itself and its complex conjugate (weight 2). For a
+    full spectrum (``n_freq = n3``) all weights are 1. Sums over the full spectrum are
+    ``sum(weights * per_slice_values)``.
+    """
+    import numpy as np
+
+    weights = np.ones(n_freq)
+    if n_freq != n3:
+        weights[1:] = 2.0
+        if n3 % 2 == 0:
+            weights[-1] = 1.0
+    return weights
+
+
+def _fourier_checked(A: Array, name: str) -> tuple[Array, Array, bool]:
+    """Validated ``A``, its Fourier slices, and whether it is real."""
+    A = as_float_array(A, name, ndim=3)
+    xp = namespace(A)
+    real = not _is_complex(xp, A)
+    return A, _fourier_of(xp, A, real), real
+
+
+def tinv(A: Array) -> Array:
+    """Inverse under the t-product: ``tprod(A, tinv(A)) == tprod(tinv(A), A) == teye``.
+
+    Each Fourier slice of ``A`` is inverted. ``A`` must have square frontal slices and every
+    Fourier slice must be nonsingular.
+
+    Parameters
+    ----------
+    A : array of shape (n, n, n3)
+
+    Returns
+    -------
+    array of shape (n, n, n3)
+
+    Raises
+    ------
+    ValueError
+        If the frontal slices are not square, or a Fourier slice is singular to working
+        precision (its condition number exceeds ``1 / (n * eps)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg import teye, tinv, tprod
+    >>> A = np.random.default_rng(0).standard_normal((3, 3, 4))
+    >>> bool(np.allclose(tprod(A, tinv(A)), teye(3, 4)))
+    True
+    """
+    A, F, real = _fourier_checked(A, "A")
+    n1, n2, n3 = A.shape
+    if n1 != n2:
+        raise ValueError(f"tinv needs square frontal slices, got A of shape {tuple(A.shape)}")
+    _check_invertible(F, n1)
+    return from_fourier(namespace(F).linalg.inv(F), n3, real)
+
+
+def _check_invertible(F: Array, n: int) -> None:
+    import numpy as np
+
+    s = to_numpy(namespace(F).linalg.svdvals(F.detach() if is_torch(F) else F))
+    limit = n * eps(F) * s[:, 0]
+    bad = np.flatnonzero(s[:, -1] <= limit)
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(
+            f"A is not invertible under the t-product: Fourier slice {k} is singular "
+            f"(smallest singular value {s[k, -1]:.3e}, largest {s[k, 0]:.3e}); use tpinv"
+        )
+
+
+def tpinv(A: Array, rcond: float | None = None) -> Array:
+    """Moore–Penrose pseudo-inverse under the t-product.
+
+    Each Fourier slice is pseudo-inverted; singular values at or below
+    ``rcond * s_max`` are treated as zero, where ``s_max`` is the largest singular value over
+    *all* Fourier slices (so a slice that is pure round-off is dropped, not amplified). The
+    result ``X`` satisfies the four Penrose conditions ``A*X*A = A``, ``X*A*X = X``,
+    ``(A*X)^T = A*X`` and ``(X*A)^T = X*A`` under the t-product and t-transpose.
+
+    Parameters
+    ----------
+    A : array of shape (n1, n2, n3)
+    rcond : float, optional
+        Relative cutoff; default ``max(n1, n2) * eps(dtype)``.
+
+    Returns
+    -------
+    array of shape (n2, n1, n3)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg import tpinv, tprod
+    >>> A = np.random.default_rng(0).standard_normal((4, 2, 3))
+    >>> X = tpinv(A)
+    >>> X.shape
+    (2, 4, 3)
+    >>> bool(np.allclose(tprod(A, X, A), A))
+    True
+    """
+    A, F, real = _fourier_checked(A, "A")
+    n1, n2, n3 = A.shape
+    if rcond is None:
+        rcond = max(n1, n2) * eps(F)
+    elif not rcond >= 0:
+        raise ValueError(f"rcond must be a non-negative number, got {rcond!r}")
+    return from_fourier(_pinv_slices(F, float(rcond)), n3, real)
+
+
+def _pinv_slices(F: Array, rcond: float) -> Array:
+    """Batched pseudo-inverse with one absolute cutoff ``rcond * (largest singular value)``."""
+    if is_torch(F):
+        torch = sys.modules["torch"]
+        s_max = float(torch.linalg.svdvals(F.detach()).max())
+        cutoff = max(rcond * s_max, torch.finfo(F.real.dtype).tiny)
+        return torch.linalg.pinv(F, atol=cutoff, rtol=0.0)
+    import numpy as np
+
+    u, s, vh = np.linalg.svd(F, full_matrices=False)
+    keep = s > max(rcond * float(s.max()), np.finfo(s.dtype).tiny)
+    s_inv = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0).astype(s.dtype)
+    return (np.conj(np.swapaxes(vh, -1, -2)) * s_inv[:, None, :]) @ np.conj(np.swapaxes(u, -1, -2))
