@@ -9,6 +9,7 @@ from tcur.linalg.selection import deim, leverage_scores, qdeim
 from tcur.linalg.tensor_cur import TCUR, tcur
 from tcur.linalg.tensor_ops import fold, mode_dot, multi_mode_dot, unfold
 from tcur.linalg.tproduct import teye, tinv, tpinv, tprod, ttranspose
+from tcur.linalg.tsvd import tsvd, tubal_rank
 
 __all__ = [
     "CUR",
@@ -26,6 +27,8 @@ __all__ = [
     "tinv",
     "tpinv",
     "tprod",
+    "tsvd",
     "ttranspose",
+    "tubal_rank",
     "unfold",
 ]
