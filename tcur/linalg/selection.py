@@ -29,6 +29,7 @@ from tcur._backend import (
     check_choice,
     check_rank,
     index_array,
+    is_torch,
     like,
     make_rng,
     namespace,
@@ -192,6 +193,13 @@ def choose_indices(
     return rng.choice(sq_norms.size, size=count, replace=False).astype(np.int64)
 
 
+def squared_norms(A: Array, axis: int | tuple[int, ...]) -> np.ndarray:
+    """Host copy of ``sum(|A|^2, axis)``, reduced where ``A`` lives (no full host transfer)."""
+    xp = namespace(A)
+    data = A.detach() if is_torch(A) else A
+    return to_numpy(xp.sum(xp.abs(data) ** 2, axis=axis))
+
+
 def select_matrix_indices(
     A: Array,
     rank: int,
@@ -210,9 +218,7 @@ def select_matrix_indices(
     rng = make_rng(seed)
     row_norms = col_norms = None
     if select not in BASIS_RULES:
-        xp = namespace(A)
-        mag = to_numpy(xp.abs(A.detach() if hasattr(A, "detach") else A)) ** 2
-        row_norms, col_norms = mag.sum(axis=1), mag.sum(axis=0)
+        row_norms, col_norms = squared_norms(A, axis=1), squared_norms(A, axis=0)
     rows = choose_indices(select, n_rows, basis=U, sq_norms=row_norms, rng=rng)
     cols = choose_indices(select, n_cols, basis=V, sq_norms=col_norms, rng=rng)
     return rows, cols
