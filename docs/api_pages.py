@@ -1,9 +1,10 @@
 """Write the API reference pages from the packages' ``__all__`` lists.
 
 Called from ``conf.py`` on every build, so the reference always lists exactly the public names
-that exist: each page covers one public package, with one section per implementing module (the
-module's docstring, then an autosummary table whose entries get their own pages generated from
-the numpydoc docstrings).
+that exist. Each public package gets one page with one section per implementing module (the
+module's docstring, then a table of its names with their summary lines); each name gets its own
+page under ``api/generated/`` rendered by autodoc from its numpydoc docstring. Stale pages of
+names that no longer exist are removed, so they never leave orphan documents behind.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib
 import inspect
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 PAGES = {
     "tcur": (
@@ -52,28 +54,22 @@ TITLES = {
 }
 """Section titles for known modules, in display order; other modules follow, titled by name."""
 
-
-def write(api_dir: Path) -> list[str]:
-    """Write one ``<package>.rst`` per entry of :data:`PAGES`; return the page names."""
-    api_dir.mkdir(parents=True, exist_ok=True)
-    for package in PAGES:
-        _write_if_changed(api_dir / f"{package}.rst", render(package))
-    return list(PAGES)
+GENERATED = "generated"
 
 
-def filename_map() -> dict[str, str]:
-    """Generated-page names for objects whose names differ only in case (``cur`` and ``CUR``).
-
-    Keeps the generated files distinct on case-insensitive file systems.
-    """
-    full = []
-    for package in PAGES:
-        try:
-            full += [f"{package}.{n}" for n in public_names(importlib.import_module(package))]
-        except ImportError:
-            continue
-    lowered = [n.lower() for n in full]
-    return {n: f"{n}-class" for n in full if lowered.count(n.lower()) > 1 and not n.islower()}
+def write(api_dir: Path) -> None:
+    """Write ``<package>.rst`` for each of :data:`PAGES` and one page per public name."""
+    out_dir = api_dir / GENERATED
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pages = {f"{package}.rst": render(package) for package in PAGES}
+    stubs = {f"{page}.rst": text for page, text in _stubs().items()}
+    for name, text in pages.items():
+        _write_if_changed(api_dir / name, text)
+    for name, text in stubs.items():
+        _write_if_changed(out_dir / name, text)
+    for stale in out_dir.glob("*.rst"):
+        if stale.name not in stubs:
+            stale.unlink()
 
 
 def public_names(module: ModuleType) -> list[str]:
@@ -86,28 +82,40 @@ def public_names(module: ModuleType) -> list[str]:
     ]
 
 
+def documented() -> dict[str, list[str]]:
+    """Public names per package, as documented; a package that fails to import has none."""
+    out = {}
+    for package in PAGES:
+        module = _import(package)
+        out[package] = [] if module is None else public_names(module)
+    return out
+
+
 def render(package: str) -> str:
     """reST of the reference page of ``package``."""
     title, intro = PAGES[package]
-    out = [f"{title}\n{'=' * len(title)}\n\n.. currentmodule:: {package}\n\n{intro}\n\n"]
-    try:
-        module = importlib.import_module(package)
-    except ImportError as exc:
-        return out[0] + f"This package could not be imported while building the docs: {exc}\n"
+    head = f"{title}\n{'=' * len(title)}\n\n.. currentmodule:: {package}\n\n{intro}\n\n"
+    module = _import(package)
+    if module is None:
+        return head + "This package could not be imported while the documentation was built.\n"
     groups = _group(module, public_names(module))
     if not groups:
-        return out[0] + "No public names yet.\n"
-    for source in _ordered(groups):
-        out.append(_section(package, source, groups[source]))
-    return "".join(out)
+        return head + "No public names yet.\n"
+    sections = [_section(package, source, groups[source]) for source in _ordered(groups)]
+    return head + "".join(sections)
+
+
+def _import(package: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        return None
 
 
 def _group(module: ModuleType, names: list[str]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for name in names:
         obj = getattr(module, name, None)
-        if obj is None:
-            continue
         source = getattr(obj, "__module__", None) if callable(obj) else None
         if not isinstance(source, str) or not source.startswith(module.__name__):
             source = module.__name__
@@ -126,9 +134,46 @@ def _section(package: str, source: str, names: list[str]) -> str:
     if source != package:
         lines += [f".. automodule:: {source}", "   :no-members:", "   :no-index:", ""]
         lines += [f".. currentmodule:: {package}", ""]  # automodule moved it to ``source``
-    lines += [".. autosummary::", "   :toctree: generated", "   :nosignatures:", ""]
-    lines += [f"   {name}" for name in names]
+    lines += [".. list-table::", "   :widths: 25 75", ""]
+    module = importlib.import_module(package)
+    for name in names:
+        lines += [f"   * - :py:obj:`{name}`", f"     - {_summary(getattr(module, name))}"]
+    lines += ["", ".. toctree::", "   :hidden:", ""]
+    lines += [f"   {GENERATED}/{_page_name(package, name)}" for name in names]
     return "\n".join(lines) + "\n\n"
+
+
+def _summary(obj: Any) -> str:
+    """The docstring's summary: its first paragraph, on one line (complete reST, never cut)."""
+    doc = inspect.getdoc(obj) or ""
+    paragraph = doc.strip().split("\n\n", 1)[0]
+    return " ".join(paragraph.split()) or "(no docstring)"
+
+
+def _stubs() -> dict[str, str]:
+    out = {}
+    for package, names in documented().items():
+        module = importlib.import_module(package)
+        for name in names:
+            out[_page_name(package, name)] = _stub(package, name, getattr(module, name))
+    return out
+
+
+def _stub(package: str, name: str, obj: Any) -> str:
+    full = f"{package}.{name}"
+    if inspect.isclass(obj):
+        directive = f".. autoclass:: {name}\n   :members:"
+    elif callable(obj):
+        directive = f".. autofunction:: {name}"
+    else:
+        directive = f".. autodata:: {name}"
+    return f"{full}\n{'=' * len(full)}\n\n.. currentmodule:: {package}\n\n{directive}\n"
+
+
+def _page_name(package: str, name: str) -> str:
+    """Page name; classes get a suffix so ``cur`` and ``CUR`` differ on any file system."""
+    obj = getattr(importlib.import_module(package), name, None)
+    return f"{package}.{name}" + ("-class" if inspect.isclass(obj) else "")
 
 
 def _write_if_changed(path: Path, text: str) -> None:
