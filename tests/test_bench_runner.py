@@ -1,0 +1,175 @@
+"""``benchmarks/run_all.py`` (discovery, --quick pass-through, failures) and the README renderer."""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def run_all() -> ModuleType:
+    sys.path.insert(0, str(BENCH_DIR))
+    try:
+        import run_all as module
+    finally:
+        sys.path.remove(str(BENCH_DIR))
+    return module
+
+
+@pytest.fixture(scope="module")
+def readme() -> ModuleType:
+    sys.path.insert(0, str(BENCH_DIR))
+    try:
+        import _readme as module
+    finally:
+        sys.path.remove(str(BENCH_DIR))
+    return module
+
+
+SCRIPT = """
+import json, sys
+from pathlib import Path
+
+def main(argv=None):
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    payload = {{"machine": {{"date": "2026-01-01 00:00 UTC", "cpu_count": 2}},
+               "argv": list(argv), "rows": [{{"method": "{name}", "error": 0.125}}]}}
+    (out / "{name}.json").write_text(json.dumps(payload))
+    {extra}
+"""
+
+
+def _script(directory: Path, name: str, extra: str = "") -> Path:
+    path = directory / f"{name}.py"
+    path.write_text(SCRIPT.format(name=name, extra=extra))
+    return path
+
+
+def _results(directory: Path, name: str) -> dict[str, object]:
+    return json.loads((directory / "results" / f"{name}.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_discover_finds_only_benchmark_scripts(run_all: ModuleType, tmp_path: Path) -> None:
+    for name in ("bench_b", "finetune_a", "bench_a", "_common", "helper", "bench_notes"):
+        _script(tmp_path, name)
+    (tmp_path / "bench_notes.py").rename(tmp_path / "bench_notes.txt")
+    (tmp_path / "bench_dir.py").mkdir()
+    found = [p.name for p in run_all.discover(tmp_path)]
+    assert found == ["bench_a.py", "bench_b.py", "finetune_a.py"]
+
+
+def test_project_scripts_define_main_taking_argv(run_all: ModuleType) -> None:
+    scripts = run_all.discover(BENCH_DIR)
+    assert scripts, "no benchmark scripts found in benchmarks/"
+    for path in scripts:
+        tree = ast.parse(path.read_text())
+        mains = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+        assert mains, f"{path.name} has no top-level main()"
+        assert mains[0].args.args, f"{path.name}: main must take argv"
+        assert "--quick" in path.read_text(), f"{path.name} has no --quick flag"
+
+
+@pytest.mark.parametrize(("argv", "expected"), [([], []), (["--quick"], ["--quick"])])
+def test_runs_every_script_and_passes_quick(
+    run_all: ModuleType, tmp_path: Path, argv: list[str], expected: list[str]
+) -> None:
+    _script(tmp_path, "bench_x")
+    _script(tmp_path, "finetune_y")
+    assert run_all.main(argv, directory=tmp_path) == 0
+    for name in ("bench_x", "finetune_y"):
+        assert _results(tmp_path, name)["argv"] == expected
+    record = _results(tmp_path, "run_all")
+    assert [s["script"] for s in record["scripts"]] == ["bench_x.py", "finetune_y.py"]  # type: ignore[index, union-attr]
+    assert {s["status"] for s in record["scripts"]} == {"ok"}  # type: ignore[index, union-attr]
+    assert record["quick"] is bool(expected)
+    text = (tmp_path / "README.md").read_text()
+    assert "## bench_x" in text and "## finetune_y" in text and "## run_all" in text
+    assert "| finetune_y | 0.125 |" in text
+
+
+def test_a_failing_script_is_reported_and_the_rest_still_run(
+    run_all: ModuleType, tmp_path: Path
+) -> None:
+    _script(tmp_path, "bench_a", extra="raise RuntimeError('broken on purpose')")
+    _script(tmp_path, "bench_b", extra="raise SystemExit(3)")
+    _script(tmp_path, "bench_c")
+    assert run_all.main([], directory=tmp_path) == 1
+    scripts = {s["script"]: s for s in _results(tmp_path, "run_all")["scripts"]}  # type: ignore[union-attr]
+    assert scripts["bench_a.py"]["status"] == "failed"
+    assert "broken on purpose" in scripts["bench_a.py"]["error"]
+    assert "status 3" in scripts["bench_b.py"]["error"]
+    assert scripts["bench_c.py"]["status"] == "ok"
+    assert (tmp_path / "results" / "bench_c.json").exists()
+
+
+def test_script_without_main_fails_clearly(run_all: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "bench_nomain.py").write_text("X = 1\n")
+    outcome = run_all.run_script(tmp_path / "bench_nomain.py", quick=False)
+    assert outcome.status == "failed" and "no main(argv)" in outcome.error
+
+
+def test_only_and_readme_only(run_all: ModuleType, tmp_path: Path) -> None:
+    _script(tmp_path, "bench_one")
+    _script(tmp_path, "bench_two")
+    assert run_all.main(["--only", "two"], directory=tmp_path) == 0
+    assert not (tmp_path / "results" / "bench_one.json").exists()
+    assert (tmp_path / "results" / "bench_two.json").exists()
+    (tmp_path / "README.md").unlink()
+    assert run_all.main(["--readme-only"], directory=tmp_path) == 0
+    assert (tmp_path / "README.md").exists()
+    assert not (tmp_path / "results" / "bench_one.json").exists()
+    with pytest.raises(SystemExit, match="matches no benchmark script"):
+        run_all.main(["--only", "nothing"], directory=tmp_path)
+
+
+def test_readme_states_machine_and_date_for_tables_and_plots(
+    readme: ModuleType, tmp_path: Path
+) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    payload = {
+        "machine": {"date": "2026-11-29 05:00 UTC", "platform": "Linux-x", "cpu_count": 2},
+        "model": "MiniLM",
+        "headline": {"speedup": 6.5, "parts": {"error": 0.5}},
+        "runs": [
+            {"method": "lora", "accuracy": [0.7, 0.72], "config": {"r": 8}},
+            {"method": "tcur|lora", "trainable_params": 770},
+        ],
+        "by_name": {"a": {"x": 1}, "b": {"x": 2, "y": 3}},
+    }
+    (results / "finetune_demo.json").write_text(json.dumps(payload))
+    (results / "finetune_demo_accuracy.png").write_bytes(b"\x89PNG")
+    (results / "orphan.png").write_bytes(b"\x89PNG")
+    (results / "broken.json").write_text("{not json")
+    text = readme.render(results, tmp_path)
+    stated = "machine: Linux-x, 2 CPU cores; date: 2026-11-29 05:00 UTC"
+    assert text.count(stated) == 2  # the section and its plot
+    assert "| headline.speedup | 6.5 |" in text and "| headline.parts.error | 0.5 |" in text
+    assert "| method | accuracy | config.r | trainable_params |" in text
+    assert "| lora | 0.7, 0.72 | 8 | n/a |" in text
+    assert "| tcur\\|lora | n/a | n/a | 770 |" in text
+    assert "| name | x | y |" in text and "| b | 2 | 3 |" in text
+    assert "![finetune_demo_accuracy](results/finetune_demo_accuracy.png)" in text
+    assert "## orphan" in text and "machine not recorded; file written" in text
+    assert "`broken.json` could not be read" in text
+
+
+def test_readme_long_tables_are_cut(readme: ModuleType, tmp_path: Path) -> None:
+    rows = [{"i": i} for i in range(readme.MAX_ROWS + 5)]
+    (tmp_path / "bench_long.json").write_text(json.dumps({"rows": rows}))
+    text = readme.render(tmp_path, tmp_path)
+    assert f"| {readme.MAX_ROWS - 1} |" in text and f"| {readme.MAX_ROWS} |" not in text
+    assert f"The first {readme.MAX_ROWS} of {readme.MAX_ROWS + 5} rows" in text
+    assert "machine and date not recorded in this file" in text
+
+
+def test_readme_without_results(readme: ModuleType, tmp_path: Path) -> None:
+    assert "No results yet" in readme.render(tmp_path / "missing", tmp_path)
