@@ -5,6 +5,7 @@ Every function takes NumPy arrays or torch tensors and returns the same kind on 
 
 from tcur.linalg.cur import CUR, cur
 from tcur.linalg.errors import relative_error
+from tcur.linalg.modewise import TuckerCUR, chidori_cur, fiber_cur
 from tcur.linalg.selection import deim, leverage_scores, qdeim
 from tcur.linalg.tensor_cur import TCUR, tcur
 from tcur.linalg.tensor_ops import fold, mode_dot, multi_mode_dot, unfold
@@ -14,8 +15,11 @@ from tcur.linalg.tsvd import tsvd, tubal_rank
 __all__ = [
     "CUR",
     "TCUR",
+    "TuckerCUR",
+    "chidori_cur",
     "cur",
     "deim",
+    "fiber_cur",
     "fold",
     "leverage_scores",
     "mode_dot",
