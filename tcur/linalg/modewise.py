@@ -94,7 +94,7 @@ def _check_ranks(ranks: Any, shape: tuple[int, ...], name: str) -> list[int]:
             f"{name} must be an int or a sequence of {len(shape)} ints (one per mode of a tensor "
             f"of shape {shape}), got {ranks!r}"
         )
-    return [check_rank(r, f"{name}[{n}]", d) for n, (r, d) in enumerate(zip(ranks, shape))]
+    return [check_rank(r, f"{name}[{n}]", d) for n, (r, d) in enumerate(zip(ranks, shape, strict=True))]
 
 
 def _counts(
@@ -103,7 +103,7 @@ def _counts(
     """How many indices per mode: ``given``, else ``r`` (deterministic) or the paper's count."""
     if given is not None:
         counts = _check_ranks(given, tuple(sizes), name)
-        for n, (c, r) in enumerate(zip(counts, ranks)):
+        for n, (c, r) in enumerate(zip(counts, ranks, strict=True)):
             if c < r:
                 raise ValueError(f"{name}[{n}]={c} must be >= the rank {r} of mode {n}")
         return counts
@@ -111,8 +111,8 @@ def _counts(
         return list(ranks)
     if not factor > 0:
         raise ValueError(f"the oversampling factor must be positive, got {factor!r}")
-    paper = [math.ceil(factor * r * math.log(max(d, 2))) for r, d in zip(ranks, sizes)]
-    return [min(d, max(r, c)) for r, d, c in zip(ranks, sizes, paper)]
+    paper = [math.ceil(factor * r * math.log(max(d, 2))) for r, d in zip(ranks, sizes, strict=True)]
+    return [min(d, max(r, c)) for r, d, c in zip(ranks, sizes, paper, strict=True)]
 
 
 def _unfolding_bases(M: Array, rank: int) -> tuple[np.ndarray, np.ndarray]:
@@ -232,7 +232,7 @@ def chidori_cur(
     T, ranks_, counts = _prepare(T, ranks, select, n_indices, oversample)
     rng = make_rng(seed)
     indices = []
-    for n, (r, c) in enumerate(zip(ranks_, counts)):
+    for n, (r, c) in enumerate(zip(ranks_, counts, strict=True)):
         bases = _bases(unfold(T, n), r, select)
         indices.append(index_array(_pick(bases, T.shape[n], c, 0, select, rng), T))
     core = _subtensor(T, indices)
@@ -297,7 +297,7 @@ def fiber_cur(
     n_fib = _counts(n_fibers, ranks_, rest, fiber_oversample, select, "n_fibers")
     rng = make_rng(seed)
     indices, factors = [], []
-    for n, (r, c, f) in enumerate(zip(ranks_, counts, n_fib)):
+    for n, (r, c, f) in enumerate(zip(ranks_, counts, n_fib, strict=True)):
         unfolded = unfold(T, n)
         bases = _bases(unfolded, r, select)
         rows = index_array(_pick(bases, unfolded.shape[0], c, 0, select, rng), T)
