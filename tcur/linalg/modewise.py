@@ -94,7 +94,8 @@ def _check_ranks(ranks: Any, shape: tuple[int, ...], name: str) -> list[int]:
             f"{name} must be an int or a sequence of {len(shape)} ints (one per mode of a tensor "
             f"of shape {shape}), got {ranks!r}"
         )
-    return [check_rank(r, f"{name}[{n}]", d) for n, (r, d) in enumerate(zip(ranks, shape, strict=True))]
+    pairs = enumerate(zip(ranks, shape, strict=True))
+    return [check_rank(r, f"{name}[{n}]", d) for n, (r, d) in pairs]
 
 
 def _counts(
