@@ -1,0 +1,43 @@
+"""Parameter-efficient fine-tuning with CUR (CURLoRA) and tensor CUR (tCURLoRA). PyTorch only.
+
+PEFT habits: a config dataclass, target modules by name or regex, ``modules_to_save``, a print of
+the trainable parameters, merge/unmerge/unload, and save/load of the adapter weights only.
+
+>>> import torch
+>>> from tcur.adapters import TCURLoRAConfig, apply, print_trainable_parameters
+>>> net = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16))
+>>> net = apply(net, TCURLoRAConfig(["0", "2"], rank=4, group_by="shape"))
+>>> print_trainable_parameters(net)
+trainable params: 32 || all params: 576 || trainable%: 5.5556
+"""
+
+from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
+from tcur.adapters.io import load, save
+from tcur.adapters.layers import TCURGroup, TCURLayer
+from tcur.adapters.model import (
+    adapter_groups,
+    adapter_layers,
+    apply,
+    merge,
+    print_trainable_parameters,
+    trainable_parameters,
+    unload,
+    unmerge,
+)
+
+__all__ = [
+    "CURLoRAConfig",
+    "TCURGroup",
+    "TCURLayer",
+    "TCURLoRAConfig",
+    "adapter_groups",
+    "adapter_layers",
+    "apply",
+    "load",
+    "merge",
+    "print_trainable_parameters",
+    "save",
+    "trainable_parameters",
+    "unload",
+    "unmerge",
+]

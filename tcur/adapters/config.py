@@ -1,0 +1,236 @@
+"""Adapter configurations: :class:`CURLoRAConfig` (per matrix) and :class:`TCURLoRAConfig` (tensor).
+
+Both are dataclasses checked in ``__post_init__``; a bad field raises ``ValueError``/``TypeError``
+naming the field and its value, before any model is touched.
+
+Scaling
+-------
+Layer ``k`` of a group uses ``W_k + s * (C * dU * R)[:, :, k]``. With ``scaling="normalized"``
+(the default) ``s = alpha / (||C||_F * ||R||_F)``; with ``scaling="plain"`` ``s = alpha`` (the
+published CURLoRA / tCURLoRA update). The normalised form is the rsLoRA idea carried over to CUR:
+write ``C = c * C~`` and ``R = r * R~`` with ``c``, ``r`` the root-mean-square norms of a column
+fibre ``C[:, j, a]`` and a row fibre ``R[i, :, e]``. Every entry of slice ``k`` of
+``C~ * dU * R~`` is a sum of ``n3**2 * n_cols * n_rows`` terms, one per entry of ``dU`` and pair of
+tube positions; after an Adam step all those entries of ``dU`` move by about the learning rate, so
+the update grows like the square root of that count (as LoRA's grows like ``sqrt(r)``) and like
+``c * r``. Dividing by ``c * r * sqrt(n3**2 * n_cols * n_rows)``, which equals
+``||C||_F * ||R||_F``, removes the dependence on ``rank``, ``n3`` and the size of the weights, so
+one learning rate serves all of them. The price: learning rates are larger than with ``"plain"``
+(``||C||_F * ||R||_F`` is about 30 for all-MiniLM-L6-v2 at rank 8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from tcur._backend import check_choice, check_rank
+from tcur.linalg.selection import SELECT_RULES
+
+FORWARD_STRATEGIES = ("auto", "factored", "materialized")
+SCALINGS = ("normalized", "plain")
+GROUP_BY = ("name", "shape")
+
+TargetModules = str | Sequence[str]
+"""A regex (full match on the module path) or a list of names (exact path or dotted suffix)."""
+GroupBy = str | Callable[[str, Any], str]
+
+
+def _check_targets(value: Any, name: str) -> str | list[str]:
+    if isinstance(value, str):
+        if not value:
+            raise ValueError(f"{name} must not be empty")
+        return value
+    if not isinstance(value, Sequence) or not value:
+        raise ValueError(
+            f"{name} must be a regex string or a non-empty list of names, got {value!r}"
+        )
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise TypeError(f"{name} entries must be non-empty strings, got {item!r}")
+    return list(value)
+
+
+def _check_optional_targets(value: Any, name: str) -> str | list[str] | None:
+    return None if value is None else _check_targets(value, name)
+
+
+def _check_number(value: Any, name: str, low: float, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not (low <= value and (high is None or value < high)) or value != value:
+        upper = "" if high is None else f" and < {high}"
+        raise ValueError(f"{name} must be >= {low}{upper}, got {value!r}")
+    return float(value)
+
+
+def _check_seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _check_split(value: Any) -> dict[str, int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"split_fused must be a mapping name -> number of parts, got {value!r}")
+    out = {}
+    for key, parts in value.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"split_fused keys must be module names, got {key!r}")
+        out[key] = check_rank(parts, f"split_fused[{key!r}]", 1 << 16)
+    return out
+
+
+class _ConfigIO:
+    """JSON round trip of both configs (a ``group_by`` callable is stored as ``"callable"``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form of the config."""
+        data = asdict(self)  # type: ignore[call-overload]
+        if callable(data.get("group_by")):
+            data["group_by"] = "callable"
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        """Rebuild a config from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+        values = dict(data)
+        if values.get("group_by") == "callable":
+            values["group_by"] = "name"  # groups are stored explicitly; the rule is not re-run
+        return cls(**values)
+
+
+@dataclass
+class CURLoRAConfig(_ConfigIO):
+    """CURLoRA (Fawi 2024): ``W' = W + s * C @ dU @ R`` for every target weight matrix ``W``.
+
+    ``C = W[:, cols]`` and ``R = W[rows, :]`` are frozen copies; ``dU`` (rank x rank) is trained
+    and starts at zero, so the adapted model equals the base model at initialisation.
+
+    Parameters
+    ----------
+    target_modules : str or list of str
+        A regex (full match on the module path, e.g. ``r".*\\.(query|value)"``) or names matched as
+        the exact path or its dotted suffix (``["query", "value"]``). ``nn.Linear`` and
+        transformers ``Conv1D`` modules are supported.
+    rank : int
+        Rows and columns selected per matrix (``dU`` is ``rank x rank``).
+    select : str
+        Selection rule of :func:`tcur.linalg.cur`; default the paper's inverted-probability
+        sampling ``"inverse_norm"``.
+    alpha : float
+        Update multiplier; see ``scaling``.
+    scaling : {"normalized", "plain"}
+        ``s = alpha / (||C||_F ||R||_F)`` or ``s = alpha`` (module docstring).
+    dropout : float
+        Dropout probability on the adapter's input (as LoRA's ``lora_dropout``).
+    modules_to_save : str or list of str, optional
+        Further modules trained in full and saved with the adapter (e.g. ``["classifier"]``).
+    forward : {"auto", "factored", "materialized"}
+        Forward strategy (:mod:`tcur.adapters.forward`).
+    seed : int
+        Seed of the randomized selection rules.
+
+    Examples
+    --------
+    >>> from tcur.adapters import CURLoRAConfig
+    >>> CURLoRAConfig(["query", "value"], rank=4).rank
+    4
+    """
+
+    target_modules: TargetModules
+    rank: int = 8
+    select: str = "inverse_norm"
+    alpha: float = 1.0
+    dropout: float = 0.0
+    modules_to_save: TargetModules | None = None
+    seed: int = 0
+    scaling: str = "normalized"
+    forward: str = "auto"
+
+    def __post_init__(self) -> None:
+        _validate_common(self)
+
+
+@dataclass
+class TCURLoRAConfig(_ConfigIO):
+    """tCURLoRA: one t-CUR adapter per group of weight matrices, stacked as frontal slices.
+
+    The ``n3`` target weights of a group form ``W: (d_out, d_in, n3)``; rows and columns are
+    selected once on the stack and shared by all slices; ``C = W[:, cols, :]``,
+    ``R = W[rows, :, :]`` are frozen and ``dU: (n_cols, n_rows, n3)`` is trained from zero. Slice
+    ``k`` uses ``W_k + s * (C * dU * R)[:, :, k]`` (t-product).
+
+    Parameters
+    ----------
+    target_modules, alpha, scaling, dropout, modules_to_save, forward, seed
+        As in :class:`CURLoRAConfig`.
+    rank : int
+        Rank targeted by the selection rule.
+    n_rows, n_cols : int, optional
+        Selected horizontal / lateral slices (default ``rank``; may be larger).
+    select : str
+        Selection rule of :func:`tcur.linalg.tensor_cur.select_tensor_indices`. Provisional
+        default ``"deim"``, to be settled by the selection-rule experiment.
+    group_by : {"name", "shape"} or callable
+        ``"name"``: the module path with layer numbers replaced by ``*`` (every ``query`` of a
+        BERT forms one group); ``"shape"``: every target of one ``(d_out, d_in)``; a callable
+        ``(label, module) -> key`` with ``label`` the module path (``"path[i]"`` for part ``i``
+        of a split fused projection).
+    split_fused : dict of str to int, optional
+        Split these modules (matched like ``target_modules`` entries) into that many equal parts
+        along the output before grouping, e.g. ``{"c_attn": 3}`` for GPT-2's fused q/k/v.
+
+    Examples
+    --------
+    >>> from tcur.adapters import TCURLoRAConfig
+    >>> TCURLoRAConfig(["query", "value"], rank=4, n_rows=6).n_cols
+    4
+    """
+
+    target_modules: TargetModules
+    rank: int = 8
+    n_rows: int | None = None
+    n_cols: int | None = None
+    select: str = "deim"
+    group_by: GroupBy = "name"
+    alpha: float = 1.0
+    dropout: float = 0.0
+    modules_to_save: TargetModules | None = None
+    forward: str = "auto"
+    seed: int = 0
+    scaling: str = "normalized"
+    split_fused: dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        _validate_common(self)
+        if self.n_rows is None:
+            self.n_rows = self.rank
+        if self.n_cols is None:
+            self.n_cols = self.rank
+        for name in ("n_rows", "n_cols"):
+            value = check_rank(getattr(self, name), name, 1 << 30)
+            if value < self.rank:
+                raise ValueError(f"{name}={value} must be >= rank={self.rank}")
+        if not callable(self.group_by):
+            check_choice(self.group_by, "group_by", GROUP_BY)
+        self.split_fused = _check_split(self.split_fused)
+
+
+def _validate_common(config: CURLoRAConfig | TCURLoRAConfig) -> None:
+    config.target_modules = _check_targets(config.target_modules, "target_modules")
+    config.modules_to_save = _check_optional_targets(config.modules_to_save, "modules_to_save")
+    config.rank = check_rank(config.rank, "rank", 1 << 30)
+    check_choice(config.select, "select", SELECT_RULES)
+    config.alpha = _check_number(config.alpha, "alpha", -float("inf"))
+    config.dropout = _check_number(config.dropout, "dropout", 0.0, 1.0)
+    config.seed = _check_seed(config.seed)
+    check_choice(config.scaling, "scaling", SCALINGS)
+    check_choice(config.forward, "forward", FORWARD_STRATEGIES)

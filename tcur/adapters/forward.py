@@ -1,0 +1,145 @@
+"""The t-CUR update in two forward strategies, and the cost model that picks between them.
+
+A group stacks ``n3`` weights ``W_k: (d_out, d_in)``; its update is
+``Delta = s * C * dU * R`` (t-product) with ``C: (d_out, c, n3)``, ``dU: (c, r, n3)``,
+``R: (r, d_in, n3)``. Write ``G = s * C * dU: (d_out, r, n3)``. Because
+``(G * R)[:, :, k] = sum_e G[:, :, (k - e) mod n3] @ R[:, :, e]``, layer ``k`` maps tokens ``x`` to
+
+    ``x @ Delta_k^T = (x @ A^T) @ B_k^T``,  ``A = [R_0; ...; R_{n3-1}]: (n3 r, d_in)``,
+    ``B_k = [G_k, G_{k-1}, ..., G_{k-n3+1}]: (d_out, n3 r)``,
+
+a LoRA of rank ``n3 * r`` whose up-projection is a circular shift of ``G``'s slices.
+
+``"factored"`` uses that form and never builds a ``d_out x d_in`` matrix. ``"materialized"``
+builds all of ``Delta`` once per forward pass (FFT along the tube, ``n3 // 2 + 1`` complex slice
+products, inverse FFT) and runs the base layer with ``W_k + Delta_k``. ``"auto"`` compares the
+multiply-add counts below for the layer's token count ``T``; ``b = 3`` when gradients are being
+recorded (a backward pass costs about two forward passes), else ``b = 1``; ``F = n3 // 2 + 1``:
+
+- factored, per layer: ``b * (T * n3 * r * (d_in + d_out) + 4 * F * d_out * c * r)``
+- materialized, per layer: ``b * 4 * F * (d_out * c * r + d_out * r * d_in) / n3`` (building
+  ``Delta`` is shared by the ``n3`` layers of the group) ``+ T * d_in * d_out`` when gradients are
+  recorded (the gradient of the merged weight, which a frozen base never needs), plus
+  ``b * T * d_in * d_out`` when dropout is active (the update then needs its own matmul).
+
+The base layer's own work is the same for both and is left out. Materialising wins for large
+token counts in inference and when ``n3 * r * (d_in + d_out)`` exceeds ``d_in * d_out / 3`` in
+training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from tcur.linalg.tproduct import from_fourier, to_fourier
+
+
+@dataclass(frozen=True)
+class GroupDims:
+    """Sizes in the cost model: slice ``(d_out, d_in)``, ``n_cols``, ``n_rows`` and ``n3``."""
+
+    d_out: int
+    d_in: int
+    n_cols: int
+    n_rows: int
+    n3: int
+
+
+def factored_cost(dims: GroupDims, tokens: int, grad: bool) -> float:
+    """Multiply-adds of the factored update for one layer call (module docstring)."""
+    b = 3 if grad else 1
+    n_freq = dims.n3 // 2 + 1
+    per_token = dims.n3 * dims.n_rows * (dims.d_in + dims.d_out)
+    fixed = 4 * n_freq * dims.d_out * dims.n_cols * dims.n_rows
+    return float(b * (tokens * per_token + fixed))
+
+
+def materialized_cost(dims: GroupDims, tokens: int, grad: bool, dropout: bool) -> float:
+    """Multiply-adds of the materialized update for one layer call (module docstring)."""
+    b = 3 if grad else 1
+    n_freq = dims.n3 // 2 + 1
+    build = 4 * n_freq * dims.d_out * dims.n_rows * (dims.n_cols + dims.d_in)
+    per_token = dims.d_in * dims.d_out * ((1 if grad else 0) + (b if dropout else 0))
+    return float(b * build / dims.n3 + tokens * per_token)
+
+
+def choose_strategy(dims: Sequence[GroupDims], tokens: int, grad: bool, dropout: bool) -> str:
+    """``"factored"`` or ``"materialized"``, whichever the cost model rates cheaper.
+
+    ``dims`` lists the groups whose slices one layer uses (several for a split fused layer).
+
+    Examples
+    --------
+    >>> from tcur.adapters.forward import GroupDims, choose_strategy
+    >>> dims = [GroupDims(d_out=384, d_in=384, n_cols=16, n_rows=16, n3=6)]
+    >>> choose_strategy(dims, tokens=16, grad=False, dropout=False)
+    'factored'
+    >>> choose_strategy(dims, tokens=4096, grad=False, dropout=False)
+    'materialized'
+    """
+    factored = sum(factored_cost(d, tokens, grad) for d in dims)
+    materialized = sum(materialized_cost(d, tokens, grad, dropout) for d in dims)
+    return "materialized" if materialized < factored else "factored"
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Dtype the update is computed in: float32 for half precision, else ``dtype``."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def left_factor(C: torch.Tensor, dU: torch.Tensor, scale: float) -> torch.Tensor:
+    """``G = scale * C * dU`` (t-product), shape ``(d_out, r, n3)``."""
+    n3 = C.shape[2]
+    return from_fourier(to_fourier(C) @ to_fourier(dU), n3, True) * scale
+
+
+def full_delta(C: torch.Tensor, dU: torch.Tensor, R: torch.Tensor, scale: float) -> torch.Tensor:
+    """``Delta = scale * C * dU * R`` (t-product), shape ``(d_out, d_in, n3)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters.forward import full_delta
+    >>> from tcur.linalg import tprod
+    >>> C, dU, R = torch.randn(5, 2, 3), torch.randn(2, 2, 3), torch.randn(2, 4, 3)
+    >>> torch.allclose(full_delta(C, dU, R, 0.5), 0.5 * tprod(C, dU, R), atol=1e-5)
+    True
+    """
+    n3 = C.shape[2]
+    product = (to_fourier(C) @ to_fourier(dU)) @ to_fourier(R)
+    return from_fourier(product, n3, True) * scale
+
+
+def stacked_rows(R: torch.Tensor) -> torch.Tensor:
+    """``A = [R_0; R_1; ...]: (n3 * r, d_in)``, the down-projection of the factored form."""
+    r, d_in, n3 = R.shape
+    return R.permute(2, 0, 1).reshape(n3 * r, d_in)
+
+
+def shifted_left(G: torch.Tensor, k: int) -> torch.Tensor:
+    """``B_k = [G_k, G_{k-1}, ..., G_{k-n3+1}]: (d_out, n3 * r)`` (indices mod ``n3``)."""
+    d_out, r, n3 = G.shape
+    order = torch.remainder(k - torch.arange(n3, device=G.device), n3)
+    return G.index_select(2, order).permute(0, 2, 1).reshape(d_out, n3 * r)
+
+
+def factored_update(
+    x: torch.Tensor, C: torch.Tensor, dU: torch.Tensor, R: torch.Tensor, k: int, scale: float
+) -> torch.Tensor:
+    """``x @ Delta_k^T`` without forming ``Delta_k`` (all tensors in one dtype).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters.forward import factored_update, full_delta
+    >>> C, dU, R = torch.randn(5, 2, 3), torch.randn(2, 2, 3), torch.randn(2, 4, 3)
+    >>> x = torch.randn(7, 4)
+    >>> expected = x @ full_delta(C, dU, R, 2.0)[:, :, 1].T
+    >>> torch.allclose(factored_update(x, C, dU, R, 1, 2.0), expected, atol=1e-4)
+    True
+    """
+    down = torch.nn.functional.linear(x, stacked_rows(R))
+    return torch.nn.functional.linear(down, shifted_left(left_factor(C, dU, scale), k))

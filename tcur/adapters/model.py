@@ -1,0 +1,229 @@
+"""Putting adapters into a model and taking them out: apply, merge, unmerge, unload, counts.
+
+:func:`apply` changes the model in place (and returns it): every parameter is frozen, each target
+layer is replaced by a :class:`~tcur.adapters.layers.TCURLayer` that keeps the original as
+``base_layer``, and only the groups' ``dU`` and the ``modules_to_save`` are trainable. A forward
+pre-hook on the model starts every forward pass with fresh materialized updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from tcur.adapters.layers import TCURGroup, TCURLayer
+from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, plan
+from tcur.adapters.targets import match_modules
+
+CONFIG_ATTR = "tcur_adapter_config"
+_STATE_ATTR = "_tcur_adapter_state"
+
+
+def apply(model: nn.Module, config: AdapterConfig) -> nn.Module:
+    """Add CURLoRA or tCURLoRA adapters to ``model`` in place and return it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The base model (not yet adapted).
+    config : CURLoRAConfig or TCURLoRAConfig
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself; at this point its outputs equal the base model's exactly.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters import TCURLoRAConfig, apply, trainable_parameters
+    >>> torch.manual_seed(0) and None
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8))
+    >>> x = torch.randn(3, 8)
+    >>> before = model(x)
+    >>> model = apply(model, TCURLoRAConfig(["0", "2"], rank=2, group_by="shape"))
+    >>> torch.equal(model(x), before)
+    True
+    >>> trainable_parameters(model)  # one dU (2 x 2 x 2) next to 2 * 72 frozen base weights
+    (8, 152)
+    """
+    if is_adapted(model):
+        raise ValueError("model already has tcur adapters; call tcur.adapters.unload(model) first")
+    specs = plan(model, config)
+    inject(model, config, [(build_group(spec, config), spec) for spec in specs])
+    return model
+
+
+def is_adapted(model: nn.Module) -> bool:
+    """True if :func:`apply` (or ``load``) added adapters to ``model``."""
+    return hasattr(model, CONFIG_ATTR)
+
+
+def adapter_config(model: nn.Module) -> AdapterConfig:
+    """The config ``model`` was adapted with; ``ValueError`` if it has no adapters."""
+    if not is_adapted(model):
+        raise ValueError("model has no tcur adapters (use tcur.adapters.apply first)")
+    config: AdapterConfig = getattr(model, CONFIG_ATTR)
+    return config
+
+
+def inject(
+    model: nn.Module, config: AdapterConfig, built: Sequence[tuple[TCURGroup, GroupSpec]]
+) -> None:
+    """Freeze ``model``, wrap the target layers with the built groups and set up training flags."""
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for name, parts in _parts_by_module(built).items():
+        base = model.get_submodule(name)
+        layer = TCURLayer(base, config.dropout, config.forward)
+        for _, group, k in sorted(parts, key=lambda item: item[0]):
+            layer.add_part(group, k)
+        _replace(model, name, layer)
+    if config.modules_to_save is not None:
+        for _, module in match_modules(model, config.modules_to_save, "modules_to_save"):
+            module.requires_grad_(True)
+    hook = model.register_forward_pre_hook(_start_pass)
+    setattr(model, CONFIG_ATTR, config)
+    setattr(model, _STATE_ATTR, {"requires_grad": flags, "hook": hook})
+
+
+def _parts_by_module(
+    built: Sequence[tuple[TCURGroup, GroupSpec]],
+) -> dict[str, list[tuple[int, TCURGroup, int]]]:
+    parts: dict[str, list[tuple[int, TCURGroup, int]]] = {}
+    for group, spec in built:
+        for k, target in enumerate(spec.slices):
+            parts.setdefault(target.name, []).append((target.part, group, k))
+    return parts
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, new)
+
+
+def _start_pass(module: nn.Module, args: Any) -> None:
+    for sub in module.modules():
+        if isinstance(sub, TCURGroup):
+            sub.reset_cache()
+
+
+def adapter_layers(model: nn.Module) -> list[tuple[str, TCURLayer]]:
+    """``(name, layer)`` of every adapter layer of ``model``, in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, TCURLayer)]
+
+
+def adapter_groups(model: nn.Module) -> list[TCURGroup]:
+    """Every adapter group of ``model`` once, in module order (the order ``save`` uses)."""
+    seen: dict[int, TCURGroup] = {}
+    for module in model.modules():
+        if isinstance(module, TCURGroup):
+            seen.setdefault(id(module), module)
+    return list(seen.values())
+
+
+def trainable_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts (shared parameters counted once).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters import trainable_parameters
+    >>> trainable_parameters(torch.nn.Linear(3, 2))
+    (8, 8)
+    """
+    params = list(model.parameters())
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    return trainable, sum(p.numel() for p in params)
+
+
+def print_trainable_parameters(model: nn.Module) -> None:
+    """Print ``trainable params: ... || all params: ... || trainable%: ...`` like PEFT.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters import print_trainable_parameters
+    >>> print_trainable_parameters(torch.nn.Linear(3, 2))
+    trainable params: 8 || all params: 8 || trainable%: 100.0000
+    """
+    trainable, total = trainable_parameters(model)
+    share = 100.0 * trainable / total if total else 0.0
+    print(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {share:.4f}")
+
+
+@torch.no_grad()
+def merge(model: nn.Module, *, safe: bool = True) -> None:
+    """Add every adapter's update into its base weight; merged layers run the base layer only.
+
+    With ``safe=True`` all updates are computed and checked first, and nothing is changed if
+    any is not finite (``ValueError`` naming the layer). Already merged layers are skipped, so an
+    update is never added twice. Training a merged model does not change its outputs; unmerge
+    first.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters import CURLoRAConfig, apply, merge, unmerge
+    >>> model = apply(torch.nn.Sequential(torch.nn.Linear(6, 6)), CURLoRAConfig(["0"], rank=2))
+    >>> with torch.no_grad():
+    ...     _ = model[0].parts[0][0].dU.fill_(0.5)
+    ...     x = torch.randn(2, 6)
+    ...     y = model(x)
+    ...     merge(model)
+    ...     merged_ok = torch.allclose(model(x), y, atol=1e-5)
+    ...     unmerge(model)
+    ...     unmerged_ok = torch.allclose(model(x), y, atol=1e-5)
+    >>> merged_ok, unmerged_ok
+    (True, True)
+    """
+    _merge_layers(model, safe)
+
+
+def _merge_layers(model: nn.Module, safe: bool) -> None:
+    pending = [(name, layer) for name, layer in adapter_layers(model) if not layer.merged]
+    deltas = [layer.delta(fresh=True) for _, layer in pending]
+    if safe:
+        for (name, _), delta in zip(pending, deltas, strict=True):
+            if not bool(torch.isfinite(delta).all()):
+                raise ValueError(f"refusing to merge: the update of layer {name!r} is not finite")
+    for (_, layer), delta in zip(pending, deltas, strict=True):
+        layer.apply_delta(delta, 1.0)
+        layer.merged = True
+
+
+@torch.no_grad()
+def unmerge(model: nn.Module) -> None:
+    """Subtract the updates that :func:`merge` added (up to rounding) and re-enable the adapters."""
+    for _, layer in adapter_layers(model):
+        if layer.merged:
+            layer.apply_delta(layer.delta(fresh=True), -1.0)
+            layer.merged = False
+
+
+def unload(model: nn.Module, *, merge: bool = False) -> nn.Module:
+    """Remove the adapters and return the plain model (in place), as PEFT's ``unload``.
+
+    ``merge=False`` gives back the base model (merged updates are subtracted first);
+    ``merge=True`` keeps the adapters' effect in the weights (PEFT's ``merge_and_unload``). The
+    parameters' ``requires_grad`` flags are restored to what they were before :func:`apply`.
+    """
+    adapter_config(model)
+    state = getattr(model, _STATE_ATTR)
+    with torch.no_grad():
+        if merge:
+            _merge_layers(model, safe=True)
+        else:
+            unmerge(model)
+    for name, layer in adapter_layers(model):
+        _replace(model, name, layer.base_layer)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(state["requires_grad"].get(name, True))
+    state["hook"].remove()
+    delattr(model, _STATE_ATTR)
+    delattr(model, CONFIG_ATTR)
+    return model

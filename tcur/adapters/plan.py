@@ -1,0 +1,129 @@
+"""From a config to adapter groups: targets, grouping, row/column selection, frozen C and R.
+
+:func:`plan` decides the groups and selects their indices (the only random step, seeded by
+``config.seed + group index``); :func:`build_group` turns a :class:`GroupSpec` into a
+:class:`~tcur.adapters.layers.TCURGroup` without touching the model. ``load`` builds the same specs
+from the saved indices instead of selecting again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from tcur._backend import as_float_array
+from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
+from tcur.adapters.layers import TCURGroup
+from tcur.adapters.targets import TargetSlice, find_targets, group_targets
+from tcur.linalg.selection import select_matrix_indices
+from tcur.linalg.tensor_cur import select_tensor_indices
+
+AdapterConfig = CURLoRAConfig | TCURLoRAConfig
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A group before it is built: its key, its slices in tube order and the selected indices."""
+
+    key: str
+    slices: list[TargetSlice]
+    rows: list[int]
+    cols: list[int]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(d_out, d_in)`` of every slice."""
+        return self.slices[0].shape
+
+
+def counts(config: AdapterConfig) -> tuple[int, int]:
+    """``(n_rows, n_cols)`` that ``config`` selects per group."""
+    if isinstance(config, TCURLoRAConfig):
+        assert config.n_rows is not None and config.n_cols is not None
+        return config.n_rows, config.n_cols
+    return config.rank, config.rank
+
+
+def target_groups(model: nn.Module, config: AdapterConfig) -> dict[str, list[TargetSlice]]:
+    """The groups of target slices: one per matrix for CURLoRA, by ``group_by`` for tCURLoRA."""
+    if isinstance(config, TCURLoRAConfig):
+        slices = find_targets(model, config.target_modules, config.split_fused)
+        return group_targets(slices, config.group_by)
+    slices = find_targets(model, config.target_modules, None)
+    return {s.label: [s] for s in slices}
+
+
+def stacked_weights(slices: Sequence[TargetSlice]) -> torch.Tensor:
+    """The slices' ``(out, in)`` weights stacked along a last (tube) axis, detached."""
+    return torch.stack([s.weight().detach() for s in slices], dim=2)
+
+
+def check_counts(key: str, shape: tuple[int, int], config: AdapterConfig) -> None:
+    """``ValueError`` if ``rank``, ``n_rows`` or ``n_cols`` do not fit slices of ``shape``."""
+    n_rows, n_cols = counts(config)
+    d_out, d_in = shape
+    limits = (
+        ("rank", config.rank, min(shape)),
+        ("n_rows", n_rows, d_out),
+        ("n_cols", n_cols, d_in),
+    )
+    for name, value, limit in limits:
+        if value > limit:
+            raise ValueError(
+                f"{name}={value} is too large for group {key!r}: its slices are {d_out} x {d_in}, "
+                f"so {name} can be at most {limit}"
+            )
+
+
+def select(stack: torch.Tensor, config: AdapterConfig, seed: int) -> tuple[list[int], list[int]]:
+    """Rows and columns of one group by the config's rule (matrix rule when ``n3 == 1``)."""
+    n_rows, n_cols = counts(config)
+    A = as_float_array(stack, "stacked weights", ndim=3)
+    if isinstance(config, CURLoRAConfig):
+        rows, cols = select_matrix_indices(
+            A[:, :, 0], config.rank, n_rows, n_cols, select=config.select, seed=seed
+        )
+    else:
+        rows, cols = select_tensor_indices(
+            A, config.rank, n_rows, n_cols, select=config.select, seed=seed
+        )
+    return rows.tolist(), cols.tolist()
+
+
+def plan(model: nn.Module, config: AdapterConfig) -> list[GroupSpec]:
+    """Group the targets of ``model`` and select each group's rows and columns."""
+    specs = []
+    for index, (key, slices) in enumerate(target_groups(model, config).items()):
+        check_counts(key, slices[0].shape, config)
+        rows, cols = select(stacked_weights(slices), config, config.seed + index)
+        specs.append(GroupSpec(key, slices, rows, cols))
+    return specs
+
+
+def scale_of(C: torch.Tensor, R: torch.Tensor, config: AdapterConfig, key: str) -> float:
+    """``alpha / (||C||_F ||R||_F)`` (``scaling="normalized"``) or ``alpha`` (``"plain"``)."""
+    if config.scaling == "plain":
+        return config.alpha
+    norms = float(torch.linalg.vector_norm(C.double())) * float(
+        torch.linalg.vector_norm(R.double())
+    )
+    if not np.isfinite(norms) or norms == 0.0:
+        raise ValueError(
+            f"group {key!r}: the selected C and R have norm product {norms}; "
+            "scaling='normalized' needs non-zero finite weights (use scaling='plain')"
+        )
+    return config.alpha / norms
+
+
+def build_group(spec: GroupSpec, config: AdapterConfig) -> TCURGroup:
+    """The adapter module of ``spec``: frozen ``C``/``R`` copies and a zero ``dU``."""
+    stack = stacked_weights(spec.slices)
+    C = stack[:, spec.cols, :]
+    R = stack[spec.rows, :, :]
+    members = [s.label for s in spec.slices]
+    scale = scale_of(C, R, config, spec.key)
+    return TCURGroup(C, R, spec.rows, spec.cols, members, scale, key=spec.key)
