@@ -1,0 +1,77 @@
+"""DistributedDataParallel: two gloo processes on the CPU give the one-process gradients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from adapter_models import tiny_encoder
+from safetensors.torch import load_file, save_file
+
+from tcur.adapters import TCURLoRAConfig, adapter_groups, apply
+
+WORLD = 2
+FORWARDS = ("factored", "materialized")
+
+
+def _model(forward: str) -> torch.nn.Module:
+    model = apply(
+        tiny_encoder(seed=0, dtype=torch.float64),
+        TCURLoRAConfig(
+            ["query", "value", "up"], rank=2, forward=forward, modules_to_save=["classifier"]
+        ),
+    )
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for group in adapter_groups(model):
+            group.dU.copy_(
+                0.3 * torch.randn(group.dU.shape, generator=generator, dtype=torch.float64)
+            )
+    return model
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 3, 12, generator=generator, dtype=torch.float64)
+    return x, torch.tensor([0, 1, 1, 0])
+
+
+def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+
+
+def _worker(rank: int, store: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    try:
+        for forward in FORWARDS:
+            model = torch.nn.parallel.DistributedDataParallel(_model(forward))
+            x, y = _batch()
+            half = x.shape[0] // WORLD
+            part = slice(rank * half, (rank + 1) * half)
+            for _ in range(2):  # two passes: gradient accumulation under DDP
+                _step(model, x[part], y[part])
+            if rank == 0:
+                save_file(_grads(model.module), f"{out}/{forward}.safetensors")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_gradients_equal_single_process_on_combined_batch(tmp_path: Path) -> None:
+    mp.spawn(_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=WORLD, join=True)
+    for forward in FORWARDS:
+        distributed = load_file(str(tmp_path / f"{forward}.safetensors"))
+        model = _model(forward)
+        x, y = _batch()
+        for _ in range(2):
+            _step(model, x, y)
+        single = _grads(model)
+        assert set(distributed) == set(single)
+        assert any(name.endswith("dU") for name in single)
+        for name, grad in single.items():
+            torch.testing.assert_close(distributed[name], grad, rtol=1e-10, atol=1e-12)
