@@ -355,7 +355,9 @@ def test_scaling_normalized_divides_by_norms_of_C_and_R() -> None:
     plain = apply(tiny_encoder(), TCURLoRAConfig(["up"], rank=2, alpha=3.0, scaling="plain"))
     norm = apply(tiny_encoder(), TCURLoRAConfig(["up"], rank=2, alpha=3.0))
     group = adapter_groups(norm)[0]
-    expected = 3.0 / float(torch.linalg.vector_norm(group.C) * torch.linalg.vector_norm(group.R))
+    stack = torch.stack([blk.up.base_layer.weight for blk in norm.layers], dim=2)
+    norms = torch.linalg.vector_norm(group.C) * torch.linalg.vector_norm(group.R)
+    expected = 3.0 * float(torch.linalg.vector_norm(stack) / 3**0.5 / norms)
     assert adapter_groups(plain)[0].scale == 3.0
     assert group.scale == pytest.approx(expected, rel=1e-6)
 

@@ -242,7 +242,7 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
     built = []
     for index, record in enumerate(meta["groups"]):
         spec = _spec_from_record(index, record, slices, config)
-        group = build_group(spec, config)
+        group = build_group(spec, config, scale=float(record["scale"]))
         _check_fingerprint(index, group, record)
         built.append((group, spec))
     inject(model, config, built)

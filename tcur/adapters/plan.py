@@ -104,10 +104,17 @@ def plan(model: nn.Module, config: AdapterConfig) -> list[GroupSpec]:
     return specs
 
 
-def scale_of(C: torch.Tensor, R: torch.Tensor, config: AdapterConfig, key: str) -> float:
-    """``alpha / (||C||_F ||R||_F)`` (``scaling="normalized"``) or ``alpha`` (``"plain"``)."""
+def scale_of(
+    stack: torch.Tensor, C: torch.Tensor, R: torch.Tensor, config: AdapterConfig, key: str
+) -> float:
+    """The update multiplier ``s`` of a group (see :mod:`tcur.adapters.config`).
+
+    ``"normalized"``: ``alpha * ||W||_F / (sqrt(n3) ||C||_F ||R||_F)`` with ``W`` the stack of the
+    group's ``n3`` weights; ``"plain"``: ``alpha``.
+    """
     if config.scaling == "plain":
         return config.alpha
+    norm = float(torch.linalg.vector_norm(stack.double())) / float(np.sqrt(stack.shape[2]))
     norms = float(torch.linalg.vector_norm(C.double())) * float(
         torch.linalg.vector_norm(R.double())
     )
@@ -116,14 +123,18 @@ def scale_of(C: torch.Tensor, R: torch.Tensor, config: AdapterConfig, key: str) 
             f"group {key!r}: the selected C and R have norm product {norms}; "
             "scaling='normalized' needs non-zero finite weights (use scaling='plain')"
         )
-    return config.alpha / norms
+    return config.alpha * norm / norms
 
 
-def build_group(spec: GroupSpec, config: AdapterConfig) -> TCURGroup:
-    """The adapter module of ``spec``: frozen ``C``/``R`` copies and a zero ``dU``."""
+def build_group(spec: GroupSpec, config: AdapterConfig, scale: float | None = None) -> TCURGroup:
+    """The adapter module of ``spec``: frozen ``C``/``R`` copies and a zero ``dU``.
+
+    ``scale`` overrides the config's scaling rule (``load`` passes the saved value).
+    """
     stack = stacked_weights(spec.slices)
     C = stack[:, spec.cols, :]
     R = stack[spec.rows, :, :]
     members = [s.label for s in spec.slices]
-    scale = scale_of(C, R, config, spec.key)
+    if scale is None:
+        scale = scale_of(stack, C, R, config, spec.key)
     return TCURGroup(C, R, spec.rows, spec.cols, members, scale, key=spec.key)
