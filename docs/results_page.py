@@ -57,33 +57,30 @@ def _render_file(path: Path, images: list[Path], docs_dir: Path) -> str:
     except (OSError, ValueError) as exc:
         out.append(f"``{path.name}`` could not be read: {_escape(str(exc))}\n\n")
     else:
-        out.append(_provenance(data))
+        if isinstance(data, dict):
+            data = dict(data)
+            out.append(_provenance(data))
         out.append(f"Raw data: :download:`{path.name} <{rel}>`.\n\n")
-        out.append(_render_value(path.stem, data, level=0))
+        out.append(_render_value("summary", data, level=0))
     out.extend(_figure(p, docs_dir) for p in images)
     return "".join(out)
 
 
-def _provenance(data: Any) -> str:
-    if not isinstance(data, dict):
-        return ""
-    found = _find_keys(data, MACHINE_KEYS) + _find_keys(data, DATE_KEYS)
+def _provenance(data: dict[str, Any]) -> str:
+    """Machine and date as one paragraph; removes the machine record from ``data``."""
+    found: list[tuple[str, Any]] = []
+    for key in [k for k, v in data.items() if isinstance(v, dict)]:
+        if any(n in key.lower() for n in (*MACHINE_KEYS, "environment", "system")):
+            found += [(k, v) for k, v in data.pop(key).items() if _is_scalar_like(v)]
+    found += [
+        (k, v)
+        for k, v in data.items()
+        if _is_scalar_like(v) and any(n in k.lower() for n in (*MACHINE_KEYS, *DATE_KEYS))
+    ]
     if not found:
         return "*This result file does not state its machine or date.*\n\n"
-    return "".join(f"| **{_escape(k)}**: {_escape(_cell(v))}\n" for k, v in found) + "\n"
-
-
-def _find_keys(data: dict[str, Any], names: tuple[str, ...]) -> list[tuple[str, Any]]:
-    scopes = [("", data)] + [(f"{k}.", v) for k, v in data.items() if isinstance(v, dict)]
-    for prefix, scope in scopes:
-        hits = [
-            (prefix + k, v)
-            for k, v in scope.items()
-            if any(n in k.lower() for n in names) and not isinstance(v, list | dict)
-        ]
-        if hits:
-            return hits
-    return []
+    text = "; ".join(f"{k}: {_cell(v)}" for k, v in found)
+    return f"**Machine and date** — {_escape(text)}\n\n"
 
 
 def _render_value(name: str, value: Any, level: int) -> str:
@@ -96,9 +93,12 @@ def _render_value(name: str, value: Any, level: int) -> str:
 
 def _render_dict(name: str, data: dict[str, Any], level: int) -> str:
     scalars = [(k, v) for k, v in data.items() if _is_scalar_like(v)]
+    for key, value in data.items():  # flat sub-records join the field table as "key.field"
+        if _is_flat_dict(value):
+            scalars += [(f"{key}.{k}", v) for k, v in value.items()]
     out = [_field_table(name, scalars)] if scalars else []
     for key, value in data.items():
-        if _is_scalar_like(value):
+        if _is_scalar_like(value) or _is_flat_dict(value):
             continue
         if _is_records(value):
             out.append(_table(key, value))
@@ -116,6 +116,12 @@ def _is_scalar_like(value: Any) -> bool:
     if isinstance(value, list):
         return all(not isinstance(v, list | dict) for v in value)
     return not isinstance(value, dict)
+
+
+def _is_flat_dict(value: Any) -> bool:
+    return (
+        isinstance(value, dict) and bool(value) and all(_is_scalar_like(v) for v in value.values())
+    )
 
 
 def _is_records(value: Any) -> bool:
@@ -180,6 +186,8 @@ def _cell(value: Any) -> str:
 def _escape(text: str) -> str:
     for char in ("\\", "*", "`", "|", "_", "[", "<"):
         text = text.replace(char, "\\" + char)
+    if text[:1] in tuple("-+#=:.>%~^'\"!"):  # would start a list, a title, a comment, ...
+        text = "\\" + text
     return text
 
 
