@@ -108,14 +108,16 @@ def test_tinv_is_two_sided_inverse(seed: int, n: int, n3: int, cond: float) -> N
 
 
 def penrose_residuals(A: np.ndarray, X: np.ndarray) -> list[float]:
+    def norm(x: np.ndarray) -> float:
+        return float(np.linalg.norm(x))
+
     AX, XA = tprod(A, X), tprod(X, A)
-    res = [
-        np.linalg.norm(tprod(AX, A) - A) / np.linalg.norm(A),
-        np.linalg.norm(tprod(XA, X) - X) / np.linalg.norm(X),
-        np.linalg.norm(ttranspose(AX) - AX) / max(np.linalg.norm(AX), 1.0),
-        np.linalg.norm(ttranspose(XA) - XA) / max(np.linalg.norm(XA), 1.0),
+    return [
+        norm(tprod(AX, A) - A) / norm(A),
+        norm(tprod(XA, X) - X) / norm(X),
+        norm(ttranspose(AX) - AX) / max(norm(AX), 1.0),
+        norm(ttranspose(XA) - XA) / max(norm(XA), 1.0),
     ]
-    return [float(r) for r in res]
 
 
 @given(tubal_tensors(max_side=6, max_tubes=6))
