@@ -196,13 +196,16 @@ def predict_classifier(
     _check_positive(batch_size, "batch_size")
     encoded = _tokenize(tokenizer, texts, max_length)
     pad_id = _pad_id(tokenizer)
-    predictions = []
+    predictions, order = [], []
     with _eval_mode(model):
-        for batch in _progress(_chunks(len(encoded), batch_size), progress, "predict"):
+        for batch in _progress(_chunks(encoded, batch_size), progress, "predict"):
             input_ids, mask = _pad([encoded[i] for i in batch], pad_id, _device(model))
             logits = _logits(model(input_ids=input_ids, attention_mask=mask))
             predictions.append(logits.argmax(dim=-1).cpu())
-    return torch.cat(predictions)
+            order.extend(batch)
+    result = torch.empty(len(encoded), dtype=torch.long)
+    result[torch.tensor(order)] = torch.cat(predictions)
+    return result
 
 
 def evaluate_classifier(
@@ -348,7 +351,7 @@ def perplexity(
     pad_id = _pad_id(tokenizer)
     total, count = 0.0, 0
     with _eval_mode(model):
-        for batch in _progress(_chunks(len(encoded), batch_size), progress, "perplexity"):
+        for batch in _progress(_chunks(encoded, batch_size), progress, "perplexity"):
             input_ids, mask = _pad([encoded[i] for i in batch], pad_id, _device(model))
             nll, n = _next_token_nll(model, input_ids, mask)
             total += float(nll)
@@ -434,8 +437,10 @@ def _batches(
             yield order[begin : begin + batch_size]
 
 
-def _chunks(n: int, size: int) -> list[list[int]]:
-    return [list(range(begin, min(n, begin + size))) for begin in range(0, n, size)]
+def _chunks(encoded: list[list[int]], size: int) -> list[list[int]]:
+    """Batches of indices of similar length (less padding); evaluation does not depend on order."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    return [order[begin : begin + size] for begin in range(0, len(order), size)]
 
 
 def _progress(chunks: list[list[int]], enabled: bool, desc: str) -> Iterator[list[int]]:
