@@ -61,8 +61,14 @@ TITLES = {
     "tcur.linalg.modewise": "Mode-wise CUR (Chidori and Fiber)",
     "tcur.linalg.tensor_ops": "Unfolding and n-mode products",
     "tcur.linalg.errors": "Error measures",
-    "tcur.testing.strategies": "Hypothesis strategies",
+    "tcur.testing.strategies": "Hypothesis strategies for matrices",
+    "tcur.testing.tensors": "Hypothesis strategies for tensors",
     "tcur.testing.assertions": "Assertions",
+    "tcur.adapters.config": "Configuration",
+    "tcur.adapters.model": "Applying, merging and unloading adapters",
+    "tcur.adapters.io": "Saving and loading",
+    "tcur.adapters.wrapper": "The TCURLoRAModel wrapper",
+    "tcur.adapters.layers": "Adapter modules",
 }
 """Section titles for known modules, in display order; other modules follow, titled by name."""
 
@@ -153,7 +159,7 @@ def _ordered(groups: dict[str, list[str]]) -> list[str]:
 
 def _section(package: str, source: str, names: list[str]) -> str:
     title = TITLES.get(source, source)
-    lines = [title, "-" * len(title), ""]
+    lines = [] if source == package else [title, "-" * len(title), ""]
     if source != package:
         lines += [f".. automodule:: {source}", "   :no-members:", "   :no-index:", ""]
         lines += [f".. currentmodule:: {package}", ""]  # automodule moved it to ``source``
