@@ -16,8 +16,10 @@ from typing import Any
 
 MAX_ROWS = 60
 MAX_CELL = 90
-MACHINE_KEYS = ("machine", "host", "hardware", "cpu", "device", "platform")
-DATE_KEYS = ("date", "timestamp", "time", "when", "created")
+MACHINE_KEYS = ("machine", "host", "hardware", "environment", "system", "platform")
+"""Top-level keys (or key suffixes) of a machine description."""
+DATE_KEYS = ("date", "timestamp", "datetime", "created")
+"""Top-level keys (or key suffixes) of a date."""
 
 
 def write(results_dir: Path, target: Path) -> None:
@@ -37,10 +39,12 @@ def render(results_dir: Path, docs_dir: Path) -> str:
             "No benchmark results are present in ``benchmarks/results/`` yet. Run ``make bench`` "
             "and rebuild the documentation.\n"
         )
+    jsons.sort(key=lambda p: (_is_quick(p), p.stem))  # full runs first, then quick runs
+    owner = {png: _owner(png, jsons) for png in pngs}
     parts: list[str] = []
     claimed: set[Path] = set()
     for path in jsons:
-        own = [p for p in pngs if p.stem.startswith(path.stem)]
+        own = [p for p in pngs if owner[p] == path]
         claimed.update(own)
         parts.append(_render_file(path, own, docs_dir))
     rest = [p for p in pngs if p not in claimed]
@@ -49,8 +53,24 @@ def render(results_dir: Path, docs_dir: Path) -> str:
     return "\n".join(parts)
 
 
+def _is_quick(path: Path) -> bool:
+    return path.stem.endswith("_quick")
+
+
+def _owner(png: Path, jsons: list[Path]) -> Path | None:
+    """The JSON file with the longest stem that the PNG's stem starts with."""
+    matches = [j for j in jsons if png.stem.startswith(j.stem)]
+    return max(matches, key=lambda j: len(j.stem)) if matches else None
+
+
+def _matches(key: str, names: tuple[str, ...]) -> bool:
+    key = key.lower()
+    return any(key == n or key.endswith("_" + n) for n in names)
+
+
 def _render_file(path: Path, images: list[Path], docs_dir: Path) -> str:
-    out = [_section(path.stem, "-")]
+    title = path.stem + (" (quick run: reduced sizes)" if _is_quick(path) else "")
+    out = [_section(title, "-")]
     rel = _rel(path, docs_dir)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -70,12 +90,12 @@ def _provenance(data: dict[str, Any]) -> str:
     """Machine and date as one paragraph; removes the machine record from ``data``."""
     found: list[tuple[str, Any]] = []
     for key in [k for k, v in data.items() if isinstance(v, dict)]:
-        if any(n in key.lower() for n in (*MACHINE_KEYS, "environment", "system")):
+        if _matches(key, MACHINE_KEYS):
             found += [(k, v) for k, v in data.pop(key).items() if _is_scalar_like(v)]
     found += [
         (k, v)
         for k, v in data.items()
-        if _is_scalar_like(v) and any(n in k.lower() for n in (*MACHINE_KEYS, *DATE_KEYS))
+        if _is_scalar_like(v) and _matches(k, (*MACHINE_KEYS, *DATE_KEYS))
     ]
     if not found:
         return "*This result file does not state its machine or date.*\n\n"
@@ -143,6 +163,8 @@ def _table(caption: str, records: list[dict[str, Any]]) -> str:
     columns: list[str] = []
     for row in flat:
         columns.extend(k for k in row if k not in columns)
+    nested = {c for row in flat for c, v in row.items() if not _is_scalar_like(v)}
+    columns = [c for c in columns if c not in nested]  # deeper structure: see the raw data
     lines = [f".. list-table:: {_escape(caption)}", "   :header-rows: 1", ""]
     lines.append(_row(columns))
     lines.extend(_row([_cell(row.get(c)) for c in columns]) for row in flat)
@@ -173,6 +195,8 @@ def _cell(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
     if isinstance(value, list) and all(not isinstance(v, list | dict) for v in value):
         text = ", ".join(_cell(v) for v in value)
     elif isinstance(value, list | dict):

@@ -97,7 +97,12 @@ def test_results_page_renders_records_machine_and_plots(tmp_path: Path) -> None:
     (results / "bench_a_plot.png").write_bytes(b"")
     (results / "broken.json").write_text("{not json")
     (results / "orphan.png").write_bytes(b"")
+    (results / "bench_a_quick.json").write_text(json.dumps({"date": "2026-01-02", "n": 3}))
+    (results / "bench_a_quick.png").write_bytes(b"")
     text = results_page.render(results, tmp_path / "docs")
+    quick = text.index("bench\\_a\\_quick (quick run")
+    assert text.index("bench\\_a\n") < quick < text.index("bench_a_quick.png")
+    assert text.index("bench_a_plot.png") < quick and "date: 2026-01-02" in text
     assert "2026-01-01 00:00 UTC" in text and "cpu\\_count: 2" in text
     assert "0.81, 0.8" in text and "x.a" in text
     assert "* - s1" in text and "0.25" in text
