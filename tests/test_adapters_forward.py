@@ -1,0 +1,77 @@
+"""The t-CUR update math of both forward strategies and the cost model (Hypothesis)."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tcur.adapters.forward import (
+    GroupDims,
+    choose_strategy,
+    factored_cost,
+    factored_update,
+    full_delta,
+    materialized_cost,
+)
+from tcur.linalg import tprod
+
+sizes = st.integers(1, 7)
+
+
+@given(d_out=sizes, d_in=sizes, c=sizes, r=sizes, n3=st.integers(1, 6), seed=st.integers(0, 99))
+def test_factored_update_equals_materialized_slice(
+    d_out: int, d_in: int, c: int, r: int, n3: int, seed: int
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    C = torch.randn(d_out, c, n3, generator=g, dtype=torch.float64)
+    dU = torch.randn(c, r, n3, generator=g, dtype=torch.float64)
+    R = torch.randn(r, d_in, n3, generator=g, dtype=torch.float64)
+    x = torch.randn(2, 3, d_in, generator=g, dtype=torch.float64)
+    delta = full_delta(C, dU, R, 0.7)
+    reference = 0.7 * tprod(C, dU, R)
+    scale = float(reference.abs().max()) + 1.0
+    tol = 100 * torch.finfo(torch.float64).eps * scale * (c + r + n3)
+    assert float((delta - reference).abs().max()) <= tol
+    for k in range(n3):
+        expected = x @ delta[:, :, k].T
+        got = factored_update(x, C, dU, R, k, 0.7)
+        assert got.shape == (2, 3, d_out)
+        assert float((got - expected).abs().max()) <= tol * (float(x.abs().max()) * d_in + 1)
+
+
+@given(
+    d_out=st.integers(1, 4096),
+    d_in=st.integers(1, 4096),
+    c=st.integers(1, 64),
+    r=st.integers(1, 64),
+    n3=st.integers(1, 64),
+    grad=st.booleans(),
+    dropout=st.booleans(),
+)
+def test_cost_model_switches_at_most_once_and_scales(
+    d_out: int, d_in: int, c: int, r: int, n3: int, grad: bool, dropout: bool
+) -> None:
+    dims = GroupDims(d_out, d_in, c, r, n3)
+    choices = [choose_strategy([dims], t, grad, dropout) for t in (1, 4, 16, 64, 256, 4096, 65536)]
+    switches = sum(a != b for a, b in itertools.pairwise(choices))
+    assert switches <= 1
+    assert factored_cost(dims, 100, True) == 3 * factored_cost(dims, 100, False)
+    assert materialized_cost(dims, 0, grad, dropout) > 0
+    # the per-token part of materializing is d_in * d_out per recorded gradient (+ dropout matmul)
+    per_token = materialized_cost(dims, 11, grad, dropout) - materialized_cost(
+        dims, 10, grad, dropout
+    )
+    assert per_token == d_in * d_out * ((1 if grad else 0) + ((3 if grad else 1) if dropout else 0))
+
+
+def test_inference_materializes_for_many_tokens_and_training_may_not() -> None:
+    dims = GroupDims(d_out=384, d_in=384, n_cols=8, n_rows=8, n3=6)
+    assert choose_strategy([dims], 1, grad=False, dropout=False) == "factored"
+    assert choose_strategy([dims], 10_000, grad=False, dropout=False) == "materialized"
+    # training: factored costs 3 * n3 * r * (d_in + d_out) per token < d_in * d_out: never switch
+    assert choose_strategy([dims], 10**7, grad=True, dropout=False) == "factored"
+    wide = GroupDims(d_out=384, d_in=384, n_cols=32, n_rows=32, n3=6)
+    assert choose_strategy([wide], 10**5, grad=True, dropout=False) == "materialized"
