@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tcur.linalg
 from tcur import cli
 from tcur.demo import decomposition, finetune
 from tcur.demo.decomposition import MATRIX_METHODS, TENSOR_METHODS, Case, compare
@@ -130,8 +129,6 @@ def test_compare_matrix_exact_at_true_rank() -> None:
 
 
 def test_compare_tensor_methods() -> None:
-    if not hasattr(tcur.linalg, "tsvd"):  # t-SVD lands with the tensor-algebra issue
-        pytest.skip("tcur.linalg.tsvd not available yet")
     rng = np.random.default_rng(0)
     T = np.stack([low_rank_matrix(s, 12, 10, 3) for s in range(4)], axis=-1)
     T += 1e-3 * rng.standard_normal(T.shape)

@@ -115,6 +115,13 @@ class Case:
     methods: Sequence[Method]
 
 
+NOTE = """
+error / baseline: error over the truncated (t-)SVD error at the same rank (>= 1 by Eckart-Young).
+pinv: U = pinv(intersection) reads only the sampled entries; with exactly `rank` rows and columns
+of a matrix without low-rank structure the intersection is ill-conditioned and the error grows.
+optimal: U = pinv(C) A pinv(R), the best U for the chosen rows and columns.
+Times are the best of the repeats on a shared machine and include index selection."""
+
 HEADERS = ("rank", "method", "rel. error", "error / baseline", "time ms")
 """Columns of :func:`compare`'s rows; the baseline is the case's first method."""
 
@@ -171,6 +178,8 @@ def run(cases: Sequence[Case], repeats: int = 1, echo: Callable[[str], None] = p
         echo("")
         echo(describe(case))
         echo(format_table(HEADERS, compare(case, repeats)))
+    if cases:
+        echo(NOTE)
 
 
 def minilm_query_stack() -> Any:

@@ -10,15 +10,17 @@ T = TypeVar("T")
 
 
 def format_cell(value: Any) -> str:
-    """Format one table cell: floats with 4 significant digits, everything else with ``str``.
+    """Format one table cell: floats with 4 significant digits (no exponent from 1,000 up).
 
     Examples
     --------
     >>> format_cell(0.000123456), format_cell(1234.5), format_cell(7), format_cell("lora")
     ('0.0001235', '1234', '7', 'lora')
+    >>> format_cell(10612.7), format_cell(float("nan"))
+    ('10613', 'nan')
     """
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return str(value)
 
 
