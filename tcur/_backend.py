@@ -141,7 +141,10 @@ def _check_ndim(
 def check_finite(x: Array, name: str) -> None:
     """Raise ``ValueError`` if ``x`` holds NaN or Inf."""
     if is_torch(x):
-        ok = bool(sys.modules["torch"].isfinite(x.detach()).all())
+        torch = sys.modules["torch"]
+        data = x.detach()
+        # A finite sum implies finite entries; isfinite().all() is ~10x slower on CPU tensors.
+        ok = bool(torch.isfinite(data.sum())) or bool(torch.isfinite(data).all())
     else:
         ok = bool(np.isfinite(x).all())
     if not ok:
