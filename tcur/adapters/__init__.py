@@ -3,6 +3,12 @@
 PEFT habits: a config dataclass, target modules by name or regex, ``modules_to_save``, a print of
 the trainable parameters, merge/unmerge/unload, and save/load of the adapter weights only.
 
+One concept per module: ``config`` (the two configs and the scaling rule), ``targets`` (finding,
+splitting and grouping target weights), ``plan`` (row/column selection, frozen ``C``/``R``),
+``forward`` (factored and materialized updates, the cost model of ``forward="auto"``), ``layers``
+(the modules), ``model`` (apply, merge, unmerge, unload, counts), ``io`` (save/load), ``wrapper``
+(the seed's :class:`TCURLoRAModel`) and ``training`` (plain-torch training/evaluation loops).
+
 >>> import torch
 >>> from tcur.adapters import TCURLoRAConfig, apply, print_trainable_parameters
 >>> net = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16))
