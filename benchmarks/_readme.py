@@ -18,7 +18,7 @@ from typing import Any
 
 MAX_ROWS = 60
 MAX_CELL = 80
-MAX_HEADING = 5
+MAX_HEADING = 6
 """Deepest Markdown heading level for nested dictionaries; deeper ones are shown as JSON text."""
 
 INTRO = """\
@@ -40,16 +40,28 @@ def render(results_dir: Path, readme_dir: Path) -> str:
     parts = [INTRO]
     if not jsons and not pngs:
         parts.append("\nNo results yet: run `make bench`.\n")
-    claimed: set[Path] = set()
+    owners = {png: owner(png, jsons) for png in pngs}
     for path in jsons:
-        own = [p for p in pngs if p.stem.startswith(path.stem) and p not in claimed]
-        claimed.update(own)
+        own = [png for png in pngs if owners[png] == path]
         parts.append(_render_file(path, own, readme_dir))
-    for png in (p for p in pngs if p not in claimed):
+    for png in (p for p in pngs if owners[p] is None):
         stamp = dt.datetime.fromtimestamp(png.stat().st_mtime, dt.timezone.utc)
         provenance = f"machine not recorded; file written {stamp:%Y-%m-%d %H:%M} UTC"
         parts.append(f"\n## {png.stem}\n\n{_figure(png, readme_dir, provenance)}")
     return "".join(parts)
+
+
+def owner(png: Path, jsons: list[Path]) -> Path | None:
+    """The JSON file whose name is the longest prefix of the PNG's name, if any.
+
+    Examples
+    --------
+    >>> jsons = [Path("bench_tprod.json"), Path("bench_tprod_quick.json")]
+    >>> owner(Path("bench_tprod_quick.png"), jsons), owner(Path("other.png"), jsons)
+    (PosixPath('bench_tprod_quick.json'), None)
+    """
+    prefixes = [j for j in jsons if png.stem.startswith(j.stem)]
+    return max(prefixes, key=lambda j: len(j.stem), default=None)
 
 
 def write(results_dir: Path, readme: Path) -> Path:

@@ -162,6 +162,16 @@ def test_readme_states_machine_and_date_for_tables_and_plots(
     assert "`broken.json` could not be read" in text
 
 
+def test_readme_plots_go_to_the_longest_matching_result(readme: ModuleType, tmp_path: Path) -> None:
+    for stem, date in (("bench_t", "2026-01-01"), ("bench_t_quick", "2026-02-02")):
+        (tmp_path / f"{stem}.json").write_text(json.dumps({"machine": {"date": date}}))
+        (tmp_path / f"{stem}.png").write_bytes(b"\x89PNG")
+    text = readme.render(tmp_path, tmp_path)
+    quick = text.index("## bench_t_quick")
+    assert text.index("![bench_t_quick]") > quick > text.index("![bench_t]")
+    assert text.count("![bench_t_quick]") == 1
+
+
 def test_readme_long_tables_are_cut(readme: ModuleType, tmp_path: Path) -> None:
     rows = [{"i": i} for i in range(readme.MAX_ROWS + 5)]
     (tmp_path / "bench_long.json").write_text(json.dumps({"rows": rows}))
