@@ -20,6 +20,8 @@ MACHINE_KEYS = ("machine", "host", "hardware", "environment", "system", "platfor
 """Top-level keys (or key suffixes) of a machine description."""
 DATE_KEYS = ("date", "timestamp", "datetime", "created")
 """Top-level keys (or key suffixes) of a date."""
+TITLE_KEYS = ("benchmark", "title", "description")
+"""Top-level string fields that describe a result file (the first present one is its title)."""
 
 
 def write(results_dir: Path, target: Path) -> None:
@@ -69,14 +71,14 @@ def _matches(key: str, names: tuple[str, ...]) -> bool:
 
 
 def _render_file(path: Path, images: list[Path], docs_dir: Path) -> str:
-    title = path.stem + (" (quick run: reduced sizes)" if _is_quick(path) else "")
-    out = [_section(title, "-")]
     rel = _rel(path, docs_dir)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
+        out = [_section(path.stem, "-")]
         out.append(f"``{path.name}`` could not be read: {_escape(str(exc))}\n\n")
     else:
+        out = [_section(_title(path, data), "-")]
         if isinstance(data, dict):
             data = dict(data)
             out.append(_provenance(data))
@@ -84,6 +86,15 @@ def _render_file(path: Path, images: list[Path], docs_dir: Path) -> str:
         out.append(_render_value("summary", data, level=0))
     out.extend(_figure(p, docs_dir) for p in images)
     return "".join(out)
+
+
+def _title(path: Path, data: Any) -> str:
+    """The file's name, its own description (``benchmark``/``title`` field) and a quick-run mark."""
+    title = path.stem
+    if isinstance(data, dict):
+        described = [v for k in TITLE_KEYS if isinstance(v := data.get(k), str) and v]
+        title += f": {described[0]}" if described else ""
+    return title + (" (quick run, reduced sizes)" if _is_quick(path) else "")
 
 
 def _provenance(data: dict[str, Any]) -> str:
