@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tcur.linalg import teye, tinv, tpinv, tprod, ttranspose
+from tcur.linalg.tproduct import SHORT_TUBE_MAX
 from tcur.testing import low_tubal_rank_tensor, tubal_tensors
 
 EPS = np.finfo(np.float64).eps
@@ -61,8 +62,9 @@ def test_tprod_equals_block_circulant_definition(
     close(got, expected, scale=n2 * n3)
 
 
-@pytest.mark.parametrize("n3", [1, 2, 5, 6])
+@pytest.mark.parametrize("n3", [1, 2, 5, 6, SHORT_TUBE_MAX, SHORT_TUBE_MAX + 1, 40])
 def test_tprod_time_domain_sum(n3: int) -> None:
+    # Covers both code paths: real DFT as a matrix product (short tubes) and the real FFT.
     A, B = gaussian(0, 3, 4, n3), gaussian(1, 4, 2, n3)
     expected = np.zeros((3, 2, n3))
     for a in range(n3):
@@ -175,6 +177,8 @@ def test_gradcheck_tprod_tinv_tpinv() -> None:
     assert torch.autograd.gradcheck(lambda a, b: tprod(a, b), (A, B), fast_mode=True)
     assert torch.autograd.gradcheck(tinv, (A,), fast_mode=True)
     assert torch.autograd.gradcheck(tpinv, (C,), fast_mode=True)
+    long_tube = torch.tensor(rng.standard_normal((2, 2, SHORT_TUBE_MAX + 1)), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a: tprod(a, a), (long_tube,), fast_mode=True)
 
 
 def test_bad_inputs() -> None:

@@ -217,8 +217,11 @@ def tcur(
         ``"deim"`` (default), ``"qdeim"``, ``"leverage"``, ``"leverage_sample"``, ``"norm"``,
         ``"inverse_norm"`` or ``"uniform"``; constructions in :mod:`tcur.linalg.tensor_cur`.
     middle : {"pinv", "optimal"}
-        ``"pinv"``: ``U = tpinv(A[rows][:, cols, :])`` (reads only the sampled slices);
-        ``"optimal"``: ``U = tpinv(C) * A * tpinv(R)`` (least Frobenius error for this C, R).
+        ``"pinv"``: ``U = tpinv(A[rows][:, cols, :])`` (reads only the sampled slices; exact
+        at the true tubal rank, but on data that is not low-rank, with ``n_rows = n_cols =
+        rank``, a nearly singular intersection can make the error exceed ``||A||``, so
+        oversample or use ``"optimal"``); ``"optimal"``: ``U = tpinv(C) * A * tpinv(R)``
+        (least Frobenius error for this C and R).
     seed : None, int or numpy.random.Generator
         Randomness of the sampled rules and of the randomized SVD.
     svd : {"auto", "exact", "randomized"}

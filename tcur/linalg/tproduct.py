@@ -21,6 +21,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import numpy as np
+
 from tcur._backend import Array, as_float_array, eps, is_torch, namespace, to_numpy
 
 
@@ -106,8 +108,6 @@ def _dft_matrices(xp: Any, n3: int, like: Array) -> tuple[Array, Array]:
     rows the imaginary parts of slices ``1..n_im`` (``n_im = (n3 - 1) // 2``; the zero-frequency
     and Nyquist slices of a real tensor are real).
     """
-    import numpy as np
-
     n_re, n_im = n3 // 2 + 1, (n3 - 1) // 2
     t = np.arange(n3)
     angle_re = 2 * np.pi * np.outer(np.arange(n_re), t) / n3
@@ -206,8 +206,6 @@ def teye(n: int, n3: int, *, like: Array | None = None, dtype: Any = None) -> Ar
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if like is None:
-        import numpy as np
-
         out = np.zeros((n, n, n3), dtype=dtype or np.float64)
         out[:, :, 0] = np.eye(n, dtype=out.dtype)
         return out
@@ -218,7 +216,7 @@ def teye(n: int, n3: int, *, like: Array | None = None, dtype: Any = None) -> Ar
     return out
 
 
-def fourier_weights(n3: int, n_freq: int) -> Any:
+def fourier_weights(n3: int, n_freq: int) -> np.ndarray:
     """Multiplicity of each stored Fourier slice in the full spectrum (NumPy float64 vector).
 
     For the real FFT (``n_freq = n3 // 2 + 1``) every slice except the zero-frequency one and,
@@ -226,8 +224,6 @@ def fourier_weights(n3: int, n_freq: int) -> Any:
     full spectrum (``n_freq = n3``) all weights are 1. Sums over the full spectrum are
     ``sum(weights * per_slice_values)``.
     """
-    import numpy as np
-
     weights = np.ones(n_freq)
     if n_freq != n3:
         weights[1:] = 2.0
@@ -281,8 +277,6 @@ def tinv(A: Array) -> Array:
 
 
 def _check_invertible(F: Array, n: int) -> None:
-    import numpy as np
-
     s = to_numpy(namespace(F).linalg.svdvals(F.detach() if is_torch(F) else F))
     limit = n * eps(F) * s[:, 0]
     bad = np.flatnonzero(s[:, -1] <= limit)
@@ -340,8 +334,6 @@ def _pinv_slices(F: Array, rcond: float) -> Array:
         s_max = float(torch.linalg.svdvals(F.detach()).max())
         cutoff = max(rcond * s_max, torch.finfo(F.real.dtype).tiny)
         return torch.linalg.pinv(F, atol=cutoff, rtol=0.0)
-    import numpy as np
-
     u, s, vh = np.linalg.svd(F, full_matrices=False)
     keep = s > max(rcond * float(s.max()), np.finfo(s.dtype).tiny)
     s_inv = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0).astype(s.dtype)
