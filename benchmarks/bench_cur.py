@@ -138,8 +138,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "headline": headline,
         "results": results,
     }
-    write_json("bench_cur", payload)
-    plot(results, RESULTS / "bench_cur.png")
+    name = "bench_cur_quick" if args.quick else "bench_cur"
+    write_json(name, payload)
+    plot(results, RESULTS / f"{name}.png")
     return payload
 
 
