@@ -34,7 +34,19 @@ def to_fourier(A: Array) -> Array:
     """Fourier-domain slices, batched first: shape ``(n_freq, n1, n2)``.
 
     Real input gives the ``n3 // 2 + 1`` non-redundant slices of the real FFT; complex input all
-    ``n3`` slices.
+    ``n3`` slices. The t-product of ``A`` and ``B`` is ``to_fourier(A) @ to_fourier(B)`` mapped
+    back with :func:`from_fourier`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.tproduct import from_fourier, to_fourier
+    >>> A = np.random.default_rng(0).standard_normal((2, 3, 4))
+    >>> F = to_fourier(A)
+    >>> F.shape
+    (3, 2, 3)
+    >>> bool(np.allclose(from_fourier(F, 4, real=True), A))
+    True
     """
     xp = namespace(A)
     spectrum = xp.fft.fft(A, axis=-1) if _is_complex(xp, A) else xp.fft.rfft(A, axis=-1)
@@ -42,7 +54,11 @@ def to_fourier(A: Array) -> Array:
 
 
 def from_fourier(F: Array, n3: int, real: bool) -> Array:
-    """Inverse of :func:`to_fourier`: ``(n_freq, n1, n2)`` slices back to ``(n1, n2, n3)``."""
+    """Inverse of :func:`to_fourier`: ``(n_freq, n1, n2)`` slices back to ``(n1, n2, n3)``.
+
+    ``real=True`` reads ``F`` as the ``n3 // 2 + 1`` slices of a real tensor's real FFT (inverse
+    real FFT with ``n=n3``); ``real=False`` as all ``n3`` slices (inverse complex FFT).
+    """
     xp = namespace(F)
     spectrum = xp.moveaxis(F, 0, -1)
     if real:
@@ -223,6 +239,12 @@ def fourier_weights(n3: int, n_freq: int) -> np.ndarray:
     for even ``n3``, the Nyquist one stands for itself and its complex conjugate (weight 2). For a
     full spectrum (``n_freq = n3``) all weights are 1. Sums over the full spectrum are
     ``sum(weights * per_slice_values)``.
+
+    Examples
+    --------
+    >>> from tcur.linalg.tproduct import fourier_weights
+    >>> fourier_weights(6, 4).tolist(), fourier_weights(5, 3).tolist()
+    ([1.0, 2.0, 2.0, 1.0], [1.0, 2.0, 2.0])
     """
     weights = np.ones(n_freq)
     if n_freq != n3:
