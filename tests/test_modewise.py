@@ -168,3 +168,5 @@ def test_bad_inputs() -> None:
             method(np.full((3, 3, 3), np.nan), 1)
     with pytest.raises(ValueError, match=r"n_fibers\[0\]=1 must be >= the rank 2"):
         fiber_cur(T, 2, n_fibers=1)
+    with pytest.raises(ValueError, match=r"ranks\[0\]=2 exceeds .* \(1\)"):
+        chidori_cur(np.ones((5, 1, 1)), (2, 1, 1))

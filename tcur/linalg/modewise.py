@@ -168,7 +168,8 @@ def _prepare(
     T = as_float_array(T, "T", min_ndim=3)
     check_choice(select, "select", MODEWISE_RULES)
     shape = tuple(T.shape)
-    ranks_ = _check_ranks(ranks, shape, "ranks")
+    # A mode-n unfolding has rank at most min(d_n, prod of the other sizes).
+    ranks_ = _check_ranks(ranks, tuple(min(d, math.prod(shape) // d) for d in shape), "ranks")
     counts = _counts(n_indices, ranks_, list(shape), oversample, select, "n_indices")
     return T, ranks_, counts
 
