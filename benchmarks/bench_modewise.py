@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     payload = {
         "benchmark": "Chidori/Fiber CUR vs tensorly Tucker HOOI",
         "quick": args.quick,
+        "conditions": "shared machine: 2 CPU cores used concurrently by ~5 other engineers; "
+        "methods timed side by side in one process, best of the repeats",
         "tensor": title,
         "threads": "1 (threadpoolctl BLAS limit)",
         "target": f"faster than HOOI with error <= {COMPARABLE}x HOOI's",

@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     payload = {
         "benchmark": "t-product: tcur tprod vs complex-FFT slice loop vs dense block-circulant",
         "quick": args.quick,
+        "conditions": "shared machine: 2 CPU cores used concurrently by ~5 other engineers; "
+        "methods timed side by side in one process, best of the repeats",
         "threads": "1 (threadpoolctl BLAS limit, torch.set_num_threads(1))",
         "target": "tprod >= 2x faster than the complex-FFT slice loop on each shape",
         "all_targets_met": all(r["target_2x_met"] for r in rows),
