@@ -1,10 +1,10 @@
-"""Shared test configuration: Hypothesis profiles and the backend fixture."""
+"""Shared test configuration: Hypothesis profiles and torch threading."""
 
 from __future__ import annotations
 
 import os
 
-import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -18,8 +18,6 @@ settings.register_profile(
 settings.register_profile("dev", deadline=None, max_examples=100)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
-
-@pytest.fixture(params=["numpy", "torch"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """Parametrises a test over the installed array backends."""
-    return str(request.param)
+# The tests use small tensors: one intra-op thread avoids thread start-up and contention costs
+# that dominate tiny FFTs and matmuls on a 2-core machine.
+torch.set_num_threads(1)
