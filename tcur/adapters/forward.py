@@ -11,20 +11,24 @@ A group stacks ``n3`` weights ``W_k: (d_out, d_in)``; its update is
 a LoRA of rank ``n3 * r`` whose up-projection is a circular shift of ``G``'s slices.
 
 ``"factored"`` uses that form and never builds a ``d_out x d_in`` matrix. ``"materialized"``
-builds all of ``Delta`` once per forward pass (FFT along the tube, ``n3 // 2 + 1`` complex slice
-products, inverse FFT) and runs the base layer with ``W_k + Delta_k``. ``"auto"`` compares the
-multiply-add counts below for the layer's token count ``T``; ``b = 3`` when gradients are being
-recorded (a backward pass costs about two forward passes), else ``b = 1``; ``F = n3 // 2 + 1``:
+builds all of ``Delta`` once per forward pass as one matrix product ``[B_0; ...; B_{n3-1}] @ A``
+and runs the base layer with ``W_k + Delta_k``. ``"auto"`` compares the costs below for the
+layer's token count ``T``, in multiply-adds; ``b = 3`` when gradients are being recorded (a
+backward pass costs about two forward passes), else ``b = 1``; ``F = n3 // 2 + 1``:
 
 - factored, per layer: ``b * (T * n3 * r * (d_in + d_out) + 4 * F * d_out * c * r)``
-- materialized, per layer: ``b * 4 * F * (d_out * c * r + d_out * r * d_in) / n3`` (building
-  ``Delta`` is shared by the ``n3`` layers of the group) ``+ T * d_in * d_out`` when gradients are
-  recorded (the gradient of the merged weight, which a frozen base never needs), plus
-  ``b * T * d_in * d_out`` when dropout is active (the update then needs its own matmul).
+- materialized, per layer: ``b * (n3 * d_out * r * d_in + 4 * F * d_out * c * r / n3)`` (the
+  group's product ``[B_0; ...] @ A`` has ``n3**2 * d_out * r * d_in`` multiply-adds, shared by
+  its ``n3`` layers) ``+ b * E * d_out * d_in`` (forming ``W_k + Delta_k``, a memory-bound pass)
+  ``+ T * d_in * d_out`` when gradients are recorded (the gradient of the merged weight, which a
+  frozen base never needs) ``+ b * T * d_in * d_out`` when dropout is active (the update then
+  needs its own matmul).
 
-The base layer's own work is the same for both and is left out. Materialising wins for large
-token counts in inference and when ``n3 * r * (d_in + d_out)`` exceeds ``d_in * d_out / 3`` in
-training.
+``E =`` :data:`ELEMENTWISE_COST` converts one element of memory-bound work into multiply-adds
+of a matrix product. The base layer's own work is the same for both and is left out. In
+inference materialising wins once ``T`` exceeds about ``d_out * d_in / (d_in + d_out)`` (plus
+the ``E`` term); in training only when ``3 * n3 * r * (d_in + d_out) > d_in * d_out``.
+``benchmarks/bench_adapters.py`` compares the predicted and measured crossovers.
 """
 
 from __future__ import annotations
@@ -33,8 +37,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.nn import functional as F
 
 from tcur.linalg.tproduct import from_fourier, to_fourier
+
+ELEMENTWISE_COST = 8.0
+"""Multiply-adds that one element of a memory-bound pass costs (calibrated in bench_adapters)."""
 
 
 @dataclass(frozen=True)
@@ -61,9 +69,11 @@ def materialized_cost(dims: GroupDims, tokens: int, grad: bool, dropout: bool) -
     """Multiply-adds of the materialized update for one layer call (module docstring)."""
     b = 3 if grad else 1
     n_freq = dims.n3 // 2 + 1
-    build = 4 * n_freq * dims.d_out * dims.n_rows * (dims.n_cols + dims.d_in)
+    build = dims.n3 * dims.d_out * dims.n_rows * dims.d_in
+    left = 4 * n_freq * dims.d_out * dims.n_cols * dims.n_rows / dims.n3
+    merge = ELEMENTWISE_COST * dims.d_out * dims.d_in
     per_token = dims.d_in * dims.d_out * ((1 if grad else 0) + (b if dropout else 0))
-    return float(b * build / dims.n3 + tokens * per_token)
+    return float(b * (build + left + merge) + tokens * per_token)
 
 
 def choose_strategy(dims: Sequence[GroupDims], tokens: int, grad: bool, dropout: bool) -> str:
@@ -99,6 +109,11 @@ def left_factor(C: torch.Tensor, dU: torch.Tensor, scale: float) -> torch.Tensor
 def full_delta(C: torch.Tensor, dU: torch.Tensor, R: torch.Tensor, scale: float) -> torch.Tensor:
     """``Delta = scale * C * dU * R`` (t-product), shape ``(d_out, d_in, n3)``.
 
+    ``G = scale * C * dU`` goes through the Fourier domain (small); ``G * R`` in the time domain
+    as one matrix product of the block-circulant ``[B_0; ...; B_{n3-1}]`` with ``A`` (module
+    docstring), which beats an FFT over ``d_out * d_in`` tubes by far. Every frontal slice of the
+    result is contiguous in memory.
+
     Examples
     --------
     >>> import torch
@@ -108,9 +123,11 @@ def full_delta(C: torch.Tensor, dU: torch.Tensor, R: torch.Tensor, scale: float)
     >>> torch.allclose(full_delta(C, dU, R, 0.5), 0.5 * tprod(C, dU, R), atol=1e-5)
     True
     """
-    n3 = C.shape[2]
-    product = (to_fourier(C) @ to_fourier(dU)) @ to_fourier(R)
-    return from_fourier(product, n3, True) * scale
+    G = left_factor(C, dU, scale)
+    d_out, _, n3 = G.shape
+    circulant = torch.cat([shifted_left(G, k) for k in range(n3)], dim=0)
+    slices = (circulant @ stacked_rows(R)).reshape(n3, d_out, R.shape[1])
+    return slices.permute(1, 2, 0)
 
 
 def stacked_rows(R: torch.Tensor) -> torch.Tensor:
@@ -124,6 +141,18 @@ def shifted_left(G: torch.Tensor, k: int) -> torch.Tensor:
     d_out, r, n3 = G.shape
     order = torch.remainder(k - torch.arange(n3, device=G.device), n3)
     return G.index_select(2, order).permute(0, 2, 1).reshape(d_out, n3 * r)
+
+
+def factored_operands(
+    C: torch.Tensor, dU: torch.Tensor, R: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A, G)``: down-projection ``A`` and ``G = scale * C * dU`` (shared by a group)."""
+    return stacked_rows(R), left_factor(C, dU, scale)
+
+
+def factored_apply(x: torch.Tensor, A: torch.Tensor, G: torch.Tensor, k: int) -> torch.Tensor:
+    """``x @ Delta_k^T = (x @ A^T) @ B_k^T`` from :func:`factored_operands`."""
+    return F.linear(F.linear(x, A), shifted_left(G, k))
 
 
 def factored_update(
@@ -141,5 +170,4 @@ def factored_update(
     >>> torch.allclose(factored_update(x, C, dU, R, 1, 2.0), expected, atol=1e-4)
     True
     """
-    down = torch.nn.functional.linear(x, stacked_rows(R))
-    return torch.nn.functional.linear(down, shifted_left(left_factor(C, dU, scale), k))
+    return factored_apply(x, *factored_operands(C, dU, R, scale), k)

@@ -14,7 +14,9 @@ Precision: the update is computed in float32 when the weights are float16/bfloat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,16 +26,17 @@ from tcur.adapters.forward import (
     GroupDims,
     choose_strategy,
     compute_dtype,
-    factored_update,
+    factored_apply,
+    factored_operands,
     full_delta,
 )
 from tcur.adapters.targets import is_conv1d
 
 
 @dataclass
-class _DeltaCache:
+class _PassCache:
     key: tuple[object, ...]
-    delta: torch.Tensor
+    value: Any
     used: set[int] = field(default_factory=set)
 
 
@@ -77,7 +80,7 @@ class TCURGroup(nn.Module):
         self.rows, self.cols, self.members = list(rows), list(cols), list(members)
         self.scale = float(scale)
         self.key = key
-        self._cache: _DeltaCache | None = None
+        self._caches: dict[str, _PassCache] = {}
 
     @property
     def dims(self) -> GroupDims:
@@ -100,29 +103,42 @@ class TCURGroup(nn.Module):
         """The whole update ``s * C * dU * R`` of shape ``(d_out, d_in, n3)`` (computed fresh)."""
         return full_delta(*self._factors(), self.scale)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles never carry the per-pass cache (it may hold autograd graphs)."""
+        state = self.__dict__.copy()
+        state["_caches"] = {}
+        return state
+
     def reset_cache(self) -> None:
-        """Forget the materialized update (called at the start of every forward pass)."""
-        self._cache = None
+        """Forget the per-pass operands (called at the start of every forward pass)."""
+        self._caches = {}
 
-    def delta_slice(self, k: int) -> torch.Tensor:
-        """Slice ``k`` of the update, materialized once per forward pass for the whole group.
+    def _per_pass(self, kind: str, k: int, build: Callable[[], Any]) -> Any:
+        """``build()`` once per forward pass for the whole group, then shared by its layers.
 
-        The cache is rebuilt when ``dU`` changed, when dtype, device or grad mode differ, or when
-        slice ``k`` was already used since the last build (a new forward pass; never reuse an
-        autograd graph that a backward pass may have freed).
+        The value is rebuilt when ``dU`` changed, when dtype, device or grad mode differ, or when
+        slice ``k`` already used it (a new forward pass: never reuse an autograd graph that a
+        backward pass may have freed).
         """
         key = (torch.is_grad_enabled(), self.dU._version, self.dU.dtype, self.dU.device)
-        cache = self._cache
+        cache = self._caches.get(kind)
         if cache is None or cache.key != key or k in cache.used:
-            cache = _DeltaCache(key, self.full_delta())
-            self._cache = cache
+            cache = _PassCache(key, build())
+            self._caches[kind] = cache
         cache.used.add(k)
-        return cache.delta[:, :, k]
+        return cache.value
+
+    def delta_slice(self, k: int) -> torch.Tensor:
+        """Slice ``k`` of the update, materialized once per forward pass for the whole group."""
+        delta: torch.Tensor = self._per_pass("delta", k, self.full_delta)
+        return delta[:, :, k]
 
     def update(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """``x @ Delta_k^T`` in the factored form (in the compute dtype)."""
-        C, dU, R = self._factors()
-        return factored_update(x.to(dU.dtype), C, dU, R, k, self.scale)
+        """``x @ Delta_k^T`` in the factored form (compute dtype); ``(A, G)`` shared per pass."""
+        A, G = self._per_pass(
+            "factored", k, lambda: factored_operands(*self._factors(), self.scale)
+        )
+        return factored_apply(x.to(G.dtype), A, G, k)
 
 
 class TCURLayer(nn.Module):

