@@ -2,8 +2,9 @@
 
 :func:`apply` changes the model in place (and returns it): every parameter is frozen, each target
 layer is replaced by a :class:`~tcur.adapters.layers.TCURLayer` that keeps the original as
-``base_layer``, and only the groups' ``dU`` and the ``modules_to_save`` are trainable. A forward
-pre-hook on the model starts every forward pass with fresh materialized updates.
+``base_layer``, and only the groups' ``dU`` and the ``modules_to_save`` are trainable. Unlike
+PEFT, ``modules_to_save`` are trained in place (no copy is kept), so :func:`unload` leaves them
+trained. A forward pre-hook on the model starts every forward pass with fresh per-pass operands.
 """
 
 from __future__ import annotations
