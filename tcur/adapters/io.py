@@ -190,25 +190,22 @@ def _check_fingerprint(index: int, group: TCURGroup, record: dict[str, Any]) -> 
 def _load_tensors(model: nn.Module, groups: list[TCURGroup], path: Path) -> None:
     tensors = load_file(str(path))
     expected = {f"groups.{i}.dU": g.dU for i, g in enumerate(groups)}
-    config = adapter_config(model)
-    expected.update(
-        {
-            k: dict(model.named_parameters())[k.split(".", 1)[1]]
-            for k in _modules_to_save(model, config)
-        }
-    )
+    parameters = dict(model.named_parameters())
+    for key in _modules_to_save(model, adapter_config(model)):
+        expected[key] = parameters[key.removeprefix("modules_to_save.")]
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
         first = missing[0] if missing else extra[0]
         raise ValueError(f"{path}: tensor {first!r} is {'missing' if missing else 'unexpected'}")
+    for key, parameter in expected.items():
+        if tuple(tensors[key].shape) != tuple(parameter.shape):
+            raise ValueError(
+                f"{path}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
+                f"the model expects {tuple(parameter.shape)}"
+            )
     with torch.no_grad():
         for key, parameter in expected.items():
-            if tuple(tensors[key].shape) != tuple(parameter.shape):
-                raise ValueError(
-                    f"{path}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
-                    f"the model expects {tuple(parameter.shape)}"
-                )
             parameter.copy_(tensors[key])
 
 
