@@ -55,6 +55,16 @@ def test_output_equals_base_model_at_init(forward: str, which: int) -> None:
     assert torch.equal(model(x), base(x))
 
 
+def test_curlora_has_one_rank_by_rank_dU_per_matrix() -> None:
+    model = apply(tiny_encoder(), CURLoRAConfig(TARGETS, rank=3))
+    groups = adapter_groups(model)
+    assert len(groups) == 12 and all(tuple(g.dU.shape) == (3, 3, 1) for g in groups)
+    assert trainable_parameters(model)[0] == 12 * 9
+    first = model.layers[0].up.base_layer.weight
+    assert torch.equal(groups[2].C[:, :, 0], first[:, groups[2].cols])
+    assert torch.equal(groups[2].R[:, :, 0], first[groups[2].rows, :])
+
+
 def test_trainable_count_is_dU_per_group_plus_modules_to_save() -> None:
     base = tiny_encoder(n_layers=3)
     config = TCURLoRAConfig(TARGETS, rank=2, n_rows=3, n_cols=4, modules_to_save=["classifier"])
@@ -226,7 +236,8 @@ def test_safe_merge_refuses_non_finite_and_changes_nothing() -> None:
     assert not any(layer.merged for _, layer in adapter_layers(model))
 
 
-def test_buffers_follow_dtype_and_half_computes_update_in_float32() -> None:
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+def test_buffers_follow_dtype_and_half_computes_update_in_float32(half: torch.dtype) -> None:
     model = apply(tiny_encoder(), TCURLoRAConfig(TARGETS, rank=2, forward="factored"))
     _randomize(model, 0.5)
     x = _inputs(torch.float32)
@@ -234,14 +245,14 @@ def test_buffers_follow_dtype_and_half_computes_update_in_float32() -> None:
     group = adapter_groups(model)[0]
     assert group.C.dtype == group.R.dtype == group.dU.dtype == torch.float64
     for forward in ("factored", "materialized"):
-        half = copy.deepcopy(model).to(torch.bfloat16)
-        for _, layer in adapter_layers(half):
+        low = copy.deepcopy(model).to(half)
+        for _, layer in adapter_layers(low):
             layer.strategy = forward
-        assert adapter_groups(half)[0].C.dtype == torch.bfloat16
-        out = half(x.to(torch.bfloat16))
-        assert out.dtype == torch.bfloat16
+        assert adapter_groups(low)[0].C.dtype == half
+        out = low(x.to(half))
+        assert out.dtype == half
         torch.testing.assert_close(out.double(), reference, rtol=0.1, atol=0.1)
-        update = adapter_groups(half)[0].full_delta()
+        update = adapter_groups(low)[0].full_delta()
         assert update.dtype == torch.float32
 
 
