@@ -69,7 +69,7 @@ def run_demo(quick: bool, out: Path, skip_finetune: bool) -> None:
 
     start = time.perf_counter()
     print("== Step 1: CUR vs truncated SVD on real data (relative Frobenius error, wall time)")
-    decomposition.run(decomposition.real_cases(quick), repeats=1 if quick else 3)
+    decomposition.run(decomposition.real_cases(quick), repeats=1 if quick else 2)
     if not skip_finetune:
         from tcur.demo import finetune
 

@@ -216,7 +216,7 @@ def real_cases(quick: bool) -> list[Case]:
         Case(
             "MiniLM query weights stacked over 6 layers (t-product)",
             minilm_query_stack(),
-            [16, 64, 128] if quick else [8, 16, 32, 64, 128, 192],
+            [16, 64, 128] if quick else [8, 32, 64, 128],
             TENSOR_METHODS,
         ),
         Case(
