@@ -16,6 +16,9 @@ Three measurements, written to ``results/bench_adapters.json`` and ``results/ben
    counts, for training (forward + backward) and inference: measured times and the crossover
    that the cost model of :mod:`tcur.adapters.forward` predicts.
 3. **Merged inference**: the tCURLoRA model after ``merge`` against the plain base model.
+4. **Update size after one step** (``select="norm"``, ranks 4-32, both scalings): how the
+   default ``scaling="normalized"`` keeps ``||Delta||/||W||`` after one Adam-like step flat in
+   the rank while ``"plain"`` grows with it (the learning-rate experiment itself is separate).
 
 Run ``python benchmarks/bench_adapters.py [--quick]``.
 """
@@ -262,10 +265,36 @@ def merged_inference(repeat: int) -> dict[str, Any]:
     }
 
 
+def one_step_update(ranks: list[int]) -> list[dict[str, Any]]:
+    """Size of the update after one Adam-like step (``dU = -lr * sign(grad)``), per rank.
+
+    ``||Delta||_F / ||W||_F`` over each group's stack, for both scalings, on one batch. With
+    ``"normalized"`` it should barely move with the rank; with ``"plain"`` it grows with it.
+    """
+    inputs, lr, rows = batch(), 1e-3, []
+    for scaling in ("normalized", "plain"):
+        for rank in ranks:
+            model = minilm()
+            config = TCURLoRAConfig(["query", "value"], rank=rank, select="norm", scaling=scaling)
+            apply(model, config).train()
+            model(**inputs).loss.backward()
+            sizes = {}
+            with torch.no_grad():
+                for group in adapter_groups(model):
+                    group.dU.copy_(-lr * torch.sign(group.dU.grad))
+                    weights = [model.get_submodule(m).base_layer.weight for m in group.members]
+                    stack_norm = torch.linalg.vector_norm(torch.stack(weights))
+                    sizes[group.key.rsplit(".", 1)[-1]] = float(
+                        group.full_delta().norm() / stack_norm
+                    )
+            rows.append({"scaling": scaling, "rank": rank, "relative_update": sizes})
+    return rows
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     """Step time / memory ratios and the strategy times against token count."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     ratios = {
         "step time": result["training_step"]["ratio_tcur_over_lora"],
         "extra peak memory": result["peak_memory"]["ratio_tcur_over_lora"],
@@ -277,7 +306,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     axes[0].axhline(1.0, color="black", linewidth=0.8)
     axes[0].set_ylabel("tCURLoRA / PEFT LoRA (r=8)")
     axes[0].set_title("MiniLM, batch 32 x 48, query+value\n(dashed 1.15, dotted 1.1)", fontsize=10)
-    for ax, mode in zip(axes[1:], ("train", "inference"), strict=True):
+    for ax, mode in zip(axes[1:3], ("train", "inference"), strict=True):
         for row in (r for r in result["strategies"] if r["mode"] == mode):
             tokens = [p["tokens"] for p in row["points"]]
             for strategy, style in (("factored", "-o"), ("materialized", "--s")):
@@ -296,6 +325,17 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("ms for the 6 query layers")
         ax.set_title(f"{mode}: 6 MiniLM query layers\n(dotted: predicted crossover)", fontsize=10)
         ax.legend(fontsize=7)
+    for scaling, style in (("normalized", "-o"), ("plain", "--s")):
+        rows = [r for r in result["one_step_update"] if r["scaling"] == scaling]
+        for target in ("query", "value"):
+            values = [r["relative_update"][target] for r in rows]
+            axes[3].plot([r["rank"] for r in rows], values, style, label=f"{scaling} {target}")
+    axes[3].set_xscale("log", base=2)
+    axes[3].set_yscale("log")
+    axes[3].set_xlabel("rank (n_rows = n_cols)")
+    axes[3].set_ylabel("||Delta|| / ||W|| after one step, lr 1e-3")
+    axes[3].set_title("update size vs rank, per scaling", fontsize=10)
+    axes[3].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -331,6 +371,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             [16, 256, 4096] if quick else [16, 64, 256, 1024, 4096], 2 if quick else 5
         ),
         "merged_inference": merged_inference(4 if quick else 15),
+        "one_step_update": one_step_update([4, 16] if quick else [4, 8, 16, 32]),
         "targets": {"step_time_ratio_max": 1.15, "peak_memory_ratio_max": 1.1},
     }
     name = "bench_adapters_quick" if quick else "bench_adapters"
