@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -695,13 +695,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=60.0,
         help="skip the optional variant stage once past this many minutes",
     )
+    parser.add_argument("--train-size", type=int, help="override the budget's training sentences")
+    parser.add_argument("--name", help="result file stem (default finetune_minilm_rt[_quick])")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     budget = QUICK if args.quick else FULL
+    if args.train_size is not None:
+        budget = replace(budget, train_size=args.train_size)
     _torch().set_num_threads(min(2, os.cpu_count() or 1))
     exp = Experiment(budget, progress=not args.no_progress)
-    res = Results(exp, NAME + ("_quick" if args.quick else ""), 60.0 * args.time_budget_min)
+    name = args.name or NAME + ("_quick" if args.quick else "")
+    res = Results(exp, name, 60.0 * args.time_budget_min)
     compare(res)
     res.extra["complete"] = True
     path = res.write()
