@@ -16,6 +16,9 @@ from typing import Any
 
 MAX_ROWS = 60
 MAX_CELL = 90
+"""Longest rendering of a list or nested value in a table cell (longer ones are cut)."""
+MAX_TEXT = 400
+"""Longest rendering of a text value (notes, conditions) in a table cell."""
 MACHINE_KEYS = ("machine", "host", "hardware", "environment", "system", "platform")
 """Top-level keys (or key suffixes) of a machine description."""
 DATE_KEYS = ("date", "timestamp", "datetime", "created")
@@ -215,7 +218,8 @@ def _cell(value: Any) -> str:
     else:
         text = str(value)
     text = " ".join(text.split())
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 3] + "..."
+    limit = MAX_TEXT if isinstance(value, str) else MAX_CELL
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _escape(text: str) -> str:
