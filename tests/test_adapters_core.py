@@ -218,6 +218,7 @@ def test_merge_unmerge_unload() -> None:
         torch.testing.assert_close(model(x), adapted)
         restored = unload(copy.deepcopy(model))
         torch.testing.assert_close(restored(x), base(x))
+        assert not restored._forward_pre_hooks and len(model._forward_pre_hooks) == 1
         merged = unload(model, merge=True)
         torch.testing.assert_close(merged(x), adapted)
     assert not any(isinstance(m, TCURLayer) for m in merged.modules())

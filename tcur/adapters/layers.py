@@ -34,6 +34,13 @@ from tcur.adapters.targets import is_conv1d
 
 
 @dataclass
+class PassCounter:
+    """Forward passes of the adapted model so far (a forward pre-hook on the model bumps it)."""
+
+    value: int = 0
+
+
+@dataclass
 class _PassCache:
     key: tuple[object, ...]
     value: Any
@@ -81,6 +88,7 @@ class TCURGroup(nn.Module):
         self.scale = float(scale)
         self.key = key
         self._caches: dict[str, _PassCache] = {}
+        self.passes = PassCounter()
 
     @property
     def dims(self) -> GroupDims:
@@ -109,18 +117,21 @@ class TCURGroup(nn.Module):
         state["_caches"] = {}
         return state
 
-    def reset_cache(self) -> None:
-        """Forget the per-pass operands (called at the start of every forward pass)."""
-        self._caches = {}
-
     def _per_pass(self, kind: str, k: int, build: Callable[[], Any]) -> Any:
         """``build()`` once per forward pass for the whole group, then shared by its layers.
 
-        The value is rebuilt when ``dU`` changed, when dtype, device or grad mode differ, or when
-        slice ``k`` already used it (a new forward pass: never reuse an autograd graph that a
-        backward pass may have freed).
+        The value is rebuilt when a new forward pass of the model started (``passes``, shared
+        with the model's pre-hook), when ``dU`` changed, when dtype, device or grad mode differ,
+        or when slice ``k`` already used it (a layer called on its own twice: never reuse an
+        autograd graph that a backward pass may have freed).
         """
-        key = (torch.is_grad_enabled(), self.dU._version, self.dU.dtype, self.dU.device)
+        key = (
+            self.passes.value,
+            torch.is_grad_enabled(),
+            self.dU._version,
+            self.dU.dtype,
+            self.dU.device,
+        )
         cache = self._caches.get(kind)
         if cache is None or cache.key != key or k in cache.used:
             cache = _PassCache(key, build())

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tcur.adapters.layers import TCURGroup, TCURLayer
+from tcur.adapters.layers import PassCounter, TCURGroup, TCURLayer
 from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, plan
 from tcur.adapters.targets import match_modules
 
@@ -87,9 +87,12 @@ def inject(
     if config.modules_to_save is not None:
         for _, module in match_modules(model, config.modules_to_save, "modules_to_save"):
             module.requires_grad_(True)
+    passes = PassCounter()
+    for group, _ in built:
+        group.passes = passes
     hook = model.register_forward_pre_hook(_start_pass)
     setattr(model, CONFIG_ATTR, config)
-    setattr(model, _STATE_ATTR, {"requires_grad": flags, "hook": hook})
+    setattr(model, _STATE_ATTR, {"requires_grad": flags, "hook": hook, "passes": passes})
 
 
 def _parts_by_module(
@@ -108,9 +111,7 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def _start_pass(module: nn.Module, args: Any) -> None:
-    for sub in module.modules():
-        if isinstance(sub, TCURGroup):
-            sub.reset_cache()
+    getattr(module, _STATE_ATTR)["passes"].value += 1
 
 
 def adapter_layers(model: nn.Module) -> list[tuple[str, TCURLayer]]:
