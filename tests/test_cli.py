@@ -147,6 +147,8 @@ def test_format_table_rejects_ragged_rows() -> None:
 def _tiny_bert() -> object:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
+    from tcur.demo.classifier import MeanPoolClassifier
+
     config = transformers.BertConfig(
         vocab_size=40,
         hidden_size=16,
@@ -154,10 +156,9 @@ def _tiny_bert() -> object:
         num_attention_heads=2,
         intermediate_size=32,
         max_position_embeddings=32,
-        num_labels=2,
     )
     torch.manual_seed(0)
-    return transformers.BertForSequenceClassification(config)
+    return MeanPoolClassifier(transformers.BertModel(config, add_pooling_layer=False), 2)
 
 
 class _CharTokenizer:
