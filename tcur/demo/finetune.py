@@ -32,11 +32,11 @@ class Budget:
     test_size: int
     epochs: int = 1
     batch_size: int = 32
-    max_length: int = 48
+    max_length: int = 40
 
 
-QUICK = Budget(train_size=1600, test_size=500, batch_size=16)
-"""``--quick``: 100 steps of 16 sentences per method, 500 test sentences."""
+QUICK = Budget(train_size=960, test_size=500, batch_size=16)
+"""``--quick``: 60 steps of 16 sentences per method, 500 test sentences."""
 FULL = Budget(train_size=4800, test_size=1000)
 """Default: 150 steps of 32 sentences per method, the 1,000 held-out test sentences."""
 
