@@ -167,16 +167,34 @@ def table(outcomes: Sequence[Outcome]) -> str:
 def plot(outcomes: Sequence[Outcome], path: Path, title: str) -> Path:
     """PNG with the training-loss curves and accuracy vs trainable parameters (log x)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     fig = Figure(figsize=(10, 4), layout="constrained")
     losses, scatter = fig.subplots(1, 2)
     for o in outcomes:
         losses.plot(range(1, len(o.losses) + 1), _smooth(o.losses), label=o.method)
-        scatter.scatter([o.trainable], [o.accuracy], s=40, label=o.method)
-        scatter.annotate(f"{o.method}\n{o.accuracy:.3f}", (o.trainable, o.accuracy))
+        scatter.scatter([o.trainable], [o.accuracy], s=40)
+        scatter.annotate(
+            f"{o.method}: {o.accuracy:.3f}",
+            (o.trainable, o.accuracy),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+        )
     losses.set(xlabel="step", ylabel="training loss (moving average of 10)", title="training")
-    scatter.set(xscale="log", xlabel="trainable parameters", ylabel="test accuracy", title="result")
     losses.legend()
+    counts = [o.trainable for o in outcomes]
+    scatter.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance")
+    scatter.set(
+        xscale="log",
+        xlim=(min(counts) / 4, max(counts) * 4),
+        ylim=(0.45, min(1.0, max(o.accuracy for o in outcomes) + 0.08)),
+        xlabel="trainable parameters (adapter + head)",
+        ylabel="test accuracy",
+        title="result",
+    )
+    scatter.xaxis.set_minor_formatter(NullFormatter())
+    scatter.legend(loc="lower right")
     fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
