@@ -12,6 +12,7 @@ and whether it failed goes to ``results/run_all.json``, which the README shows t
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import sys
@@ -48,9 +49,14 @@ def discover(directory: Path = BENCH_DIR) -> list[Path]:
     return sorted(found, key=lambda path: path.name)
 
 
+def module_name(path: Path) -> str:
+    """Name the script at ``path`` is imported under."""
+    return f"benchmark_{path.stem}"
+
+
 def load_main(path: Path) -> Callable[[list[str]], Any]:
     """Import the script at ``path`` as a module and return its ``main``."""
-    spec = importlib.util.spec_from_file_location(f"benchmark_{path.stem}", path)
+    spec = importlib.util.spec_from_file_location(module_name(path), path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import the benchmark script {path}")
     module = importlib.util.module_from_spec(spec)
@@ -74,6 +80,9 @@ def run_script(path: Path, quick: bool) -> Outcome:
     except Exception:
         traceback.print_exc()
         return _failed(path, start, traceback.format_exc(limit=-1).strip().splitlines()[-1])
+    finally:
+        sys.modules.pop(module_name(path), None)  # let the script's models and data be freed
+        gc.collect()
     seconds = time.perf_counter() - start
     print(f"=== {path.name}: ok in {seconds:.0f} s", flush=True)
     return Outcome(path.name, seconds, "ok")
