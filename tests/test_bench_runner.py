@@ -86,6 +86,7 @@ def test_runs_every_script_and_passes_quick(
     assert run_all.main(argv, directory=tmp_path) == 0
     for name in ("bench_x", "finetune_y"):
         assert _results(tmp_path, name)["argv"] == expected
+        assert run_all.module_name(tmp_path / f"{name}.py") not in sys.modules
     record = _results(tmp_path, "run_all")
     assert [s["script"] for s in record["scripts"]] == ["bench_x.py", "finetune_y.py"]  # type: ignore[index, union-attr]
     assert {s["status"] for s in record["scripts"]} == {"ok"}  # type: ignore[index, union-attr]
