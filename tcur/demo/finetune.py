@@ -246,7 +246,9 @@ def run(quick: bool, out_dir: Path, echo: Callable[[str], None] = print) -> list
     outcomes = []
     for method in METHODS:
         echo(f"-- {method.name} (lr {method.lr:g})")
-        outcomes.append(finetune(method, base_classifier(seed=0), tokenizer, train, test, budget))
+        outcome = finetune(method, base_classifier(seed=0), tokenizer, train, test, budget)
+        echo(f"   test accuracy {outcome.accuracy:.3f} after {outcome.train_time_s:.0f} s")
+        outcomes.append(outcome)
     echo(table(outcomes))
     title = f"all-MiniLM-L6-v2 on Rotten Tomatoes ({len(train)} sentences, 1 seed)"
     echo(f"plot: {plot(outcomes, out_dir / 'finetune_minilm.png', title)}")
