@@ -6,8 +6,10 @@ the classifier in ``modules_to_save``), ``curlora`` (per-matrix CURLoRA on query
 ``tcurlora`` (tCURLoRA on query/value grouped by name, rank 8, the selection rule picked on the
 validation split among norm/leverage/deim/uniform), ``tcurlora_reference`` (the published tCURLoRA
 code's behaviour: U is built outside the autograd graph and written into the weights through
-``.data``, so only the classifier trains) and the variant ``tcurlora_all_linear`` (every linear
-layer of the encoder, grouped by shape, rank 8).
+``.data``, so only the classifier trains) and the variants ``tcurlora_all_linear`` (every linear
+layer of the encoder, grouped by shape, rank 8, at tcurlora's learning rate and rule) and
+``tcurlora_r16`` (query/value, rank 16, norm rule, at the rank-16 learning rate of the scaling
+check).
 
 Protocol. The classifier is a linear layer on the model's own mean-pooled sentence embedding. The
 8,530 sentences are split once (seed 0) into 1,000 test, 500 validation and the rest train, of
@@ -104,7 +106,7 @@ QUICK = Budget(
         "curlora": (3e-2,),
         "tcurlora": (1e-2, 3e-2),
     },
-    scaling_ranks=(4,),
+    scaling_ranks=(4, 16),
 )
 
 
@@ -247,6 +249,12 @@ def methods() -> dict[str, Method]:
             build_reference,
             {"target_modules": LORA_TARGETS, "rank": 8},
             "head_only",
+        ),
+        "tcurlora_r16": Method(
+            "tcurlora_r16",
+            build_tcurlora,
+            {**tcur_config, "rank": 16, "select": "norm"},
+            "tcurlora",
         ),
         "tcurlora_all_linear": Method(
             "tcurlora_all_linear",
@@ -537,46 +545,71 @@ class Results:
         return path
 
 
-def compare(res: Results) -> None:
-    """Every stage, required ones first; the variant is skipped past the time budget."""
+def compare(res: Results, done: dict[str, Any]) -> None:
+    """Every stage, required ones first; the variant is skipped past the time budget.
+
+    ``done`` holds a previous, interrupted run's JSON (``--resume``): its finished methods and
+    stages are kept instead of being run again.
+    """
     exp, table, grids = res.exp, methods(), res.exp.budget.lr_grids
-    head_lr = simple_stage(res, table["head_only"], grids["head_only"])
-    simple_stage(res, table["lora"], grids["lora"])
-    lr, rule, rank8 = tcurlora_stage(res, table["tcurlora"], grids["tcurlora"])
-    simple_stage(res, table["curlora"], grids["curlora"])
-    reference = exp.run(table["tcurlora_reference"], head_lr, exp.budget.seeds[0])
-    res.add(finalize(exp, table["tcurlora_reference"], reference, [reference]))
-    _release([reference])
-    res.extra["scaling_check"] = scaling_check(
-        exp, table["tcurlora"], grids["tcurlora"], rule, rank8
+    finished = {r["method"]: r for r in done.get("runs", [])}
+
+    def stage(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        if name in finished:
+            res.add(finished[name])
+            return finished[name]
+        return run()
+
+    head = stage("head_only", lambda: simple_stage(res, table["head_only"], grids["head_only"]))
+    stage("lora", lambda: simple_stage(res, table["lora"], grids["lora"]))
+    tcur = stage("tcurlora", lambda: tcurlora_stage(res, table["tcurlora"], grids["tcurlora"]))
+    res.extra["rule_sweep"] = tcur["rule_sweep"]
+    stage("curlora", lambda: simple_stage(res, table["curlora"], grids["curlora"]))
+    stage(
+        "tcurlora_reference",
+        lambda: single_stage(res, table["tcurlora_reference"], head["config"]["lr"]),
+    )
+    res.extra["scaling_check"] = done.get("scaling_check") or scaling_check(
+        exp, table["tcurlora"], grids["tcurlora"], _grid_of(tcur)
     )
     res.write()
-    simple_stage(res, table["full"], grids["full"])
-    if res.over_budget():
+    stage("full", lambda: simple_stage(res, table["full"], grids["full"]))
+    if "tcurlora_all_linear" not in finished and res.over_budget():
         res.extra["skipped"].append("tcurlora_all_linear (time budget)")
         return
-    variant = table["tcurlora_all_linear"]
-    first = exp.run(variant, lr, exp.budget.seeds[0], select=rule)
-    res.add(finalize(exp, variant, first, [first]))
-    _release([first])
+    rule = tcur["config"]["select"]
+    stage(
+        "tcurlora_all_linear",
+        lambda: single_stage(res, table["tcurlora_all_linear"], tcur["config"]["lr"], select=rule),
+    )
+    r16_lr = res.extra["scaling_check"]["by_rank"].get("16", {}).get("best_lr")
+    if r16_lr is not None:
+        stage("tcurlora_r16", lambda: single_stage(res, table["tcurlora_r16"], r16_lr))
 
 
-def simple_stage(res: Results, method: Method, grid: Sequence[float]) -> float:
-    """Learning-rate grid on validation, then the seeds at the chosen rate; returns the rate."""
+def simple_stage(res: Results, method: Method, grid: Sequence[float]) -> dict[str, Any]:
+    """Learning-rate grid on validation, then the seeds at the chosen rate."""
     ranked = select_lr(res.exp, method, grid)
-    res.add(finalize(res.exp, method, ranked[0], ranked))
+    record = finalize(res.exp, method, ranked[0], ranked)
+    res.add(record)
     _release(ranked)
-    return ranked[0].lr
+    return record
 
 
-def tcurlora_stage(
-    res: Results, method: Method, grid: Sequence[float]
-) -> tuple[float, str, dict[str, Any] | None]:
+def single_stage(res: Results, method: Method, lr: float, **overrides: Any) -> dict[str, Any]:
+    """The seeds at a given learning rate (no grid of its own)."""
+    first = res.exp.run(method, lr, res.exp.budget.seeds[0], **overrides)
+    record = finalize(res.exp, method, first, [first])
+    res.add(record)
+    _release([first])
+    return record
+
+
+def tcurlora_stage(res: Results, method: Method, grid: Sequence[float]) -> dict[str, Any]:
     """LR grid with the norm rule, then the rule sweep at that LR, then the seeds."""
     exp = res.exp
     ranked = select_lr(exp, method, grid, select="norm")
     lr = ranked[0].lr
-    rank8 = _grid_summary(ranked)
     candidates = [ranked[0]] + [
         exp.run(method, lr, exp.budget.seeds[0], select=rule)
         for rule in TUNED_RULES
@@ -584,40 +617,47 @@ def tcurlora_stage(
     ]
     _release(ranked[1:])
     candidates.sort(key=lambda r: -r.validation_accuracy)
-    best, rule = candidates[0], candidates[0].config["select"]
     _release(candidates[1:])
-    sweep = [
+    record = finalize(exp, method, candidates[0], ranked)
+    record["lr_grid_select"] = "norm"
+    record["rule_sweep"] = [
         {"select": r.config["select"], "lr": lr, "validation_accuracy": r.validation_accuracy}
         for r in candidates
     ]
-    res.extra["rule_sweep"] = sweep
-    record = finalize(exp, method, best, ranked if rule == "norm" else [best])
-    record["rule_sweep"] = sweep
     res.add(record)
-    _release([best])
-    return lr, rule, rank8 if rule == "norm" else None
+    _release(candidates[:1])
+    return record
+
+
+def _grid_of(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The rank-8 norm-rule grid of a tcurlora record, if it holds the whole grid."""
+    grid = record.get("lr_grid", [])
+    if record.get("lr_grid_select") != "norm" or len(grid) < 2:
+        return None
+    best = max(grid, key=lambda g: g["validation_accuracy"])
+    return {
+        "best_lr": best["lr"],
+        "grid": sorted(grid, key=lambda g: g["lr"]),
+        "trainable_params": record["trainable_params"],
+    }
 
 
 def scaling_check(
-    exp: Experiment,
-    method: Method,
-    grid: Sequence[float],
-    rule: str,
-    rank8: dict[str, Any] | None,
+    exp: Experiment, method: Method, grid: Sequence[float], rank8: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Best validation learning rate of tCURLoRA at several ranks over one grid."""
+    """Best validation learning rate of tCURLoRA (norm rule) at several ranks over one grid."""
     by_rank: dict[str, Any] = {}
     ranks = sorted({8, *exp.budget.scaling_ranks})
     for rank in ranks:
         if rank == 8 and rank8 is not None:
             by_rank["8"] = rank8
             continue
-        runs = select_lr(exp, method, grid, select=rule, rank=rank)
+        runs = select_lr(exp, method, grid, select="norm", rank=rank)
         by_rank[str(rank)] = _grid_summary(runs)
         _release(runs)
     best = [by_rank[str(r)]["best_lr"] for r in ranks]
     return {
-        "select": rule,
+        "select": "norm",
         "scaling": "library default (normalized)",
         "by_rank": by_rank,
         "best_lr_spread_factor": max(best) / min(best),
@@ -639,19 +679,27 @@ def _grid_summary(ranked: list[Run]) -> dict[str, Any]:
 
 
 def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The aim: tCURLoRA within 1 point of LoRA at <= 1/20 of LoRA's adapter parameters."""
+    """The aim: tCURLoRA within 1 point of LoRA at <= 1/20 of LoRA's adapter parameters.
+
+    Reported for ``tcurlora`` and for every tCURLoRA variant (not the reference control).
+    """
     by = {r["method"]: r for r in records}
-    if "lora" not in by or "tcurlora" not in by:
+    if "lora" not in by:
         return {}
-    lora, tcur = by["lora"], by["tcurlora"]
-    gap = 100.0 * (lora["accuracy_mean"] - tcur["accuracy_mean"])
-    ratio = tcur["adapter_params"] / lora["adapter_params"]
-    return {
-        "lora_minus_tcurlora_points": gap,
-        "tcurlora_over_lora_adapter_params": ratio,
-        "aim_within_1_point": bool(gap <= 1.0),
-        "aim_at_most_1_20_params": bool(ratio <= 1 / 20),
-    }
+    lora = by["lora"]
+    out = {}
+    for name, rec in by.items():
+        if not name.startswith("tcurlora") or name == "tcurlora_reference":
+            continue
+        gap = 100.0 * (lora["accuracy_mean"] - rec["accuracy_mean"])
+        ratio = rec["adapter_params"] / lora["adapter_params"]
+        out[name] = {
+            "lora_minus_method_points": gap,
+            "adapter_params_over_lora": ratio,
+            "aim_within_1_point": bool(gap <= 1.0),
+            "aim_at_most_1_20_params": bool(ratio <= 1 / 20),
+        }
+    return out
 
 
 def plot(records: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -697,17 +745,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--train-size", type=int, help="override the budget's training sentences")
     parser.add_argument("--name", help="result file stem (default finetune_minilm_rt[_quick])")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on shared cores two threads ran 2-4x slower)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the finished part of an interrupted run"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     budget = QUICK if args.quick else FULL
     if args.train_size is not None:
         budget = replace(budget, train_size=args.train_size)
-    _torch().set_num_threads(min(2, os.cpu_count() or 1))
+    _torch().set_num_threads(args.threads)
     exp = Experiment(budget, progress=not args.no_progress)
     name = args.name or NAME + ("_quick" if args.quick else "")
     res = Results(exp, name, 60.0 * args.time_budget_min)
-    compare(res)
+    done = json.loads((RESULTS / f"{name}.json").read_text()) if args.resume else {}
+    if done and done.get("train_size") != len(exp.train):
+        parser.error(f"--resume: {name}.json was made with another budget")
+    if done:
+        before = done.get("resumed", {}).get("previous_wall_time_s", 0.0)
+        res.extra["resumed"] = {"previous_wall_time_s": before + done["wall_time_s"]}
+    compare(res, done)
     res.extra["complete"] = True
     path = res.write()
     _log(f"wrote {path} in {(time.perf_counter() - res.start) / 60:.1f} min")

@@ -44,10 +44,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rank", type=int, default=8, help="tensor rank (selected slices)")
     parser.add_argument("--eval-docs", type=int, default=24, help="held-out documents")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is faster on shared cores)"
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    for name in ("max_steps", "batch_size", "max_length", "rank", "eval_docs"):
+    for name in ("max_steps", "batch_size", "max_length", "rank", "eval_docs", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     return args
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from tcur.adapters.training import perplexity, train_causal_lm
 
     args = parse_args(argv)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     train_docs, eval_docs = split_documents(load_documents(args.dataset), args.eval_docs, args.seed)
     start = time.perf_counter()
     base, tokenizer, model_name = load_model(args.model)
