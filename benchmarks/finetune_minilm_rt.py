@@ -705,7 +705,7 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 def plot(records: list[dict[str, Any]], path: Path, title: str) -> None:
     """Accuracy (mean +- std over seeds) against trainable parameters, log x."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(8, 5))
     for rec in records:
         ax.errorbar(
             rec["trainable_params"],
@@ -713,15 +713,9 @@ def plot(records: list[dict[str, Any]], path: Path, title: str) -> None:
             yerr=100 * rec["accuracy_std"],
             fmt="o",
             capsize=4,
-            label=rec["method"],
+            label=f"{rec['method']} ({100 * rec['accuracy_mean']:.1f}%)",
         )
-        ax.annotate(
-            rec["method"],
-            (rec["trainable_params"], 100 * rec["accuracy_mean"]),
-            textcoords="offset points",
-            xytext=(6, 4),
-            fontsize=8,
-        )
+    ax.legend(fontsize=8, loc="lower right")
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel("test accuracy (%)")
