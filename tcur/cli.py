@@ -54,10 +54,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--skip-finetune", action="store_true", help="run only the decomposition step"
     )
+    demo.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help=(
+            "threads for torch and BLAS (default: %(default)s; on cores shared with other jobs "
+            "more threads made the demo several times slower, raise it on a machine of your own)"
+        ),
+    )
     return parser
 
 
-def run_demo(quick: bool, out: Path, skip_finetune: bool) -> None:
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def limit_threads(n: int) -> None:
+    """Use ``n`` threads in torch and in the BLAS/OpenMP pools NumPy and SciPy call."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n)
+
+
+def run_demo(quick: bool, out: Path, skip_finetune: bool, threads: int = 1) -> None:
     """Run the demo steps.
 
     Raises :class:`MissingPackageError` before any work starts if an optional package is missing.
@@ -65,6 +91,7 @@ def run_demo(quick: bool, out: Path, skip_finetune: bool) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     require(DECOMPOSITION_PACKAGES if skip_finetune else DECOMPOSITION_PACKAGES | FINETUNE_PACKAGES)
+    limit_threads(threads)
     from tcur.demo import decomposition
 
     start = time.perf_counter()
@@ -82,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tcur`` console command; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        run_demo(args.quick, args.out, args.skip_finetune)
+        run_demo(args.quick, args.out, args.skip_finetune, args.threads)
     except MissingPackageError as err:
         print(f"tcur {args.command}: {err}", file=sys.stderr)
         return EXIT_MISSING_PACKAGE

@@ -23,11 +23,32 @@ def test_demo_defaults() -> None:
 
 
 def test_demo_options() -> None:
-    args = cli.build_parser().parse_args(["demo", "--quick", "--out", "plots", "--skip-finetune"])
+    argv = ["demo", "--quick", "--out", "plots", "--skip-finetune", "--threads", "2"]
+    args = cli.build_parser().parse_args(argv)
     assert (args.quick, args.skip_finetune, args.out) == (True, True, Path("plots"))
+    assert args.threads == 2
+    assert cli.build_parser().parse_args(["demo"]).threads == 1
 
 
-@pytest.mark.parametrize("argv", [[], ["demo", "--no-such-flag"], ["train"], ["demo", "--out"]])
+def test_threads_are_limited(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    monkeypatch.setattr(decomposition, "real_cases", lambda quick: [])
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=None):  # puts the BLAS/OpenMP pools back afterwards
+        try:
+            assert cli.main(["demo", "--skip-finetune", "--threads", "1"]) == 0
+            assert torch.get_num_threads() == 1
+            assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
+        finally:
+            torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["demo", "--no-such-flag"], ["train"], ["demo", "--out"], ["demo", "--threads", "0"]],
+)
 def test_bad_command_line_is_a_usage_error(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)

