@@ -414,7 +414,7 @@ def adapter_file_bytes(run: Run) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if run.method == "lora":
             run.wrapped.save_pretrained(tmp)
-        elif run.method in ("curlora", "tcurlora", "tcurlora_all_linear"):
+        elif run.method.startswith(("curlora", "tcurlora")) and run.method != "tcurlora_reference":
             from tcur.adapters import save
 
             save(run.wrapped, tmp)
