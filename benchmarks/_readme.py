@@ -96,7 +96,8 @@ def _describe_machine(machine: dict[str, Any]) -> str:
         parts.append(f"{machine['cpu_count']} CPU cores")
     if machine.get("torch"):
         threads = machine.get("torch_threads")
-        parts.append(f"torch {machine['torch']}" + (f" ({threads} threads)" if threads else ""))
+        count = f" ({threads} thread{'' if threads == 1 else 's'})" if threads else ""
+        parts.append(f"torch {machine['torch']}{count}")
     if machine.get("cuda"):
         parts.append(f"GPU {machine['cuda']}")
     return ", ".join(parts) or "not recorded"
@@ -209,11 +210,13 @@ def cell(value: Any) -> str:
 
     Examples
     --------
-    >>> cell(0.123456), cell([0.5, 0.25]), cell(None), cell(True)
-    ('0.1235', '0.5, 0.25', 'n/a', 'True')
+    >>> cell(0.123456), cell([0.5, 0.25]), cell(None), cell(True), cell([])
+    ('0.1235', '0.5, 0.25', 'n/a', 'True', 'none')
     """
     if value is None or value == "":
         return "n/a"
+    if value == []:
+        return "none"
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
