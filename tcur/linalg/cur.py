@@ -12,8 +12,8 @@ from tcur._backend import (
     check_rank,
     eps,
     index_array,
-    namespace,
 )
+from tcur.linalg._pinv import largest_singular_value, truncated_pinv
 from tcur.linalg.selection import SELECT_RULES, select_matrix_indices
 
 MIDDLES = ("pinv", "optimal")
@@ -48,15 +48,16 @@ def default_rtol(W: Array) -> float:
     return max(W.shape[-2:]) * eps(W)
 
 
-def middle_pinv(W: Array, rtol: float | None = None) -> Array:
-    """``pinv`` of the intersection ``W``, singular values below ``rtol * s_max`` dropped."""
-    xp = namespace(W)
-    return xp.linalg.pinv(W, rtol=default_rtol(W) if rtol is None else rtol)
+def middle_pinv(W: Array, rtol: float | None = None, rank: int | None = None) -> Array:
+    """``pinv`` of the intersection ``W``: singular values below ``rtol * s_max`` dropped, and at
+    most ``rank`` kept (the truncation that keeps an oversampled intersection stable)."""
+    atol = (default_rtol(W) if rtol is None else rtol) * largest_singular_value(W)
+    return truncated_pinv(W, atol, rank)
 
 
 def middle_optimal(C: Array, A: Array, R: Array, rtol: float | None = None) -> Array:
     """``pinv(C) @ A @ pinv(R)`` through SVD-based pseudo-inverses (never normal equations)."""
-    return middle_pinv(C, rtol) @ A @ middle_pinv(R, rtol)
+    return middle_pinv(C, rtol) @ (A @ middle_pinv(R, rtol))
 
 
 def _counts(rank: int, n_rows: int | None, n_cols: int | None, shape: Any) -> tuple[int, int]:
@@ -94,7 +95,10 @@ def cur(
         Selection rule: ``"deim"`` (default), ``"qdeim"``, ``"leverage"``, ``"leverage_sample"``,
         ``"norm"``, ``"inverse_norm"`` or ``"uniform"``; see :mod:`tcur.linalg.selection`.
     middle : {"pinv", "optimal"}
-        ``"pinv"``: ``U = pinv(A[rows][:, cols])`` (reads only sampled entries);
+        ``"pinv"``: ``U = pinv_rank(A[rows][:, cols])``, the pseudo-inverse truncated to
+        ``rank`` singular values (reads only sampled entries; on noisy data with
+        ``n_rows = n_cols = rank`` small singular values of the intersection amplify the
+        noise, so oversample there);
         ``"optimal"``: ``U = pinv(C) @ A @ pinv(R)`` (least Frobenius error for these C and R).
     seed : None, int or numpy.random.Generator
         Randomness of the sampled rules and of the randomized SVD.
@@ -131,7 +135,7 @@ def cur(
     rows_x, cols_x = index_array(rows, A), index_array(cols, A)
     C, R = A[:, cols_x], A[rows_x, :]
     if middle == "pinv":
-        U = middle_pinv(A[rows_x, :][:, cols_x], rtol)
+        U = middle_pinv(A[rows_x, :][:, cols_x], rtol, rank=rank)
     else:
         U = middle_optimal(C, A, R, rtol)
     return CUR(C=C, U=U, R=R, rows=rows_x, cols=cols_x)

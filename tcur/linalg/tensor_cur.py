@@ -217,10 +217,11 @@ def tcur(
         ``"deim"`` (default), ``"qdeim"``, ``"leverage"``, ``"leverage_sample"``, ``"norm"``,
         ``"inverse_norm"`` or ``"uniform"``; constructions in :mod:`tcur.linalg.tensor_cur`.
     middle : {"pinv", "optimal"}
-        ``"pinv"``: ``U = tpinv(A[rows][:, cols, :])`` (reads only the sampled slices; exact
-        at the true tubal rank, but on data that is not low-rank, with ``n_rows = n_cols =
-        rank``, a nearly singular intersection can make the error exceed ``||A||``, so
-        oversample or use ``"optimal"``); ``"optimal"``: ``U = tpinv(C) * A * tpinv(R)``
+        ``"pinv"``: ``U = tpinv(A[rows][:, cols, :], rank=rank)``, truncated to ``rank``
+        singular values per Fourier slice (reads only the sampled slices; exact at the true
+        tubal rank, but on data that is not low-rank, with ``n_rows = n_cols = rank``, a
+        nearly singular intersection can make the error exceed ``||A||``, so oversample or use
+        ``"optimal"``); ``"optimal"``: ``U = tpinv(C) * A * tpinv(R)``
         (least Frobenius error for this C and R).
     seed : None, int or numpy.random.Generator
         Randomness of the sampled rules and of the randomized SVD.
@@ -256,7 +257,7 @@ def tcur(
     rows_x, cols_x = index_array(rows, A), index_array(cols, A)
     C, R = A[:, cols_x, :], A[rows_x, :, :]
     if middle == "pinv":
-        U = tpinv(A[rows_x, :, :][:, cols_x, :], rtol)
+        U = tpinv(A[rows_x, :, :][:, cols_x, :], rtol, rank=rank)
     else:
         U = tprod(tpinv(C, rtol), A, tpinv(R, rtol))
     return TCUR(C=C, U=U, R=R, rows=rows_x, cols=cols_x)

@@ -18,12 +18,12 @@ input take the FFT.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
 
-from tcur._backend import Array, as_float_array, eps, is_torch, namespace, to_numpy
+from tcur._backend import Array, as_float_array, check_rank, eps, is_torch, namespace, to_numpy
+from tcur.linalg._pinv import largest_singular_value, truncated_pinv
 
 
 def _is_complex(xp: Any, a: Array) -> bool:
@@ -310,20 +310,24 @@ def _check_invertible(F: Array, n: int) -> None:
         )
 
 
-def tpinv(A: Array, rcond: float | None = None) -> Array:
+def tpinv(A: Array, rcond: float | None = None, *, rank: int | None = None) -> Array:
     """Moore–Penrose pseudo-inverse under the t-product.
 
     Each Fourier slice is pseudo-inverted; singular values at or below
     ``rcond * s_max`` are treated as zero, where ``s_max`` is the largest singular value over
-    *all* Fourier slices (so a slice that is pure round-off is dropped, not amplified). The
-    result ``X`` satisfies the four Penrose conditions ``A*X*A = A``, ``X*A*X = X``,
-    ``(A*X)^T = A*X`` and ``(X*A)^T = X*A`` under the t-product and t-transpose.
+    *all* Fourier slices (so a slice that is pure round-off is dropped, not amplified). With
+    ``rank``, at most ``rank`` singular values per Fourier slice are kept (a truncated
+    t-pseudo-inverse, used by the t-CUR middle factor). The untruncated result ``X`` satisfies
+    the four Penrose conditions ``A*X*A = A``, ``X*A*X = X``, ``(A*X)^T = A*X`` and
+    ``(X*A)^T = X*A`` under the t-product and t-transpose.
 
     Parameters
     ----------
     A : array of shape (n1, n2, n3)
     rcond : float, optional
         Relative cutoff; default ``max(n1, n2) * eps(dtype)``.
+    rank : int, optional
+        Keep at most this many singular values per Fourier slice.
 
     Returns
     -------
@@ -346,17 +350,7 @@ def tpinv(A: Array, rcond: float | None = None) -> Array:
         rcond = max(n1, n2) * eps(F)
     elif not rcond >= 0:
         raise ValueError(f"rcond must be a non-negative number, got {rcond!r}")
-    return from_fourier(_pinv_slices(F, float(rcond)), n3, real)
-
-
-def _pinv_slices(F: Array, rcond: float) -> Array:
-    """Batched pseudo-inverse with one absolute cutoff ``rcond * (largest singular value)``."""
-    if is_torch(F):
-        torch = sys.modules["torch"]
-        s_max = float(torch.linalg.svdvals(F.detach()).max())
-        cutoff = max(rcond * s_max, torch.finfo(F.real.dtype).tiny)
-        return torch.linalg.pinv(F, atol=cutoff, rtol=0.0)
-    u, s, vh = np.linalg.svd(F, full_matrices=False)
-    keep = s > max(rcond * float(s.max()), np.finfo(s.dtype).tiny)
-    s_inv = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0).astype(s.dtype)
-    return (np.conj(np.swapaxes(vh, -1, -2)) * s_inv[:, None, :]) @ np.conj(np.swapaxes(u, -1, -2))
+    if rank is not None:
+        check_rank(rank, "rank", min(n1, n2))
+    atol = float(rcond) * largest_singular_value(F)
+    return from_fourier(truncated_pinv(F, atol, rank), n3, real)
