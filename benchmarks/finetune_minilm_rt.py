@@ -116,32 +116,11 @@ def _torch() -> Any:
     return torch
 
 
-class _Classifier:
-    """Factory for the mean-pooling classifier module (built lazily so --help needs no torch)."""
+def _classifier(encoder: Any, n_classes: int = 2) -> Any:
+    """The demo's mean-pooling classifier (imported lazily so --help needs no torch)."""
+    from tcur.demo.classifier import MeanPoolClassifier
 
-    @staticmethod
-    def make(encoder: Any, n_classes: int = 2) -> Any:
-        torch = _torch()
-
-        class MeanPoolClassifier(torch.nn.Module):
-            """Linear classifier on the mean of the encoder's last hidden states."""
-
-            def __init__(self) -> None:
-                super().__init__()
-                self.encoder = encoder
-                self.classifier = torch.nn.Linear(encoder.config.hidden_size, n_classes)
-
-            def embed(self, input_ids: Any, attention_mask: Any) -> Any:
-                hidden = self.encoder(
-                    input_ids=input_ids, attention_mask=attention_mask
-                ).last_hidden_state
-                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-                return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
-            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-                return self.classifier(self.embed(input_ids, attention_mask))
-
-        return MeanPoolClassifier()
+    return MeanPoolClassifier(encoder, n_classes)
 
 
 # --- methods ----------------------------------------------------------------------------------
@@ -305,13 +284,13 @@ class Experiment:
         self.train = splits.train.head(budget.train_size)
         self.validation, self.test = splits.validation, splits.test
         self.probe_texts = imdb_sentences(budget.probe_size, seed=0)
-        self.probe_reference = self.embed(_Classifier.make(self.encoder))
+        self.probe_reference = self.embed(_classifier(self.encoder))
 
     def fresh(self, seed: int) -> Any:
         """The pretrained encoder with a new classifier initialised from ``seed``."""
         torch = _torch()
         torch.manual_seed(seed)
-        return _Classifier.make(copy.deepcopy(self.encoder))
+        return _classifier(copy.deepcopy(self.encoder))
 
     def run(self, method: Method, lr: float, seed: int, **overrides: Any) -> Run:
         """Build, train and validate one configuration."""
