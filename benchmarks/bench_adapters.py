@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -360,9 +361,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "tcur": f"TCURLoRAConfig(rank={RANK}, n_rows=n_cols={RANK}, forward='auto')",
             "lora": f"peft LoraConfig(r={RANK})",
             "machine_note": (
-                "2 shared CPU cores, contended by ~5 other jobs (load average ~6); absolute times "
-                "are inflated and noisy, the interleaved ratios are the signal; strategy table "
-                "on 1 thread, best of repeats"
+                f"load average {os.getloadavg()[0]:.1f} at the start; interleaved runs, so the "
+                "ratios are the signal; strategy table on 1 thread, best of repeats"
             ),
         },
         "training_step": step_times(6 if quick else 20),
