@@ -88,6 +88,10 @@ def test_causal_lm_module_with_tokenizer() -> None:
     before = model.evaluate(texts)["perplexity"]
     history = model.finetune(texts, num_epochs=2, lr=0.05, batch_size=4, progress=False)
     assert history[-1]["perplexity"] < before
+    capped = model.finetune(texts, num_epochs=5, batch_size=4, progress=False, max_steps=3)
+    assert [h["steps"] for h in capped] == [2.0, 1.0]  # 8 texts / batch 4 = 2 steps per epoch
+    with pytest.raises(ValueError, match="max_steps must be a positive integer"):
+        model.finetune(texts, max_steps=0)
 
 
 def test_wrapper_errors() -> None:

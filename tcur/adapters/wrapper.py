@@ -242,26 +242,39 @@ class TCURLoRAModel(nn.Module):
         max_length: int = 128,
         seed: int = 0,
         progress: bool = True,
+        max_steps: int | None = None,
     ) -> list[dict[str, float]]:
         """Train the adapters (and ``modules_to_save``) with AdamW; evaluate after every epoch.
 
         Each epoch is one call of :func:`~tcur.adapters.training.train_classifier` (or
         :func:`~tcur.adapters.training.train_causal_lm`) with its own linear warm-up and decay,
         followed by :meth:`evaluate` on ``eval_dataset`` (default: the training data).
+        ``max_steps`` caps the optimizer steps of the whole run; training stops after the epoch
+        in which the budget runs out.
 
         Returns
         -------
         list of dict
-            Per epoch: ``epoch``, ``train_loss`` (mean over the epoch's steps), ``step_time_ms``
-            and the metric of :meth:`evaluate`.
+            Per epoch: ``epoch``, ``train_loss`` (mean over the epoch's steps), ``steps``,
+            ``step_time_ms`` and the metric of :meth:`evaluate`.
         """
         check_choice(self.task, "task", TASKS)
-        history = []
+        if max_steps is not None and (isinstance(max_steps, bool) or max_steps < 1):
+            raise ValueError(f"max_steps must be a positive integer or None, got {max_steps!r}")
+        history: list[dict[str, float]] = []
+        remaining = max_steps
         for epoch in range(num_epochs):
-            result = self._train_epoch(dataset, lr, batch_size, max_length, seed + epoch, progress)
+            if remaining == 0:
+                break
+            result = self._train_epoch(
+                dataset, lr, batch_size, max_length, seed + epoch, progress, remaining
+            )
+            if remaining is not None:
+                remaining -= result.steps
             record = {
                 "epoch": float(epoch + 1),
                 "train_loss": sum(result.losses) / max(len(result.losses), 1),
+                "steps": float(result.steps),
                 "step_time_ms": result.step_time_ms,
             }
             record.update(self.evaluate(eval_dataset or dataset, max_length=max_length))
@@ -276,9 +289,11 @@ class TCURLoRAModel(nn.Module):
         max_length: int,
         seed: int,
         progress: bool,
+        max_steps: int | None,
     ) -> Any:
         options: dict[str, Any] = {
             "epochs": 1,
+            "max_steps": max_steps,
             "lr": lr,
             "batch_size": batch_size,
             "max_length": max_length,
