@@ -204,42 +204,36 @@ def build_reference(model: Any, config: dict[str, Any], seed: int) -> Any:
 
 @dataclass(frozen=True)
 class Method:
-    """A method of the comparison: its name, builder, configuration and learning-rate grid."""
+    """A method of the comparison: its name, builder and configuration."""
 
     name: str
     build: Callable[[Any, dict[str, Any], int], Any]
     config: dict[str, Any]
-    lr_grid_key: str
 
 
 def methods() -> dict[str, Method]:
     """The comparison's methods by name."""
     tcur_config = {"target_modules": LORA_TARGETS, "rank": 8, "group_by": "name"}
     return {
-        "head_only": Method("head_only", build_head_only, {}, "head_only"),
-        "full": Method("full", build_full, {}, "full"),
-        "lora": Method("lora", build_lora, {"r": 8, "lora_alpha": 16}, "lora"),
-        "curlora": Method(
-            "curlora", build_curlora, {"target_modules": LORA_TARGETS, "rank": 8}, "curlora"
-        ),
-        "tcurlora": Method("tcurlora", build_tcurlora, tcur_config, "tcurlora"),
+        "head_only": Method("head_only", build_head_only, {}),
+        "full": Method("full", build_full, {}),
+        "lora": Method("lora", build_lora, {"r": 8, "lora_alpha": 16}),
+        "curlora": Method("curlora", build_curlora, {"target_modules": LORA_TARGETS, "rank": 8}),
+        "tcurlora": Method("tcurlora", build_tcurlora, tcur_config),
         "tcurlora_reference": Method(
             "tcurlora_reference",
             build_reference,
             {"target_modules": LORA_TARGETS, "rank": 8},
-            "head_only",
         ),
         "tcurlora_r16": Method(
             "tcurlora_r16",
             build_tcurlora,
             {**tcur_config, "rank": 16, "select": "norm"},
-            "tcurlora",
         ),
         "tcurlora_all_linear": Method(
             "tcurlora_all_linear",
             build_tcurlora,
             {"target_modules": ALL_LINEAR, "rank": 8, "group_by": "shape"},
-            "tcurlora",
         ),
     }
 
