@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from array_api_compat import device as device_of
 
 from tcur._backend import Array, as_float_array, check_rank, eps, is_torch, namespace, to_numpy
 from tcur.linalg._pinv import largest_singular_value, truncated_pinv
@@ -131,7 +132,7 @@ def _dft_matrices(xp: Any, n3: int, like: Array) -> tuple[Array, Array]:
     forward = np.concatenate([np.cos(angle_re), -np.sin(angle_im)])
     weights = np.where((np.arange(n_re) == 0) | (2 * np.arange(n_re) == n3), 1.0, 2.0)
     inverse = np.concatenate([np.cos(angle_re) * weights[:, None], -2.0 * np.sin(angle_im)]) / n3
-    device = _device(like)
+    device = device_of(like)
     return (
         xp.asarray(forward, dtype=like.dtype, device=device),
         xp.asarray(inverse, dtype=like.dtype, device=device),
@@ -199,11 +200,7 @@ def ttranspose(A: Array) -> Array:
     if _is_complex(xp, A):
         sliced = xp.conj(sliced)
     order = [0, *range(A.shape[2] - 1, 0, -1)]
-    return xp.take(sliced, xp.asarray(order, device=_device(A)), axis=2)
-
-
-def _device(A: Array) -> Any:
-    return getattr(A, "device", None) if hasattr(A, "device") else None
+    return xp.take(sliced, xp.asarray(order, device=device_of(A)), axis=2)
 
 
 def teye(n: int, n3: int, *, like: Array | None = None, dtype: Any = None) -> Array:
@@ -227,8 +224,8 @@ def teye(n: int, n3: int, *, like: Array | None = None, dtype: Any = None) -> Ar
         return out
     xp = namespace(like)
     dt = like.dtype if dtype is None else dtype
-    out = xp.zeros((n, n, n3), dtype=dt, device=_device(like))
-    out[:, :, 0] = xp.eye(n, dtype=dt, device=_device(like))
+    out = xp.zeros((n, n, n3), dtype=dt, device=device_of(like))
+    out[:, :, 0] = xp.eye(n, dtype=dt, device=device_of(like))
     return out
 
 
