@@ -19,7 +19,7 @@ trainable params: 32 || all params: 576 || trainable%: 5.5556
 
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
 from tcur.adapters.io import load, save
-from tcur.adapters.layers import TCURGroup, TCURLayer
+from tcur.adapters.layers import TCURGroup, TCURGroups, TCURLayer
 from tcur.adapters.model import (
     adapter_groups,
     adapter_layers,
@@ -35,6 +35,7 @@ from tcur.adapters.wrapper import TCURLoRAModel
 __all__ = [
     "CURLoRAConfig",
     "TCURGroup",
+    "TCURGroups",
     "TCURLayer",
     "TCURLoRAConfig",
     "TCURLoRAModel",

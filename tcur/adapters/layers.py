@@ -4,9 +4,14 @@ A :class:`TCURGroup` holds the frozen buffers ``C: (d_out, n_cols, n3)`` and
 ``R: (n_rows, d_in, n3)`` and the trainable ``dU: (n_cols, n_rows, n3)`` (zero at the start).
 CURLoRA is the case ``n3 = 1``. A :class:`TCURLayer` replaces an ``nn.Linear`` or ``Conv1D``, keeps
 it as ``base_layer`` and adds the update of one or more ``(group, slice)`` parts (several parts when
-a fused projection was split; they are stacked along the output). The layer that holds slice 0 of a
-group owns the group as a registered submodule (so ``state_dict``, ``.to()`` and DDP see ``dU``
-once); the other layers keep a plain reference.
+a fused projection was split; they are stacked along the output).
+
+Ownership: every group of a model is registered once, in a :class:`TCURGroups` container on the
+model's root (attribute ``tcur_groups``; ``state_dict`` keys ``tcur_groups.<i>.dU``/``C``/``R``),
+so ``state_dict``, ``.to()``, ``deepcopy``, DDP and FSDP2 see each tensor once and no parameter
+belongs to a block. A layer keeps plain (unregistered) references to its groups in ``parts``;
+FSDP2's per-block sharding (``fully_shard`` each block, then the root) therefore never splits a
+group across units: the root unit gathers the groups for the whole forward and backward pass.
 
 Precision: the update is computed in float32 when the weights are float16/bfloat16
 (:func:`tcur.adapters.forward.compute_dtype`) and cast back to the layer's dtype at the end.
@@ -152,6 +157,19 @@ class TCURGroup(nn.Module):
         return factored_apply(x.to(G.dtype), A, G, k)
 
 
+class TCURGroups(nn.ModuleDict):
+    """The adapter groups of one model, keyed ``"0"``, ``"1"``, ... in build (and save) order.
+
+    Registered on the root model by :func:`tcur.adapters.apply`. Its ``forward`` returns its
+    input unchanged, so that a container root such as ``nn.Sequential`` (which calls every child
+    in turn) computes what it did before.
+    """
+
+    def forward(self, x: Any) -> Any:
+        """``x`` itself (a pass-through; see the class docstring)."""
+        return x
+
+
 class TCURLayer(nn.Module):
     """A wrapped ``nn.Linear``/``Conv1D``: ``base_layer(x)`` plus the t-CUR update of its parts.
 
@@ -168,16 +186,13 @@ class TCURLayer(nn.Module):
     def __init__(self, base_layer: nn.Module, dropout: float, strategy: str) -> None:
         super().__init__()
         self.base_layer = base_layer
-        self.adapter_groups = nn.ModuleDict()
         self.adapter_dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.strategy = strategy
         self.merged = False
         self.parts: list[tuple[TCURGroup, int]] = []
 
     def add_part(self, group: TCURGroup, k: int) -> None:
-        """Append the next output part: slice ``k`` of ``group`` (owned when ``k == 0``)."""
-        if k == 0:
-            self.adapter_groups[str(len(self.parts))] = group
+        """Append the next output part: slice ``k`` of ``group`` (a reference, not a submodule)."""
         self.parts.append((group, k))
 
     def extra_repr(self) -> str:

@@ -2,7 +2,11 @@
 
 :func:`apply` changes the model in place (and returns it): every parameter is frozen, each target
 layer is replaced by a :class:`~tcur.adapters.layers.TCURLayer` that keeps the original as
-``base_layer``, and only the groups' ``dU`` and the ``modules_to_save`` are trainable. Unlike
+``base_layer``, and only the groups' ``dU`` and the ``modules_to_save`` are trainable. The groups
+are owned by one :class:`~tcur.adapters.layers.TCURGroups` container registered on the root as
+``model.tcur_groups`` (see :mod:`tcur.adapters.layers`), so that FSDP2's per-block sharding never
+splits a group. Row/column selection needs whole weights: apply before sharding (``fully_shard``)
+or wrapping; :func:`apply` refuses sharded (``DTensor``) parameters. Unlike
 PEFT, ``modules_to_save`` are trained in place (no copy is kept), so :func:`unload` leaves them
 trained. A forward pre-hook on the model starts every forward pass with fresh per-pass operands.
 """
@@ -15,11 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from tcur.adapters.layers import PassCounter, TCURGroup, TCURLayer
+from tcur.adapters.layers import PassCounter, TCURGroup, TCURGroups, TCURLayer
 from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, plan
 from tcur.adapters.targets import match_modules
 
 CONFIG_ATTR = "tcur_adapter_config"
+GROUPS_ATTR = "tcur_groups"
 _STATE_ATTR = "_tcur_adapter_state"
 
 
@@ -53,6 +58,7 @@ def apply(model: nn.Module, config: AdapterConfig) -> nn.Module:
     """
     if is_adapted(model):
         raise ValueError("model already has tcur adapters; call tcur.adapters.unload(model) first")
+    check_not_sharded(model)
     specs = plan(model, config)
     inject(model, config, [(build_group(spec, config), spec) for spec in specs])
     return model
@@ -61,6 +67,24 @@ def apply(model: nn.Module, config: AdapterConfig) -> nn.Module:
 def is_adapted(model: nn.Module) -> bool:
     """True if :func:`apply` (or ``load``) added adapters to ``model``."""
     return hasattr(model, CONFIG_ATTR)
+
+
+def check_not_sharded(model: nn.Module) -> None:
+    """``ValueError`` if a parameter of ``model`` is a sharded ``DTensor`` (FSDP2, tensor parallel).
+
+    Selecting rows and columns reads whole weights, so adapters go in before ``fully_shard``.
+    """
+    if not torch.distributed.is_available():
+        return
+    from torch.distributed.tensor import DTensor
+
+    for name, parameter in model.named_parameters():
+        if isinstance(parameter, DTensor):
+            raise ValueError(
+                f"parameter {name!r} is a sharded DTensor (placements {parameter.placements}); "
+                "row/column selection needs whole weights: call tcur.adapters.apply (or load) "
+                "before fully_shard / distribute_tensor"
+            )
 
 
 def adapter_config(model: nn.Module) -> AdapterConfig:
@@ -74,7 +98,14 @@ def adapter_config(model: nn.Module) -> AdapterConfig:
 def inject(
     model: nn.Module, config: AdapterConfig, built: Sequence[tuple[TCURGroup, GroupSpec]]
 ) -> None:
-    """Freeze ``model``, wrap the target layers with the built groups and set up training flags."""
+    """Freeze ``model``, wrap the target layers with the built groups and set up training flags.
+
+    The groups are registered, in the order of ``built``, in a
+    :class:`~tcur.adapters.layers.TCURGroups` on the root (``model.tcur_groups``).
+    """
+    check_not_sharded(model)
+    if hasattr(model, GROUPS_ATTR):
+        raise ValueError(f"model already has an attribute {GROUPS_ATTR!r}; cannot add adapters")
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     for parameter in model.parameters():
         parameter.requires_grad_(False)
@@ -84,6 +115,7 @@ def inject(
         for _, group, k in sorted(parts, key=lambda item: item[0]):
             layer.add_part(group, k)
         _replace(model, name, layer)
+    model.add_module(GROUPS_ATTR, TCURGroups({str(i): group for i, (group, _) in enumerate(built)}))
     if config.modules_to_save is not None:
         for _, module in match_modules(model, config.modules_to_save, "modules_to_save"):
             module.requires_grad_(True)
@@ -120,7 +152,11 @@ def adapter_layers(model: nn.Module) -> list[tuple[str, TCURLayer]]:
 
 
 def adapter_groups(model: nn.Module) -> list[TCURGroup]:
-    """Every adapter group of ``model`` once, in module order (the order ``save`` uses)."""
+    """Every adapter group of ``model`` once, in module order (the order ``save`` uses).
+
+    ``model`` may be the adapted model or a wrapper around it (DDP, FSDP2, a PEFT model): the
+    groups are found wherever their :class:`~tcur.adapters.layers.TCURGroups` sits.
+    """
     seen: dict[int, TCURGroup] = {}
     for module in model.modules():
         if isinstance(module, TCURGroup):
@@ -223,6 +259,7 @@ def unload(model: nn.Module, *, merge: bool = False) -> nn.Module:
             unmerge(model)
     for name, layer in adapter_layers(model):
         _replace(model, name, layer.base_layer)
+    delattr(model, GROUPS_ATTR)
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(state["requires_grad"].get(name, True))
     state["hook"].remove()
