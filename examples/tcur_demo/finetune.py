@@ -1,7 +1,7 @@
 """Demo step 2: fine-tune the real all-MiniLM-L6-v2 on Rotten Tomatoes with tCURLoRA and LoRA.
 
 Both methods adapt the ``query`` and ``value`` projections of all six layers and train a new
-linear head on the model's mean-pooled sentence embedding (:mod:`tcur.demo.classifier`), from
+linear head on the model's mean-pooled sentence embedding (:mod:`tcur_demo.classifier`), from
 the same seeded head initialisation, on the same sentences, with the same loop
 (:func:`tcur.adapters.training.train_classifier`: AdamW, linear schedule, tqdm bars). tCURLoRA
 stacks the six ``query`` (and the six ``value``) weights into one ``384 x 384 x 6`` tensor each
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tcur.demo.report import format_table
+from tcur_demo.report import format_table
 
 TARGETS = ["query", "value"]
 HEAD = "classifier"
@@ -104,7 +104,8 @@ def finetune(
 ) -> Outcome:
     """Adapt ``model`` with ``method``, train on ``train``, return test accuracy and costs.
 
-    ``train`` and ``test`` have ``.texts`` and ``.labels`` (:class:`tcur.datasets.LabelledTexts`).
+    ``train`` and ``test`` have ``.texts`` and ``.labels``
+    (:class:`tcur_demo.datasets.LabelledTexts`).
     """
     from tcur.adapters import trainable_parameters
     from tcur.adapters.training import evaluate_classifier, train_classifier
@@ -216,8 +217,8 @@ def base_classifier(seed: int) -> Any:
     from transformers import AutoModel
     from transformers.utils import logging
 
-    from tcur.datasets import minilm_path
-    from tcur.demo.classifier import MeanPoolClassifier
+    from tcur_demo.classifier import MeanPoolClassifier
+    from tcur_demo.datasets import minilm_path
 
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the unused pooler weights are expected
@@ -233,7 +234,7 @@ def run(quick: bool, out_dir: Path, echo: Callable[[str], None] = print) -> list
     """Fine-tune with every method, print the table and write ``out_dir/finetune_minilm.png``."""
     from transformers import AutoTokenizer
 
-    from tcur.datasets import minilm_path, rotten_tomatoes
+    from tcur_demo.datasets import minilm_path, rotten_tomatoes
 
     budget = QUICK if quick else FULL
     parts = rotten_tomatoes(seed=0)

@@ -1,4 +1,4 @@
-"""Command line: ``tcur demo`` (also ``python -m tcur demo``).
+"""Command line of the demo: ``python -m tcur_demo`` (``make demo``) with ``examples/`` on the path.
 
 The demo runs offline: it reads the model and data shipped by the ``examples`` extra and sets
 ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` so transformers never reaches for the network.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tcur import __version__
-from tcur.demo.requirements import (
+from tcur_demo.requirements import (
     DECOMPOSITION_PACKAGES,
     FINETUNE_PACKAGES,
     MissingPackageError,
@@ -26,35 +26,30 @@ EXIT_MISSING_PACKAGE = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``tcur`` argument parser with its ``demo`` subcommand."""
+    """The demo's argument parser."""
     parser = argparse.ArgumentParser(
-        prog="tcur", description="CUR and tensor-CUR decompositions and fine-tuning adapters."
-    )
-    parser.add_argument("--version", action="version", version=f"tcur {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser(
-        "demo",
-        help="CUR vs SVD on real data, then fine-tune MiniLM with tCURLoRA and LoRA",
+        prog="python -m tcur_demo",
         description=(
             "(1) t-CUR vs truncated t-SVD on the real all-MiniLM-L6-v2 query weights and CUR vs "
             "truncated SVD on real images; (2) fine-tune MiniLM on Rotten Tomatoes sentiment "
             "with tCURLoRA and with PEFT LoRA, print a table and write a PNG plot."
         ),
     )
-    demo.add_argument(
+    parser.add_argument("--version", action="version", version=f"tcur {__version__}")
+    parser.add_argument(
         "--quick", action="store_true", help="fewer ranks and a smaller training budget"
     )
-    demo.add_argument(
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path("tcur-demo"),
         metavar="DIR",
         help="directory for the fine-tuning plot (default: %(default)s)",
     )
-    demo.add_argument(
+    parser.add_argument(
         "--skip-finetune", action="store_true", help="run only the decomposition step"
     )
-    demo.add_argument(
+    parser.add_argument(
         "--threads",
         type=_positive_int,
         default=1,
@@ -92,13 +87,13 @@ def run_demo(quick: bool, out: Path, skip_finetune: bool, threads: int = 1) -> N
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     require(DECOMPOSITION_PACKAGES if skip_finetune else DECOMPOSITION_PACKAGES | FINETUNE_PACKAGES)
     limit_threads(threads)
-    from tcur.demo import decomposition
+    from tcur_demo import decomposition
 
     start = time.perf_counter()
     print("== Step 1: CUR vs truncated SVD on real data (relative Frobenius error, wall time)")
     decomposition.run(decomposition.real_cases(quick), repeats=1 if quick else 2)
     if not skip_finetune:
-        from tcur.demo import finetune
+        from tcur_demo import finetune
 
         print("\n== Step 2: fine-tuning all-MiniLM-L6-v2 on Rotten Tomatoes")
         finetune.run(quick=quick, out_dir=out)
@@ -106,11 +101,11 @@ def run_demo(quick: bool, out: Path, skip_finetune: bool, threads: int = 1) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tcur`` console command; returns the exit status."""
+    """Entry point of ``python -m tcur_demo``; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
         run_demo(args.quick, args.out, args.skip_finetune, args.threads)
     except MissingPackageError as err:
-        print(f"tcur {args.command}: {err}", file=sys.stderr)
+        print(f"tcur demo: {err}", file=sys.stderr)
         return EXIT_MISSING_PACKAGE
     return 0

@@ -15,20 +15,21 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from tcur._backend import Array, namespace
-from tcur.demo.report import best_time, format_table
+from array_api_compat import array_namespace
+
 from tcur.linalg import cur, relative_error
+from tcur_demo.report import best_time, format_table
 
 
 @dataclass(frozen=True)
 class TruncatedSVD:
     """Rank-``k`` truncated SVD ``U @ diag(s) @ Vh`` of a matrix."""
 
-    U: Array
-    s: Array
-    Vh: Array
+    U: Any
+    s: Any
+    Vh: Any
 
-    def reconstruct(self) -> Array:
+    def reconstruct(self) -> Any:
         """Return ``U @ diag(s) @ Vh``."""
         return (self.U * self.s) @ self.Vh
 
@@ -37,18 +38,18 @@ class TruncatedSVD:
 class TruncatedTSVD:
     """Tubal-rank-``k`` truncated t-SVD ``U * S * V^T`` of a third-order tensor."""
 
-    U: Array
-    S: Array
-    V: Array
+    U: Any
+    S: Any
+    V: Any
 
-    def reconstruct(self) -> Array:
+    def reconstruct(self) -> Any:
         """Return the t-product ``U * S * V^T``."""
         from tcur.linalg import tprod, ttranspose
 
         return tprod(self.U, self.S, ttranspose(self.V))
 
 
-def truncated_svd(A: Array, rank: int) -> TruncatedSVD:
+def truncated_svd(A: Any, rank: int) -> TruncatedSVD:
     """Truncated SVD of the matrix ``A`` (from a full thin SVD: the error floor for ``rank``).
 
     Examples
@@ -58,12 +59,12 @@ def truncated_svd(A: Array, rank: int) -> TruncatedSVD:
     >>> float(np.linalg.norm(A - truncated_svd(A, 2).reconstruct()))
     1.0
     """
-    xp = namespace(A)
+    xp = array_namespace(A)
     U, s, Vh = xp.linalg.svd(A, full_matrices=False)
     return TruncatedSVD(U[:, :rank], s[:rank], Vh[:rank, :])
 
 
-def truncated_tsvd(T: Array, rank: int) -> TruncatedTSVD:
+def truncated_tsvd(T: Any, rank: int) -> TruncatedTSVD:
     """Truncated t-SVD of the third-order tensor ``T`` (:func:`tcur.linalg.tsvd`)."""
     from tcur.linalg import tsvd
 
@@ -71,14 +72,14 @@ def truncated_tsvd(T: Array, rank: int) -> TruncatedTSVD:
     return TruncatedTSVD(U, S, V)
 
 
-def tensor_cur(T: Array, rank: int, **options: Any) -> Any:
+def tensor_cur(T: Any, rank: int, **options: Any) -> Any:
     """t-CUR of ``T`` (:func:`tcur.linalg.tcur`)."""
     from tcur.linalg import tcur
 
     return tcur(T, rank, **options)
 
 
-Fit = Callable[[Array, int], Any]
+Fit = Callable[[Any, int], Any]
 """``fit(x, rank)`` returns a decomposition with ``.reconstruct()``."""
 
 
@@ -90,7 +91,7 @@ class Method:
     fit: Fit
 
 
-def _oversampled_pinv(fit: Callable[..., Any], x: Array, rank: int) -> Any:
+def _oversampled_pinv(fit: Callable[..., Any], x: Any, rank: int) -> Any:
     """``fit`` with twice ``rank`` rows and columns (capped by the shape) and the pinv middle."""
     n_rows, n_cols = min(2 * rank, x.shape[0]), min(2 * rank, x.shape[1])
     return fit(x, rank, select="deim", n_rows=n_rows, n_cols=n_cols, middle="pinv")
@@ -118,7 +119,7 @@ class Case:
     """One input of the comparison: a title, the data, the ranks to try and the methods."""
 
     title: str
-    data: Array
+    data: Any
     ranks: Sequence[int]
     methods: Sequence[Method]
 
@@ -196,7 +197,7 @@ def minilm_query_stack() -> Any:
     import torch
     from transformers import AutoModel
 
-    from tcur.datasets import minilm_path
+    from tcur_demo.datasets import minilm_path
 
     model = AutoModel.from_pretrained(minilm_path())
     weights = [layer.attention.self.query.weight.detach() for layer in model.encoder.layer]

