@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,9 +12,12 @@ from hypothesis import strategies as st
 from tcur.adapters.forward import (
     GroupDims,
     choose_strategy,
+    delta_from_operands,
     factored_cost,
+    factored_operands,
     factored_update,
     full_delta,
+    left_factor_share,
     materialized_cost,
 )
 from tcur.linalg import tprod
@@ -35,7 +39,9 @@ def test_factored_update_equals_materialized_slice(
     scale = float(reference.abs().max()) + 1.0
     tol = 100 * torch.finfo(torch.float64).eps * scale * (c + r + n3)
     assert float((delta - reference).abs().max()) <= tol
+    A, G = factored_operands(C, dU, R, 0.7)
     for k in range(n3):
+        assert float((delta_from_operands(A, G, k) - delta[:, :, k]).abs().max()) <= tol
         expected = x @ delta[:, :, k].T
         got = factored_update(x, C, dU, R, k, 0.7)
         assert got.shape == (2, 3, d_out)
@@ -60,11 +66,24 @@ def test_cost_model_switches_at_most_once_and_scales(
     assert switches <= 1
     assert factored_cost(dims, 100, True) == 3 * factored_cost(dims, 100, False)
     assert materialized_cost(dims, 0, grad, dropout) > 0
-    # the per-token part of materializing is d_in * d_out per recorded gradient (+ dropout matmul)
+    # per token, materializing costs the merged weight's gradient, or with dropout the update's
+    # own matmul (forward and backward) and no merged weight at all
     per_token = materialized_cost(dims, 11, grad, dropout) - materialized_cost(
         dims, 10, grad, dropout
     )
-    assert per_token == d_in * d_out * ((1 if grad else 0) + ((3 if grad else 1) if dropout else 0))
+    b = 3 if grad else 1
+    assert per_token == pytest.approx(d_in * d_out * (b if dropout else (1 if grad else 0)))
+    merge_term = materialized_cost(dims, 0, grad, False, 10.0) - materialized_cost(
+        dims, 0, grad, False, 0.0
+    )
+    assert merge_term == pytest.approx(10.0 * d_in * d_out * (2 if grad else 1))
+    assert materialized_cost(dims, 0, grad, True, 10.0) == materialized_cost(dims, 0, grad, True, 0)
+    # G is built once per pass for the group: both strategies charge each layer 1/n3 of it
+    share = left_factor_share(dims)
+    assert share == pytest.approx(4 * (n3 // 2 + 1) * d_out * c * r / n3)
+    assert factored_cost(dims, 0, grad) == pytest.approx(b * share)
+    built = b * (n3 * r * d_out * d_in + share)
+    assert materialized_cost(dims, 0, grad, True) == pytest.approx(built)
 
 
 def test_inference_materializes_for_many_tokens_and_training_may_not() -> None:

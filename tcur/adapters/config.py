@@ -30,6 +30,8 @@ scaling experiment in ``benchmarks/``.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -50,6 +52,10 @@ def _check_targets(value: Any, name: str) -> str | list[str]:
     if isinstance(value, str):
         if not value:
             raise ValueError(f"{name} must not be empty")
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{name} regex {value!r} does not compile: {exc}") from None
         return value
     if not isinstance(value, Sequence) or not value:
         raise ValueError(
@@ -72,6 +78,20 @@ def _check_number(value: Any, name: str, low: float, high: float | None = None) 
         upper = "" if high is None else f" and < {high}"
         raise ValueError(f"{name} must be >= {low}{upper}, got {value!r}")
     return float(value)
+
+
+def _check_finite(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _check_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 def _check_seed(value: Any) -> int:
@@ -146,6 +166,9 @@ class CURLoRAConfig(_ConfigIO):
         Forward strategy (:mod:`tcur.adapters.forward`).
     seed : int
         Seed of the randomized selection rules.
+    autocast_adapter_dtype : bool
+        Keep ``dU`` in float32 when the base weights are float16/bfloat16 (PEFT's option of the
+        same name; the forward casts per call). ``False``: ``dU`` takes the weights' dtype.
 
     Examples
     --------
@@ -163,6 +186,7 @@ class CURLoRAConfig(_ConfigIO):
     seed: int = 0
     scaling: str = "normalized"
     forward: str = "auto"
+    autocast_adapter_dtype: bool = True
 
     def __post_init__(self) -> None:
         _validate_common(self)
@@ -179,7 +203,7 @@ class TCURLoRAConfig(_ConfigIO):
 
     Parameters
     ----------
-    target_modules, alpha, scaling, dropout, modules_to_save, forward, seed
+    target_modules, alpha, scaling, dropout, modules_to_save, forward, seed, autocast_adapter_dtype
         As in :class:`CURLoRAConfig`.
     rank : int
         Rank targeted by the selection rule.
@@ -219,6 +243,7 @@ class TCURLoRAConfig(_ConfigIO):
     seed: int = 0
     scaling: str = "normalized"
     split_fused: dict[str, int] | None = None
+    autocast_adapter_dtype: bool = True
 
     def __post_init__(self) -> None:
         _validate_common(self)
@@ -240,8 +265,11 @@ def _validate_common(config: CURLoRAConfig | TCURLoRAConfig) -> None:
     config.modules_to_save = _check_optional_targets(config.modules_to_save, "modules_to_save")
     config.rank = check_rank(config.rank, "rank", 1 << 30)
     check_choice(config.select, "select", SELECT_RULES)
-    config.alpha = _check_number(config.alpha, "alpha", -float("inf"))
+    config.alpha = _check_finite(config.alpha, "alpha")
     config.dropout = _check_number(config.dropout, "dropout", 0.0, 1.0)
     config.seed = _check_seed(config.seed)
     check_choice(config.scaling, "scaling", SCALINGS)
     check_choice(config.forward, "forward", FORWARD_STRATEGIES)
+    config.autocast_adapter_dtype = _check_flag(
+        config.autocast_adapter_dtype, "autocast_adapter_dtype"
+    )

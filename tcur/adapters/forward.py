@@ -13,23 +13,28 @@ Fourier form ``Delta_k = (1/n3) sum_f w^(f k) Ghat_f Rhat_f`` costs ``n3 // 2 + 
 rank-``r`` products per token, about twice as much, so the time-domain form is used.)
 
 ``"factored"`` uses that form and never builds a ``d_out x d_in`` matrix. ``"materialized"``
-builds all of ``Delta`` once per forward pass as one matrix product ``[B_0; ...; B_{n3-1}] @ A``
-and runs the base layer with ``W_k + Delta_k``. ``"auto"`` compares the costs below for the
-layer's token count ``T``, in multiply-adds; ``b = 3`` when gradients are being recorded (a
-backward pass costs about two forward passes), else ``b = 1``; ``F = n3 // 2 + 1``:
+forms layer ``k``'s own slice ``Delta_k = B_k @ A`` and runs the base layer with ``W_k + Delta_k``
+(summed in the compute dtype). In both strategies a forward pass builds ``A`` and ``G`` once for
+the whole group and every layer of the group reuses them; no strategy ever holds all of
+``Delta``. ``"auto"`` compares the costs below for the layer's token count ``T``, in
+multiply-adds; ``b = 3`` when gradients are being recorded (a backward pass costs about two
+forward passes), else ``b = 1``; ``F = n3 // 2 + 1``; ``g = 4 * F * d_out * c * r / n3`` is the
+layer's share of building ``G`` (``F`` complex products of ``d_out x c`` by ``c x r``, shared by
+the group's ``n3`` layers):
 
-- factored, per layer: ``b * (T * n3 * r * (d_in + d_out) + 4 * F * d_out * c * r)``
-- materialized, per layer: ``b * (n3 * d_out * r * d_in + 4 * F * d_out * c * r / n3)`` (the
-  group's product ``[B_0; ...] @ A`` has ``n3**2 * d_out * r * d_in`` multiply-adds, shared by
-  its ``n3`` layers) ``+ b * E * d_out * d_in`` (forming ``W_k + Delta_k``, a memory-bound pass)
-  ``+ T * d_in * d_out`` when gradients are recorded (the gradient of the merged weight, which a
-  frozen base never needs) ``+ b * T * d_in * d_out`` when dropout is active (the update then
-  needs its own matmul).
+- factored: ``b * (T * n3 * r * (d_in + d_out) + g)``
+- materialized, without dropout: ``b * (n3 * r * d_out * d_in + g)`` (the product ``B_k @ A``)
+  ``+ E * d_out * d_in * (2 if gradients else 1)`` (forming ``W_k + Delta_k`` and, in the
+  backward pass, passing its gradient on: memory-bound passes) ``+ T * d_in * d_out`` when
+  gradients are recorded (the gradient of the merged weight, which a frozen base never needs).
+- materialized with active dropout: the base layer sees ``x`` and the update the dropped-out
+  input, so no merged weight is formed: ``b * (n3 * r * d_out * d_in + g + T * d_in * d_out)``.
 
-``E =`` :data:`ELEMENTWISE_COST` converts one element of memory-bound work into multiply-adds
-of a matrix product. The base layer's own work is the same for both and is left out. In
-inference materialising wins once ``T`` exceeds about ``d_out * d_in / (d_in + d_out)`` (plus
-the ``E`` term); in training only when ``3 * n3 * r * (d_in + d_out) > d_in * d_out``.
+``E =`` :data:`ELEMENTWISE_COST` converts one element of memory-bound work into multiply-adds of
+a matrix product; it is fitted by ``benchmarks/bench_adapters.py`` (least squares over the
+measured times of both strategies). The base layer's own work is the same for both and is left
+out. In inference materialising wins once ``T`` exceeds about ``d_out * d_in / (d_in + d_out)``
+(plus the ``E`` term); in training only when ``3 * n3 * r * (d_in + d_out) > d_in * d_out``.
 ``benchmarks/bench_adapters.py`` compares the predicted and measured crossovers.
 """
 
@@ -44,9 +49,9 @@ from torch.nn import functional as F
 from tcur.linalg.tproduct import from_fourier, to_fourier
 
 ELEMENTWISE_COST = 8.0
-"""Multiply-adds that one element of a memory-bound pass is worth. With 8 the predicted inference
-crossover on the six all-MiniLM-L6-v2 ``query`` layers is within about 20 % of the measured one
-(``benchmarks/bench_adapters.py``, 2-core CPU)."""
+"""Multiply-adds that one element of a memory-bound pass is worth (``E`` in the module docstring),
+fitted on this project's 2-core CPU by ``benchmarks/bench_adapters.py``
+(``results/bench_adapters.json``, ``strategies_fit.elementwise_cost``)."""
 
 
 @dataclass(frozen=True)
@@ -60,24 +65,38 @@ class GroupDims:
     n3: int
 
 
+def left_factor_share(dims: GroupDims) -> float:
+    """One layer's share of building ``G = s * C * dU`` (built once per pass per group)."""
+    n_freq = dims.n3 // 2 + 1
+    return 4 * n_freq * dims.d_out * dims.n_cols * dims.n_rows / dims.n3
+
+
 def factored_cost(dims: GroupDims, tokens: int, grad: bool) -> float:
     """Multiply-adds of the factored update for one layer call (module docstring)."""
     b = 3 if grad else 1
-    n_freq = dims.n3 // 2 + 1
     per_token = dims.n3 * dims.n_rows * (dims.d_in + dims.d_out)
-    fixed = 4 * n_freq * dims.d_out * dims.n_cols * dims.n_rows
-    return float(b * (tokens * per_token + fixed))
+    return float(b * (tokens * per_token + left_factor_share(dims)))
 
 
-def materialized_cost(dims: GroupDims, tokens: int, grad: bool, dropout: bool) -> float:
-    """Multiply-adds of the materialized update for one layer call (module docstring)."""
+def materialized_cost(
+    dims: GroupDims,
+    tokens: int,
+    grad: bool,
+    dropout: bool,
+    elementwise_cost: float = ELEMENTWISE_COST,
+) -> float:
+    """Multiply-adds of the materialized update for one layer call (module docstring).
+
+    ``elementwise_cost`` is ``E`` (default :data:`ELEMENTWISE_COST`; the benchmark passes other
+    values while it fits it).
+    """
     b = 3 if grad else 1
-    n_freq = dims.n3 // 2 + 1
-    build = dims.n3 * dims.d_out * dims.n_rows * dims.d_in
-    left = 4 * n_freq * dims.d_out * dims.n_cols * dims.n_rows / dims.n3
-    merge = ELEMENTWISE_COST * dims.d_out * dims.d_in
-    per_token = dims.d_in * dims.d_out * ((1 if grad else 0) + (b if dropout else 0))
-    return float(b * (build + left + merge) + tokens * per_token)
+    weight = dims.d_out * dims.d_in
+    build = b * (dims.n3 * dims.n_rows * weight + left_factor_share(dims))
+    if dropout:
+        return float(build + b * tokens * weight)
+    merge = elementwise_cost * weight * (2 if grad else 1)
+    return float(build + merge + (tokens * weight if grad else 0))
 
 
 def choose_strategy(dims: Sequence[GroupDims], tokens: int, grad: bool, dropout: bool) -> str:
@@ -145,6 +164,11 @@ def shifted_left(G: torch.Tensor, k: int) -> torch.Tensor:
     d_out, r, n3 = G.shape
     order = torch.remainder(k - torch.arange(n3, device=G.device), n3)
     return G.index_select(2, order).permute(0, 2, 1).reshape(d_out, n3 * r)
+
+
+def delta_from_operands(A: torch.Tensor, G: torch.Tensor, k: int) -> torch.Tensor:
+    """Slice ``k`` of the update, ``Delta_k = B_k @ A: (d_out, d_in)``, from ``(A, G)``."""
+    return shifted_left(G, k) @ A
 
 
 def factored_operands(

@@ -1,91 +1,72 @@
 """Saving and loading adapters: ``adapter_config.json`` + ``adapter.safetensors``, never pickle.
 
 The JSON file holds the config, the tcur version and, per group, its key, member modules, slice
-shape, selected rows and columns, scale and a fingerprint of the frozen ``C`` and ``R``. The
-safetensors file holds each group's ``dU`` (``groups.<i>.dU``) and the ``modules_to_save``
-parameters (``modules_to_save.<parameter path>``). Both are written into a temporary directory
-that is then renamed into place, so a crash never leaves a half-written adapter.
+shape, selected rows and columns, scale and the SHA-256 of every member's base weight
+(:mod:`tcur.adapters.fingerprint`). The safetensors file holds each group's ``dU``
+(``groups.<i>.dU``) and the ``modules_to_save`` parameters (``modules_to_save.<parameter path>``).
+``adapter_manifest.json`` lists both files with their SHA-256 and is the commit point.
 
-The fingerprint of a tensor is its Frobenius norm and its inner products with eight fixed random
-unit directions, multiplied by ``sqrt(numel)`` so that they are of order ``norm``. Rounding the
-base weights to float16/bfloat16 moves them by well under 1 % of the norm, while another base
-model moves them by order of the norm, so ``load`` compares them with a 2 % tolerance.
+Writing. :func:`save` writes only these three files into the directory (created if needed) and
+never deletes, moves or overwrites anything else there. Both data files are first written in full
+to temporary files in the same directory; then the manifest is replaced (``os.replace``, atomic)
+by one that names the new checksums and the temporary names; then each temporary file is
+``os.replace``d onto its final name. :func:`load` takes, for each file, whichever of the final and
+the temporary name has the manifest's checksum. So a crash at any point leaves a readable adapter:
+the previous one (manifest not yet replaced) or the new one (manifest replaced), never a mix.
+Under ``torch.distributed`` only rank 0 writes; every rank returns (or raises) once it is done.
+
+Reading. :func:`load` validates everything before it touches the model: the checksums, the JSON
+structure and types of every field, the config, each group's members, shapes, indices, counts and
+scale, the base weights' checksums (naming the first module that differs) and every tensor's
+presence, floating dtype, shape and finiteness. A refusal is a ``ValueError`` naming the file and
+the field, and the model is left exactly as it was.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
-import tempfile
+import re
+import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+import torch.distributed as dist
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
+from tcur.adapters.fingerprint import file_digest, weight_digest
 from tcur.adapters.layers import TCURGroup
-from tcur.adapters.model import adapter_config, adapter_groups, inject, is_adapted, unload
-from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, check_counts
+from tcur.adapters.model import adapter_config, adapter_groups, inject, is_adapted
+from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, check_counts, counts
 from tcur.adapters.targets import TargetSlice, find_targets, match_modules
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter.safetensors"
-FORMAT_VERSION = 1
-FINGERPRINT_TOL = 0.02
+MANIFEST_FILE = "adapter_manifest.json"
+FORMAT_VERSION = 2
 _CONFIG_TYPES: dict[str, type[CURLoRAConfig] | type[TCURLoRAConfig]] = {
     "CURLoRA": CURLoRAConfig,
     "tCURLoRA": TCURLoRAConfig,
 }
 
 
-def fingerprint(t: torch.Tensor) -> list[float]:
-    """``[norm, 8 scaled random projections]`` of ``t`` (module docstring), in float64."""
-    flat = t.detach().to("cpu", torch.float64).reshape(-1).numpy()
-    directions = np.random.default_rng(20240607).standard_normal((8, flat.size))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    return [float(np.linalg.norm(flat)), *(np.sqrt(flat.size) * (directions @ flat)).tolist()]
-
-
-def _fingerprint_mismatch(saved: list[float], current: list[float]) -> bool:
-    norm = max(abs(saved[0]), abs(current[0]), np.finfo(np.float64).tiny)
-    return bool(np.max(np.abs(np.asarray(saved) - np.asarray(current))) > FINGERPRINT_TOL * norm)
-
-
-def _group_record(group: TCURGroup) -> dict[str, Any]:
-    dims = group.dims
-    return {
-        "key": group.key,
-        "members": group.members,
-        "shape": [dims.d_out, dims.d_in],
-        "rows": group.rows,
-        "cols": group.cols,
-        "scale": group.scale,
-        "fingerprint": {"C": fingerprint(group.C), "R": fingerprint(group.R)},
-    }
-
-
-def _modules_to_save(model: nn.Module, config: AdapterConfig) -> dict[str, torch.Tensor]:
-    if config.modules_to_save is None:
-        return {}
-    tensors = {}
-    for name, module in match_modules(model, config.modules_to_save, "modules_to_save"):
-        for pname, parameter in module.named_parameters():
-            tensors[f"modules_to_save.{name}.{pname}"] = parameter.detach()
-    return tensors
-
-
 def save(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
-    """Write the adapters of ``model`` to ``directory`` (created or atomically replaced).
+    """Write the adapters of ``model`` into ``directory``, leaving every other file alone.
 
     Parameters
     ----------
     model : torch.nn.Module
         A model adapted with :func:`tcur.adapters.apply` (or :func:`load`).
     directory : path
+        Created if missing; an existing file there is a ``ValueError``. Only
+        ``adapter_config.json``, ``adapter.safetensors`` and ``adapter_manifest.json`` are
+        written (module docstring: atomic, crash-safe, rank 0 only under torch.distributed).
 
     Returns
     -------
@@ -100,11 +81,31 @@ def save(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     path = save(model, tmp + "/adapter")
     ...     sorted(p.name for p in path.iterdir())
-    ['adapter.safetensors', 'adapter_config.json']
+    ['adapter.safetensors', 'adapter_config.json', 'adapter_manifest.json']
     """
+    target = Path(directory)
+    config = adapter_config(model)
+    if not (dist.is_available() and dist.is_initialized()):
+        _write_files(target, _serialize(model, config))
+        return target
+    message: list[str | None] = [None]
+    if dist.get_rank() == 0:
+        try:
+            _write_files(target, _serialize(model, config))
+        except Exception as exc:
+            message = [f"{type(exc).__name__}: {exc}"]
+            dist.broadcast_object_list(message, src=0)
+            raise
+    dist.broadcast_object_list(message, src=0)  # the others wait here for rank 0
+    if message[0] is not None:
+        raise RuntimeError(f"rank 0 failed to save the adapter to {target}: {message[0]}")
+    return target
+
+
+def _serialize(model: nn.Module, config: AdapterConfig) -> dict[str, bytes]:
+    """The bytes of ``adapter_config.json`` and ``adapter.safetensors``."""
     from tcur import __version__
 
-    config = adapter_config(model)
     groups = adapter_groups(model)
     meta = {
         "format_version": FORMAT_VERSION,
@@ -114,43 +115,216 @@ def save(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
         "groups": [_group_record(g) for g in groups],
     }
     tensors = {f"groups.{i}.dU": g.dU.detach() for i, g in enumerate(groups)}
-    tensors.update(_modules_to_save(model, config))
+    tensors.update({k: p.detach() for k, p in _modules_to_save(model, config).items()})
     tensors = {k: v.to("cpu").contiguous() for k, v in tensors.items()}
-    return _write_atomically(Path(directory), meta, tensors)
+    return {
+        CONFIG_FILE: (json.dumps(meta, indent=2) + "\n").encode(),
+        WEIGHTS_FILE: save_safetensors(tensors, metadata={"format": "pt"}),
+    }
 
 
-def _write_atomically(target: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+def _group_record(group: TCURGroup) -> dict[str, Any]:
+    dims = group.dims
+    return {
+        "key": group.key,
+        "members": group.members,
+        "shape": [dims.d_out, dims.d_in],
+        "rows": group.rows,
+        "cols": group.cols,
+        "scale": group.scale,
+        "weights_sha256": [digest.hex() for digest in group.member_digests],
+    }
+
+
+def _modules_to_save(model: nn.Module, config: AdapterConfig) -> dict[str, nn.Parameter]:
+    if config.modules_to_save is None:
+        return {}
+    tensors = {}
+    for name, module in match_modules(model, config.modules_to_save, "modules_to_save"):
+        for pname, parameter in module.named_parameters():
+            tensors[f"modules_to_save.{name}.{pname}"] = parameter
+    return tensors
+
+
+def _write_files(target: Path, files: Mapping[str, bytes]) -> None:
+    """Stage every file, commit the manifest, then move the staged files into place."""
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"directory {str(target)!r} is an existing file, not a directory")
+    target.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(6)
+    staged = {name: f".{name}.{token}.tmp" for name in files}
     try:
-        (staging / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
-        old = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{staging.name.rsplit('-', 1)[-1]}"
-            target.rename(old)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return target
+        for name, data in files.items():
+            _write_durably(target / staged[name], data)
+        entries = {n: {"sha256": file_digest(d), "staged": staged[n]} for n, d in files.items()}
+        manifest = {"format_version": FORMAT_VERSION, "files": entries}
+        manifest_tmp = target / f".{MANIFEST_FILE}.{token}.tmp"
+        _write_durably(manifest_tmp, (json.dumps(manifest, indent=2) + "\n").encode())
+        os.replace(manifest_tmp, target / MANIFEST_FILE)
+        for name in files:
+            os.replace(target / staged[name], target / name)
+        _remove_stale(target)
+    finally:
+        for leftover in [*staged.values(), f".{MANIFEST_FILE}.{token}.tmp"]:
+            if (target / leftover).exists() and not _committed(target, leftover):
+                (target / leftover).unlink()
+        _sync_directory(target)
 
 
-def _read_meta(directory: Path) -> tuple[dict[str, Any], AdapterConfig]:
-    path = directory / CONFIG_FILE
+_STAGED = re.compile(
+    r"\.(" + "|".join(re.escape(n) for n in (CONFIG_FILE, WEIGHTS_FILE, MANIFEST_FILE)) + r")"
+    r"\.[0-9a-f]{12}\.tmp"
+)
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove temporary files an earlier, interrupted :func:`save` left (only ours, by name)."""
+    for path in target.iterdir():
+        if _STAGED.fullmatch(path.name) and path.is_file():
+            path.unlink()
+
+
+def _committed(target: Path, staged_name: str) -> bool:
+    """True if the manifest in ``target`` names ``staged_name`` (it must not be removed)."""
+    try:
+        entries = json.loads((target / MANIFEST_FILE).read_text())["files"]
+        return any(entry.get("staged") == staged_name for entry in entries.values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _sync_directory(path: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_manifest(directory: Path) -> dict[str, dict[str, str]]:
+    path = directory / MANIFEST_FILE
     if not path.is_file():
-        raise ValueError(f"{directory} holds no {CONFIG_FILE}")
-    meta = json.loads(path.read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: format_version {meta.get('format_version')!r} is not {FORMAT_VERSION}"
-        )
-    kind = meta.get("adapter_type")
+        raise ValueError(f"{directory} holds no {MANIFEST_FILE} (not a saved tcur adapter)")
+    manifest = _parse_json(path.read_bytes(), path)
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {version!r} is not {FORMAT_VERSION}")
+    files = _field(manifest, "files", dict, path, "")
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        entry = _field(files, name, dict, path, "files")
+        _field(entry, "sha256", str, path, f"files.{name}")
+        _field(entry, "staged", str, path, f"files.{name}")
+    return files
+
+
+def _read_verified(directory: Path, name: str, entry: Mapping[str, str]) -> bytes:
+    """The contents of ``name`` (final or staged copy) whose SHA-256 the manifest records."""
+    for candidate in (name, entry["staged"]):
+        path = directory / Path(candidate).name
+        if path.is_file():
+            data = path.read_bytes()
+            if file_digest(data) == entry["sha256"]:
+                return data
+    raise ValueError(
+        f"{directory / name}: missing or its SHA-256 differs from {MANIFEST_FILE} "
+        "(corrupt, truncated or changed after saving)"
+    )
+
+
+def _parse_json(data: bytes, path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: malformed JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _field(
+    obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], path: Path, where: str
+) -> Any:
+    label = f"{where}.{name}" if where else name
+    if name not in obj:
+        raise ValueError(f"{path}: field {label!r} is missing")
+    value = obj[name]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise ValueError(f"{path}: field {label!r} must be {expected}, got {value!r}")
+    return value
+
+
+def _parse_meta(data: bytes, path: Path) -> tuple[dict[str, Any], AdapterConfig]:
+    meta = _parse_json(data, path)
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {version!r} is not {FORMAT_VERSION}")
+    kind = _field(meta, "adapter_type", str, path, "")
     if kind not in _CONFIG_TYPES:
-        raise ValueError(f"{path}: unknown adapter_type {kind!r}")
-    return meta, _CONFIG_TYPES[kind].from_dict(meta["config"])
+        raise ValueError(f"{path}: field 'adapter_type' is unknown: {kind!r}")
+    raw = _field(meta, "config", dict, path, "")
+    try:
+        config = _CONFIG_TYPES[kind].from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: field 'config' is invalid: {exc}") from None
+    groups = _field(meta, "groups", list, path, "")
+    if not groups:
+        raise ValueError(f"{path}: field 'groups' is empty")
+    for index, record in enumerate(groups):
+        _check_record(record, index, path, config)
+    return meta, config
+
+
+def _check_record(record: Any, index: int, path: Path, config: AdapterConfig) -> None:
+    where = f"groups[{index}]"
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: field {where!r} must be an object, got {record!r}")
+    _field(record, "key", str, path, where)
+    members = _field(record, "members", list, path, where)
+    if not members or not all(isinstance(m, str) for m in members):
+        raise ValueError(f"{path}: field '{where}.members' must be a non-empty list of names")
+    shape = _field(record, "shape", list, path, where)
+    if len(shape) != 2 or not all(_is_int(v) and v >= 1 for v in shape):
+        raise ValueError(f"{path}: field '{where}.shape' must be two positive ints, got {shape}")
+    n_rows, n_cols = counts(config)
+    for name, count, limit in (("rows", n_rows, shape[0]), ("cols", n_cols, shape[1])):
+        values = _field(record, name, list, path, where)
+        if len(values) != count:
+            raise ValueError(
+                f"{path}: field '{where}.{name}' has {len(values)} entries but the config "
+                f"selects {count}"
+            )
+        if not all(_is_int(v) and 0 <= v < limit for v in values) or len(set(values)) != count:
+            raise ValueError(
+                f"{path}: field '{where}.{name}' must hold distinct ints in 0..{limit - 1}"
+            )
+    scale = _field(record, "scale", (int, float), path, where)
+    if not math.isfinite(scale):
+        raise ValueError(f"{path}: field '{where}.scale' must be finite, got {scale!r}")
+    digests = _field(record, "weights_sha256", list, path, where)
+    if len(digests) != len(members) or not all(_is_hex_digest(d) for d in digests):
+        raise ValueError(
+            f"{path}: field '{where}.weights_sha256' must hold one hex SHA-256 per member"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_hex_digest(value: Any) -> bool:
+    hexdigits = "0123456789abcdef"
+    return isinstance(value, str) and len(value) == 64 and all(c in hexdigits for c in value)
 
 
 def _spec_from_record(
@@ -169,52 +343,63 @@ def _spec_from_record(
                 f"group {index} ({key!r}): {target.label} has shape {target.shape}, saved {shape}"
             )
     check_counts(key, members[0].shape, config)
-    for name, values, limit in (
-        ("rows", record["rows"], shape[0]),
-        ("cols", record["cols"], shape[1]),
-    ):
-        if not all(isinstance(v, int) and 0 <= v < limit for v in values):
-            raise ValueError(f"group {index} ({key!r}): saved {name} out of range 0..{limit - 1}")
+    for target, saved in zip(members, record["weights_sha256"], strict=True):
+        if weight_digest(target.weight()).hex() != saved:
+            raise ValueError(
+                f"group {index} ({key!r}): the weight of module {target.label!r} differs from "
+                "the base model the adapter was saved from (SHA-256 of the weight rounded to "
+                "bfloat16); the adapter was trained on a different base model"
+            )
     return GroupSpec(key, members, list(record["rows"]), list(record["cols"]))
 
 
-def _check_fingerprint(index: int, group: TCURGroup, record: dict[str, Any]) -> None:
-    for name, tensor in (("C", group.C), ("R", group.R)):
-        if _fingerprint_mismatch(record["fingerprint"][name], fingerprint(tensor)):
-            raise ValueError(
-                f"group {index} ({group.key!r}): the frozen {name} of this model does not match "
-                "the saved fingerprint; the adapter was trained on a different base model"
-            )
+def _check_coverage(groups: list[dict[str, Any]], slices: Mapping[str, TargetSlice]) -> None:
+    saved = [m for record in groups for m in record["members"]]
+    if len(set(saved)) != len(saved):
+        raise ValueError(f"{CONFIG_FILE}: a module is a member of more than one group")
+    extra = [label for label in slices if label not in set(saved)]
+    if extra:
+        raise ValueError(
+            f"{CONFIG_FILE}: the config targets module {extra[0]!r} of this model, but no saved "
+            "group holds it (the model has more target modules than the saved one)"
+        )
 
 
-def _load_tensors(model: nn.Module, groups: list[TCURGroup], path: Path) -> None:
-    tensors = load_file(str(path))
-    expected = {f"groups.{i}.dU": g.dU for i, g in enumerate(groups)}
-    parameters = dict(model.named_parameters())
-    for key in _modules_to_save(model, adapter_config(model)):
-        expected[key] = parameters[key.removeprefix("modules_to_save.")]
+def _parse_tensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_safetensors(data)
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise ValueError(f"{path}: not a valid safetensors file ({exc})") from None
+
+
+def _check_tensors(
+    tensors: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]], path: Path
+) -> None:
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
         first = missing[0] if missing else extra[0]
         raise ValueError(f"{path}: tensor {first!r} is {'missing' if missing else 'unexpected'}")
-    for key, parameter in expected.items():
-        if tuple(tensors[key].shape) != tuple(parameter.shape):
+    for key, shape in expected.items():
+        tensor = tensors[key]
+        if not tensor.dtype.is_floating_point:
             raise ValueError(
-                f"{path}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
-                f"the model expects {tuple(parameter.shape)}"
+                f"{path}: tensor {key!r} has dtype {tensor.dtype}; a floating dtype is required"
             )
-    with torch.no_grad():
-        for key, parameter in expected.items():
-            parameter.copy_(tensors[key])
+        if tuple(tensor.shape) != shape:
+            raise ValueError(
+                f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}, the model expects {shape}"
+            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{path}: tensor {key!r} has NaN or infinite entries")
 
 
 def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
     """Add the adapters saved in ``directory`` to the base ``model`` (in place) and return it.
 
-    The config, every group's member modules and shapes, the saved indices and the fingerprint
-    of the frozen ``C``/``R`` are checked before the model is changed; the first mismatch raises
-    ``ValueError`` naming it (an adapter trained on another base model is refused).
+    Everything is validated before the model is changed (module docstring); the first problem
+    raises ``ValueError`` naming the file and field, or the first base module whose weight
+    differs from the one the adapter was saved from, and ``model`` stays exactly as it was.
 
     Examples
     --------
@@ -228,24 +413,39 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
     ...     load(base, tmp)  # another random Linear: refused
     Traceback (most recent call last):
     ...
-    ValueError: group 0 ('0'): the frozen C of this model does not match the saved fingerprint; ...
+    ValueError: group 0 ('0'): the weight of module '0' differs from the base model ...
     """
     directory = Path(directory)
-    meta, config = _read_meta(directory)
     if is_adapted(model):
         raise ValueError("model already has tcur adapters; load into the base model")
+    manifest = _read_manifest(directory)
+    meta, config = _parse_meta(
+        _read_verified(directory, CONFIG_FILE, manifest[CONFIG_FILE]), directory / CONFIG_FILE
+    )
     split = config.split_fused if isinstance(config, TCURLoRAConfig) else None
     slices = {s.label: s for s in find_targets(model, config.target_modules, split)}
-    built = []
-    for index, record in enumerate(meta["groups"]):
-        spec = _spec_from_record(index, record, slices, config)
-        group = build_group(spec, config, scale=float(record["scale"]))
-        _check_fingerprint(index, group, record)
-        built.append((group, spec))
+    _check_coverage(meta["groups"], slices)
+    specs = [_spec_from_record(i, r, slices, config) for i, r in enumerate(meta["groups"])]
+    weights_path = directory / WEIGHTS_FILE
+    tensors = _parse_tensors(
+        _read_verified(directory, WEIGHTS_FILE, manifest[WEIGHTS_FILE]), weights_path
+    )
+    saved_modules = _modules_to_save(model, config)
+    expected: dict[str, tuple[int, ...]] = {
+        f"groups.{i}.dU": (len(spec.cols), len(spec.rows), len(spec.slices))
+        for i, spec in enumerate(specs)
+    }
+    expected.update({k: tuple(p.shape) for k, p in saved_modules.items()})
+    _check_tensors(tensors, expected, weights_path)
+    built = [
+        (build_group(spec, config, scale=float(record["scale"])), spec)
+        for spec, record in zip(specs, meta["groups"], strict=True)
+    ]
+    with torch.no_grad():
+        for i, (group, _) in enumerate(built):
+            group.dU.copy_(tensors[f"groups.{i}.dU"])
     inject(model, config, built)
-    try:
-        _load_tensors(model, [g for g, _ in built], directory / WEIGHTS_FILE)
-    except BaseException:
-        unload(model)
-        raise
+    with torch.no_grad():
+        for key, parameter in saved_modules.items():
+            parameter.copy_(tensors[key])
     return model

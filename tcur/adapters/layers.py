@@ -13,13 +13,20 @@ belongs to a block. A layer keeps plain (unregistered) references to its groups 
 FSDP2's per-block sharding (``fully_shard`` each block, then the root) therefore never splits a
 group across units: the root unit gathers the groups for the whole forward and backward pass.
 
-Precision: the update is computed in float32 when the weights are float16/bfloat16
-(:func:`tcur.adapters.forward.compute_dtype`) and cast back to the layer's dtype at the end.
+Precision: in a float16/bfloat16 model ``dU`` is float32 (``autocast_adapter_dtype=True``, the
+default of both configs; ``C``/``R`` keep the weights' dtype). The update is computed in float32
+(:func:`tcur.adapters.forward.compute_dtype`) on every call and rounded to the layer's dtype only
+when it is added: the factored sum ``base(x) + update`` is rounded once, the materialized weight
+``W_k + Delta_k`` is summed in float32 and rounded once.
+
+Per-pass cache: a forward pass builds a group's small operands ``A`` and ``G`` once (both
+strategies) and each layer forms only what it needs from them (its factored update, or its own
+``(d_out, d_in)`` slice of the update); a full ``(d_out, d_in, n3)`` update is never held.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,15 +34,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tcur.adapters.fingerprint import combined_digest
 from tcur.adapters.forward import (
     GroupDims,
     choose_strategy,
     compute_dtype,
+    delta_from_operands,
     factored_apply,
     factored_operands,
     full_delta,
 )
 from tcur.adapters.targets import is_conv1d
+
+IDENTITY_BUFFERS = ("index_rows", "index_cols", "scale_bits", "config_sha256", "weights_sha256")
+"""The buffers of a :class:`TCURGroup` that ``load_state_dict`` compares instead of copying."""
 
 
 @dataclass
@@ -69,10 +81,31 @@ class TCURGroup(nn.Module):
         Multiplier ``s`` of the update ``s * C * dU * R``.
     key : str
         The group's name (its ``group_by`` key).
+    digests : sequence of bytes
+        SHA-256 of each member's base weight (:func:`tcur.adapters.fingerprint.weight_digest`).
+    config_sha256 : bytes
+        :func:`tcur.adapters.fingerprint.config_digest` of the config.
+    dtype : torch.dtype, optional
+        Dtype of ``dU`` (default ``C``'s; ``apply`` passes float32 for half-precision weights).
+
+    Notes
+    -----
+    What defines the adapter is kept in buffers, so it travels with ``state_dict``:
+    ``index_rows``/``index_cols`` (int64), ``scale_bits`` (the float64 bits of ``scale``, as
+    int64, so that ``.half()`` cannot round it), ``config_sha256`` and ``weights_sha256``
+    (the digest of all members' base weights), both uint8. ``load_state_dict`` refuses a
+    ``state_dict`` whose values differ from this group's (another base model, other indices,
+    another scale or config), with a ``ValueError`` naming the group and the entry, before it
+    copies anything (a pre-hook on the adapted model, :func:`check_identity`).
     """
 
     C: torch.Tensor
     R: torch.Tensor
+    index_rows: torch.Tensor
+    index_cols: torch.Tensor
+    scale_bits: torch.Tensor
+    config_sha256: torch.Tensor
+    weights_sha256: torch.Tensor
 
     def __init__(
         self,
@@ -84,16 +117,40 @@ class TCURGroup(nn.Module):
         scale: float,
         *,
         key: str,
+        digests: Sequence[bytes] = (),
+        config_sha256: bytes = b"",
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.register_buffer("C", C)
         self.register_buffer("R", R)
-        self.dU = nn.Parameter(C.new_zeros(C.shape[1], R.shape[0], C.shape[2]))
-        self.rows, self.cols, self.members = list(rows), list(cols), list(members)
+        shape = (C.shape[1], R.shape[0], C.shape[2])
+        self.dU = nn.Parameter(C.new_zeros(shape, dtype=dtype or C.dtype))
+        self.members = list(members)
         self.scale = float(scale)
         self.key = key
+        self.member_digests = list(digests)
+        identity = {
+            "index_rows": torch.tensor(list(rows), dtype=torch.int64),
+            "index_cols": torch.tensor(list(cols), dtype=torch.int64),
+            "scale_bits": torch.tensor(self.scale, dtype=torch.float64).view(torch.int64),
+            "config_sha256": _bytes_tensor(config_sha256),
+            "weights_sha256": _bytes_tensor(combined_digest(self.member_digests)),
+        }
+        for name, value in identity.items():
+            self.register_buffer(name, value.to(C.device))
         self._caches: dict[str, _PassCache] = {}
         self.passes = PassCounter()
+
+    @property
+    def rows(self) -> list[int]:
+        """The selected rows (``R = W[rows, :, :]``)."""
+        return [int(i) for i in self.index_rows.tolist()]
+
+    @property
+    def cols(self) -> list[int]:
+        """The selected columns (``C = W[:, cols, :]``)."""
+        return [int(i) for i in self.index_cols.tolist()]
 
     @property
     def dims(self) -> GroupDims:
@@ -109,8 +166,11 @@ class TCURGroup(nn.Module):
         )
 
     def _factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        dtype = compute_dtype(self.dU.dtype)
+        dtype = compute_dtype(torch.promote_types(self.C.dtype, self.dU.dtype))
         return self.C.to(dtype), self.dU.to(dtype), self.R.to(dtype)
+
+    def _operands(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return factored_operands(*self._factors(), self.scale)
 
     def full_delta(self) -> torch.Tensor:
         """The whole update ``s * C * dU * R`` of shape ``(d_out, d_in, n3)`` (computed fresh)."""
@@ -144,17 +204,45 @@ class TCURGroup(nn.Module):
         cache.used.add(k)
         return cache.value
 
-    def delta_slice(self, k: int) -> torch.Tensor:
-        """Slice ``k`` of the update, materialized once per forward pass for the whole group."""
-        delta: torch.Tensor = self._per_pass("delta", k, self.full_delta)
-        return delta[:, :, k]
+    def delta_slice(self, k: int, *, fresh: bool = False) -> torch.Tensor:
+        """Slice ``k`` of the update, ``B_k @ A`` (``(d_out, d_in)``, compute dtype).
+
+        ``(A, G)`` are built once per forward pass for the whole group (``fresh``: built now, not
+        cached); only this slice is formed, so no ``(d_out, d_in, n3)`` tensor is ever held.
+        """
+        A, G = self._operands() if fresh else self._per_pass("operands", k, self._operands)
+        return delta_from_operands(A, G, k)
 
     def update(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """``x @ Delta_k^T`` in the factored form (compute dtype); ``(A, G)`` shared per pass."""
-        A, G = self._per_pass(
-            "factored", k, lambda: factored_operands(*self._factors(), self.scale)
-        )
+        A, G = self._per_pass("operands", k, self._operands)
         return factored_apply(x.to(G.dtype), A, G, k)
+
+
+def _bytes_tensor(data: bytes) -> torch.Tensor:
+    return torch.tensor(list(data), dtype=torch.uint8)
+
+
+def check_identity(module: nn.Module, state_dict: Mapping[str, Any], prefix: str) -> None:
+    """``ValueError`` if ``state_dict`` (keys under ``prefix``) defines ``module`` differently.
+
+    ``module`` is a :class:`TCURGroup`; the adapted model's ``load_state_dict`` pre-hook calls
+    this for every group before anything is copied.
+    """
+    for name in IDENTITY_BUFFERS:
+        incoming = state_dict.get(prefix + name)
+        if incoming is None:
+            continue
+        own = getattr(module, name)
+        same = tuple(incoming.shape) == tuple(own.shape) and torch.equal(
+            incoming.to(own.device, own.dtype), own
+        )
+        if not same:
+            raise ValueError(
+                f"load_state_dict: entry {prefix + name!r} differs from this model's adapter "
+                f"group {getattr(module, 'key', '?')!r}: the state_dict comes from an adapter "
+                "built on other base weights, rows/columns, scale or config"
+            )
 
 
 class TCURGroups(nn.ModuleDict):
@@ -210,7 +298,7 @@ class TCURLayer(nn.Module):
 
     def delta(self, *, fresh: bool = False) -> torch.Tensor:
         """The ``(out, in)`` update of this layer (compute dtype); ``fresh`` bypasses the cache."""
-        pieces = [g.full_delta()[:, :, k] if fresh else g.delta_slice(k) for g, k in self.parts]
+        pieces = [g.delta_slice(k, fresh=fresh) for g, k in self.parts]
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -228,7 +316,9 @@ class TCURLayer(nn.Module):
         else:
             pieces = [g.update(h, k) for g, k in self.parts]
             update = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
-        return out + update.to(out.dtype)
+        if update.dtype == out.dtype:
+            return out + update
+        return (out.to(update.dtype) + update).to(out.dtype)  # one rounding of the sum
 
     def _weight_plus(self, delta: torch.Tensor, sign: float) -> torch.Tensor:
         """Base weight (native layout) plus ``sign * delta``, summed in the compute dtype."""

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tcur.adapters.layers import PassCounter, TCURGroup, TCURGroups, TCURLayer
+from tcur.adapters.layers import PassCounter, TCURGroup, TCURGroups, TCURLayer, check_identity
 from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, plan
 from tcur.adapters.targets import match_modules
 
@@ -59,9 +59,30 @@ def apply(model: nn.Module, config: AdapterConfig) -> nn.Module:
     if is_adapted(model):
         raise ValueError("model already has tcur adapters; call tcur.adapters.unload(model) first")
     check_not_sharded(model)
-    specs = plan(model, config)
-    inject(model, config, [(build_group(spec, config), spec) for spec in specs])
+    specs = plan(model, config)  # finds and checks every target and count; changes nothing
+    check_tied_targets(specs)
+    if config.modules_to_save is not None:
+        match_modules(model, config.modules_to_save, "modules_to_save")
+    built = [(build_group(spec, config), spec) for spec in specs]
+    inject(model, config, built)
     return model
+
+
+def check_tied_targets(specs: Sequence[GroupSpec]) -> None:
+    """``ValueError`` naming both modules if two targets share one weight Parameter.
+
+    Merging would add both updates into the one shared weight, so such a pair is refused when
+    the adapters are applied (adapt one of the two).
+    """
+    owners: dict[int, str] = {}
+    for spec in specs:
+        for target in spec.slices:
+            first = owners.setdefault(id(target.module.weight), target.name)
+            if first != target.name:
+                raise ValueError(
+                    f"target modules {first!r} and {target.name!r} share one weight Parameter "
+                    "(tied weights): merging would add both updates to it; target only one"
+                )
 
 
 def is_adapted(model: nn.Module) -> bool:
@@ -101,7 +122,8 @@ def inject(
     """Freeze ``model``, wrap the target layers with the built groups and set up training flags.
 
     The groups are registered, in the order of ``built``, in a
-    :class:`~tcur.adapters.layers.TCURGroups` on the root (``model.tcur_groups``).
+    :class:`~tcur.adapters.layers.TCURGroups` on the root (``model.tcur_groups``). A target
+    reachable under several names is replaced under all of them by one layer.
     """
     check_not_sharded(model)
     if hasattr(model, GROUPS_ATTR):
@@ -123,8 +145,13 @@ def inject(
     for group, _ in built:
         group.passes = passes
     hook = model.register_forward_pre_hook(_start_pass)
+    identity = model.register_load_state_dict_pre_hook(_check_state_dict)
     setattr(model, CONFIG_ATTR, config)
-    setattr(model, _STATE_ATTR, {"requires_grad": flags, "hook": hook, "passes": passes})
+    setattr(
+        model,
+        _STATE_ATTR,
+        {"requires_grad": flags, "hook": hook, "identity": identity, "passes": passes},
+    )
 
 
 def _parts_by_module(
@@ -138,8 +165,22 @@ def _parts_by_module(
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name), child, new)
+    """Put ``new`` wherever the module at ``name`` sits (every alias of it)."""
+    old = model.get_submodule(name)
+    slots = [
+        (parent, key)
+        for _, parent in model.named_modules(remove_duplicate=False)
+        for key, child in parent._modules.items()
+        if child is old
+    ]
+    for parent, key in slots:
+        setattr(parent, key, new)
+
+
+def _check_state_dict(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
+    """``load_state_dict`` pre-hook: refuse a state_dict of differently built groups up front."""
+    for name, group in getattr(module, GROUPS_ATTR).items():
+        check_identity(group, state_dict, f"{prefix}{GROUPS_ATTR}.{name}.")
 
 
 def _start_pass(module: nn.Module, args: Any) -> None:
@@ -222,8 +263,33 @@ def merge(model: nn.Module, *, safe: bool = True) -> None:
     _merge_layers(model, safe)
 
 
+def _layers_or_raise(model: nn.Module, action: str) -> list[tuple[str, TCURLayer]]:
+    layers = adapter_layers(model)
+    if not layers:
+        raise ValueError(
+            f"cannot {action}: model has no tcur adapters (use tcur.adapters.apply first)"
+        )
+    return layers
+
+
+def _check_untied(model: nn.Module, pending: Sequence[tuple[str, TCURLayer]]) -> None:
+    """``ValueError`` if a weight to merge into is also used by a module outside its layer."""
+    weights = {id(layer.base_layer.weight): (name, layer) for name, layer in pending}
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for parameter in module._parameters.values():
+            owner = weights.get(id(parameter))
+            if owner is not None and module is not owner[1].base_layer:
+                raise ValueError(
+                    f"refusing to merge: the weight of adapted layer {owner[0]!r} is tied to "
+                    f"module {module_name!r}; merging would change that module's outputs too"
+                )
+
+
 def _merge_layers(model: nn.Module, safe: bool) -> None:
-    pending = [(name, layer) for name, layer in adapter_layers(model) if not layer.merged]
+    pending = [
+        (name, layer) for name, layer in _layers_or_raise(model, "merge") if not layer.merged
+    ]
+    _check_untied(model, pending)
     deltas = [layer.delta(fresh=True) for _, layer in pending]
     if safe:
         for (name, _), delta in zip(pending, deltas, strict=True):
@@ -237,7 +303,7 @@ def _merge_layers(model: nn.Module, safe: bool) -> None:
 @torch.no_grad()
 def unmerge(model: nn.Module) -> None:
     """Subtract the updates that :func:`merge` added (up to rounding) and re-enable the adapters."""
-    for _, layer in adapter_layers(model):
+    for _, layer in _layers_or_raise(model, "unmerge"):
         if layer.merged:
             layer.apply_delta(layer.delta(fresh=True), -1.0)
             layer.merged = False
@@ -263,6 +329,7 @@ def unload(model: nn.Module, *, merge: bool = False) -> nn.Module:
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(state["requires_grad"].get(name, True))
     state["hook"].remove()
+    state["identity"].remove()
     delattr(model, _STATE_ATTR)
     delattr(model, CONFIG_ATTR)
     return model

@@ -17,6 +17,7 @@ from torch import nn
 
 from tcur._backend import as_float_array
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
+from tcur.adapters.fingerprint import config_digest, weight_digest
 from tcur.adapters.layers import TCURGroup
 from tcur.adapters.targets import TargetSlice, find_targets, group_targets
 from tcur.linalg.selection import select_matrix_indices
@@ -129,7 +130,8 @@ def scale_of(
 def build_group(spec: GroupSpec, config: AdapterConfig, scale: float | None = None) -> TCURGroup:
     """The adapter module of ``spec``: frozen ``C``/``R`` copies and a zero ``dU``.
 
-    ``scale`` overrides the config's scaling rule (``load`` passes the saved value).
+    ``scale`` overrides the config's scaling rule (``load`` passes the saved value). ``dU`` is
+    float32 when the weights are float16/bfloat16 and ``config.autocast_adapter_dtype`` is set.
     """
     stack = stacked_weights(spec.slices)
     C = stack[:, spec.cols, :]
@@ -137,4 +139,21 @@ def build_group(spec: GroupSpec, config: AdapterConfig, scale: float | None = No
     members = [s.label for s in spec.slices]
     if scale is None:
         scale = scale_of(stack, C, R, config, spec.key)
-    return TCURGroup(C, R, spec.rows, spec.cols, members, scale, key=spec.key)
+    return TCURGroup(
+        C,
+        R,
+        spec.rows,
+        spec.cols,
+        members,
+        scale,
+        key=spec.key,
+        digests=[weight_digest(s.weight()) for s in spec.slices],
+        config_sha256=config_digest(config.to_dict()),
+        dtype=adapter_dtype(stack.dtype, config),
+    )
+
+
+def adapter_dtype(weight_dtype: torch.dtype, config: AdapterConfig) -> torch.dtype:
+    """Dtype of the trainable ``dU``: float32 for half-precision weights unless opted out."""
+    half = weight_dtype in (torch.float16, torch.bfloat16)
+    return torch.float32 if half and config.autocast_adapter_dtype else weight_dtype

@@ -84,24 +84,35 @@ def match_modules(
 ) -> list[tuple[str, nn.Module]]:
     """Modules of ``model`` selected by ``patterns`` (regex string or list of names), in order.
 
-    Raises ``ValueError`` for a list entry that matches nothing (naming it and listing similar
-    module names) or a regex that matches nothing.
+    A module reachable under several names matches if any of them does and is returned once,
+    under its first name in ``model.named_modules()``. Raises ``ValueError`` for a list entry
+    that matches nothing (naming it and listing similar module names), a regex that matches
+    nothing or does not compile.
     """
-    named = [(n, m) for n, m in model.named_modules() if n]
+    named = [(n, m) for n, m in model.named_modules(remove_duplicate=False) if n]
     names = [n for n, _ in named]
     if isinstance(patterns, str):
-        regex = re.compile(patterns)
-        chosen = [(n, m) for n, m in named if regex.fullmatch(n)]
-        if not chosen:
+        regex = _compile(patterns, field)
+        hits = [m for n, m in named if regex.fullmatch(n)]
+        if not hits:
             raise ValueError(f"{field} regex {patterns!r} matched no module of the model")
-        return chosen
-    for pattern in patterns:
-        if not any(name_matches(n, pattern) for n in names):
-            raise ValueError(
-                f"{field} entry {pattern!r} matches no module of the model; "
-                f"similar module names: {_similar(pattern, names)}"
-            )
-    return [(n, m) for n, m in named if any(name_matches(n, p) for p in patterns)]
+    else:
+        for pattern in patterns:
+            if not any(name_matches(n, pattern) for n in names):
+                raise ValueError(
+                    f"{field} entry {pattern!r} matches no module of the model; "
+                    f"similar module names: {_similar(pattern, names)}"
+                )
+        hits = [m for n, m in named if any(name_matches(n, p) for p in patterns)]
+    chosen = {id(m): m for m in hits}
+    return [(n, m) for n, m in model.named_modules() if n and id(m) in chosen]
+
+
+def _compile(pattern: str, field: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{field} regex {pattern!r} does not compile: {exc}") from None
 
 
 def find_targets(
