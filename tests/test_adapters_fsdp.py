@@ -1,0 +1,121 @@
+"""FSDP2 (``fully_shard`` per block, then the root): two gloo processes on the CPU.
+
+Two AdamW steps on the two halves of a batch must give the one-process result on the whole batch;
+``apply`` refuses sharded weights (selection needs whole weights, so adapters go in first).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from adapter_models import tiny_encoder
+from distributed_helpers import run_workers
+from safetensors.torch import load_file, save_file
+
+from tcur.adapters import TCURLoRAConfig, adapter_groups, apply
+
+WORLD = 2
+FORWARDS = ("factored", "materialized")
+STEPS = 2
+
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="needs torch.distributed")
+
+
+def _config(forward: str) -> TCURLoRAConfig:
+    return TCURLoRAConfig(
+        ["query", "value", "up"], rank=2, forward=forward, modules_to_save=["classifier"]
+    )
+
+
+def _model(forward: str) -> torch.nn.Module:
+    model = apply(tiny_encoder(seed=0, dtype=torch.float64), _config(forward))
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for group in adapter_groups(model):
+            group.dU.copy_(
+                0.3 * torch.randn(group.dU.shape, generator=generator, dtype=torch.float64)
+            )
+    return model
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 3, 12, generator=generator, dtype=torch.float64)
+    return x, torch.tensor([0, 1, 1, 0])
+
+
+def _train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.01)
+    for _ in range(STEPS):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+
+def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Whole trainable tensors (``full_tensor`` gathers a DTensor; every rank must call it)."""
+    out = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            full = p.full_tensor() if hasattr(p, "full_tensor") else p
+            out[name] = full.detach().clone()
+    return out
+
+
+def _shard(model: torch.nn.Module) -> None:
+    from torch.distributed.fsdp import fully_shard
+
+    for block in model.layers:
+        fully_shard(block)
+    fully_shard(model)
+
+
+def _worker(rank: int, store: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    try:
+        x, y = _batch()
+        half = x.shape[0] // WORLD
+        part = slice(rank * half, (rank + 1) * half)
+        for forward in FORWARDS:
+            model = _model(forward)
+            _shard(model)
+            _train(model, x[part], y[part])
+            trained = _trainable(model)
+            if rank == 0:
+                save_file(trained, f"{out}/{forward}.safetensors")
+        sharded = tiny_encoder(seed=0, dtype=torch.float64)
+        _shard(sharded)
+        try:
+            apply(sharded, _config("auto"))
+            message = None
+        except ValueError as exc:
+            message = str(exc)
+        if rank == 0:
+            Path(f"{out}/apply_sharded.json").write_text(json.dumps({"message": message}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp2_per_block_adamw_equals_single_process_on_whole_batch(tmp_path: Path) -> None:
+    run_workers(_worker, (str(tmp_path / "store"), str(tmp_path)), WORLD, timeout=120)
+    x, y = _batch()
+    for forward in FORWARDS:
+        distributed = load_file(str(tmp_path / f"{forward}.safetensors"))
+        model = _model(forward)
+        start = _trainable(model)
+        _train(model, x, y)
+        single = _trainable(model)
+        assert set(distributed) == set(single)
+        names = [n for n in single if n.endswith(".dU")]
+        assert names and all(n.startswith("tcur_groups.") for n in names)
+        for name, value in single.items():
+            assert not torch.equal(value, start[name]), f"{name} did not train"
+            torch.testing.assert_close(distributed[name], value, rtol=0, atol=1e-8)
+    message = json.loads((tmp_path / "apply_sharded.json").read_text())["message"]
+    assert message is not None and "sharded DTensor" in message
+    assert "before fully_shard" in message
