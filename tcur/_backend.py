@@ -10,6 +10,7 @@ looked up in ``sys.modules``.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -41,6 +42,11 @@ def namespace(*arrays: Array) -> Any:
     return array_api_compat.array_namespace(*present)
 
 
+def is_complex(x: Array) -> bool:
+    """True if ``x`` (a NumPy array or torch tensor) has a complex dtype."""
+    return bool(namespace(x).isdtype(x.dtype, "complex floating"))
+
+
 def to_numpy(x: Array) -> np.ndarray:
     """Host NumPy copy of ``x`` (detached from autograd); no copy for NumPy input."""
     if is_torch(x):
@@ -70,6 +76,11 @@ def _float_dtype_numpy(x: np.ndarray, name: str) -> np.ndarray:
         return x.astype(np.float64)
     if kind == "f" and x.dtype.itemsize < 4:
         return x.astype(np.float32)
+    if (kind == "f" and x.dtype.itemsize > 8) or (kind == "c" and x.dtype.itemsize > 16):
+        raise TypeError(
+            f"{name} has dtype {x.dtype} (long double), which NumPy's linear algebra does not "
+            f"support; convert it with {name}.astype(numpy.float64) first"
+        )
     if kind in "fc":
         return x
     raise TypeError(f"{name} must have a numeric dtype, got dtype {x.dtype}")
@@ -79,11 +90,11 @@ def _float_dtype_torch(x: Any, name: str) -> Any:
     torch = sys.modules["torch"]
     if x.dtype in (torch.float16, torch.bfloat16):
         return x.to(torch.float32)
+    if x.dtype == torch.complex32:
+        return x.to(torch.complex64)
     if x.is_floating_point() or x.is_complex():
         return x
-    if x.dtype == torch.bool or not x.is_floating_point():
-        return x.to(torch.float64)
-    raise TypeError(f"{name} must have a numeric dtype, got dtype {x.dtype}")  # pragma: no cover
+    return x.to(torch.float64)
 
 
 def as_float_array(
@@ -97,17 +108,25 @@ def as_float_array(
     """Validate ``x`` and return it as a floating array of its own kind.
 
     Integers and booleans become float64, float16/bfloat16 become float32, float32/float64 and
-    complex are kept. Non-array input is converted with :func:`numpy.asarray`.
+    complex are kept. Non-array input is converted with :func:`numpy.asarray`. ``finite=False``
+    skips the NaN/Inf scan (the ``check_finite=False`` of the public functions; on a GPU the
+    scan is a device synchronisation).
 
     Raises
     ------
     TypeError
-        If ``x`` has a non-numeric dtype.
+        If ``x`` has a non-numeric or long-double dtype, or is a NumPy masked array (its mask
+        would be silently dropped).
     ValueError
         If ``x`` has the wrong number of dimensions, is empty, or (``finite=True``) holds NaN/Inf.
     """
     if is_torch(x):
         arr = _float_dtype_torch(x, name)
+    elif isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a numpy masked array; CUR needs every entry, so pass "
+            f"{name}.filled(value) or {name}.data explicitly"
+        )
     else:
         try:
             arr = np.asarray(x)
@@ -151,15 +170,70 @@ def check_finite(x: Array, name: str) -> None:
         raise ValueError(f"{name} must not contain NaN or Inf")
 
 
+def is_integer(value: object) -> bool:
+    """True for a Python or NumPy integer scalar; False for bool (``True`` is not a rank)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_rank(rank: Any, name: str, upper: int) -> int:
-    """Validate an integer rank-like argument in ``1..upper`` and return it as ``int``."""
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
+    """Validate an integer rank-like argument in ``1..upper`` and return it as ``int``.
+
+    Python and NumPy integers are accepted; bool, floats and everything else get a ``TypeError``.
+    """
+    if not is_integer(rank):
         raise TypeError(f"{name} must be an integer, got {rank!r} ({type(rank).__name__})")
     if rank < 1:
         raise ValueError(f"{name} must be >= 1, got {rank}")
     if rank > upper:
         raise ValueError(f"{name}={rank} exceeds the largest value allowed here ({upper})")
     return int(rank)
+
+
+def check_sizes(values: Any, name: str, length: int | None = None) -> tuple[int, ...]:
+    """Validate a sequence of positive integers (a shape, per-mode ranks) and return a tuple.
+
+    Accepts a list, tuple or 1-D integer NumPy array of Python or NumPy integers; ``length``
+    (if given) is the required number of entries.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur._backend import check_sizes
+    >>> check_sizes([2, np.int64(3)], "shape")
+    (2, 3)
+    """
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        values = values.tolist()
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a sequence of integers, got {values!r} ({type(values).__name__})"
+        )
+    if length is not None and len(values) != length:
+        raise ValueError(f"{name} must have {length} entries, got {len(values)}: {values!r}")
+    for v in values:
+        if not is_integer(v):
+            raise TypeError(
+                f"{name} must hold integers, got {v!r} ({type(v).__name__}) in {values!r}"
+            )
+        if v < 1:
+            raise ValueError(f"{name} must hold positive integers, got {v} in {values!r}")
+    return tuple(int(v) for v in values)
+
+
+def check_tolerance(value: Any, name: str) -> float:
+    """Validate a tolerance or cutoff: a finite real number ``>= 0`` (not bool); returns ``float``.
+
+    Examples
+    --------
+    >>> from tcur._backend import check_tolerance
+    >>> check_tolerance(1e-8, "tol")
+    1e-08
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    if isinstance(value, np.complexfloating) or not math.isfinite(float(value)) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
@@ -178,10 +252,46 @@ def eps(x: Array) -> float:
     return float(np.finfo(np.asarray(x).dtype).eps)
 
 
+def _check_seed(seed: Any) -> None:
+    if seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence)):
+        return
+    if not is_integer(seed):
+        raise TypeError(
+            f"seed must be None, an int, a numpy.random.SeedSequence or a numpy.random.Generator, "
+            f"got {seed!r}"
+        )
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+
+
 def make_rng(seed: Any) -> np.random.Generator:
-    """NumPy generator from ``None``, an int or an existing generator (host-side sampling)."""
+    """NumPy generator from ``None`` (fresh OS entropy), an int >= 0, a ``SeedSequence`` or a
+    ``Generator`` (returned as is, host-side sampling)."""
+    _check_seed(seed)
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
-        return np.random.default_rng(seed)
-    raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got {seed!r}")
+    return np.random.default_rng(seed)
+
+
+def spawn_rngs(seed: Any, n: int) -> list[np.random.Generator]:
+    """``n`` statistically independent generators derived from ``seed``.
+
+    Used where one call draws for several purposes (e.g. a sketch and the sampling), so that
+    the streams never overlap: ``SeedSequence(seed).spawn(n)`` for an int, fresh OS entropy for
+    ``None`` (random every call), ``Generator.spawn`` for a generator (which advances it).
+
+    Examples
+    --------
+    >>> from tcur._backend import spawn_rngs
+    >>> a, b = spawn_rngs(0, 2)
+    >>> bool(a.random() != b.random())
+    True
+    >>> spawn_rngs(0, 2)[1].random() == spawn_rngs(0, 2)[1].random()
+    True
+    """
+    _check_seed(seed)
+    count = check_rank(n, "n", 2**31)
+    if isinstance(seed, np.random.Generator):
+        return list(seed.spawn(count))
+    sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return [np.random.default_rng(child) for child in sequence.spawn(count)]

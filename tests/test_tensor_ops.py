@@ -72,3 +72,66 @@ def test_bad_inputs_name_the_problem() -> None:
         multi_mode_dot(T, [np.ones((2, 2))], modes=[0, 1])
     with pytest.raises(TypeError, match="mix array kinds"):
         mode_dot(T, torch.ones(5, 3), 1)
+
+
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple), data=st.data())
+def test_multi_mode_dot_with_vectors_matches_tensorly(
+    shape: tuple[int, ...], data: st.DataObject
+) -> None:
+    # vectors remove their mode and the later modes shift down; modes may come in any order
+    T = _tensor(shape)
+    modes = data.draw(st.permutations(range(len(shape))))
+    modes = modes[: data.draw(st.integers(1, len(shape)))]
+    factors = []
+    for k, mode in enumerate(modes):
+        if data.draw(st.booleans()):
+            factors.append(_tensor((shape[mode],), seed=k + 1))
+        else:
+            factors.append(_tensor((data.draw(st.integers(1, 3)), shape[mode]), seed=k + 1))
+    expected = tl.tenalg.multi_mode_dot(T, factors, modes=list(modes))
+    got = multi_mode_dot(T, factors, modes=modes)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    got_t = multi_mode_dot(torch.as_tensor(T), [torch.as_tensor(f) for f in factors], modes)
+    np.testing.assert_allclose(got_t.numpy(), expected, atol=1e-12)
+
+
+def test_multi_mode_dot_vector_chain_examples() -> None:
+    T = _tensor((2, 3, 4, 5))
+    u, v = _tensor((2,), 1), _tensor((4,), 2)
+    M = _tensor((6, 3), 3)
+    # u removes mode 0, so M (mode 1 of T) acts on axis 0 of the intermediate result
+    np.testing.assert_allclose(
+        multi_mode_dot(T, [u, M], modes=[0, 1]),
+        np.einsum("abcd,a,eb->ecd", T, u, M),
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        multi_mode_dot(T, [v, u, M], modes=[2, 0, -3]),
+        np.einsum("abcd,c,a,eb->ed", T, v, u, M),
+        atol=1e-12,
+    )
+    # repeated matrix modes apply in list order, as tensorly
+    M2 = _tensor((2, 6), 4)
+    np.testing.assert_allclose(
+        multi_mode_dot(T, [M, M2], modes=[1, 1]),
+        tl.tenalg.multi_mode_dot(T, [M, M2], modes=[1, 1]),
+        atol=1e-12,
+    )
+    # every mode contracted: a 0-D result
+    vecs = [_tensor((d,), k) for k, d in enumerate(T.shape)]
+    assert multi_mode_dot(T, vecs).shape == ()
+
+
+def test_multi_mode_dot_bad_chains() -> None:
+    T = _tensor((2, 3, 4))
+    with pytest.raises(ValueError, match=r"matrices\[0\] is a vector, which removes mode 1"):
+        multi_mode_dot(T, [np.ones(3), np.ones((2, 3))], modes=[1, 1])
+    with pytest.raises(ValueError, match=r"matrices\[1\] has shape \(2, 5\).*T.shape\[2\] = 4"):
+        multi_mode_dot(T, [np.ones(2), np.ones((2, 5))], modes=[0, 2])
+    with pytest.raises(ValueError, match=r"modes\[1\]=3 is out of range"):
+        multi_mode_dot(T, [np.ones(2), np.ones(4)], modes=[0, 3])
+    with pytest.raises(TypeError, match="matrices must be a sequence of arrays"):
+        multi_mode_dot(T, np.ones((2, 2)))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"matrices\[0\] must be 1-D or 2-D"):
+        multi_mode_dot(T, [np.ones((2, 2, 2))])

@@ -28,9 +28,9 @@ A = np.random.default_rng(0).standard_normal((6, 5))
         (
             {"rank": 2, "select": "magic"},
             ValueError,
-            "unknown select='magic'; valid names are deim",
+            "unknown select='magic'; valid names are .*deim",
         ),
-        ({"rank": 2, "middle": "svd"}, ValueError, "unknown middle='svd'; valid names are pinv"),
+        ({"rank": 2, "middle": "svd"}, ValueError, "unknown middle='svd'; valid names are .*pinv"),
         ({"rank": 2, "svd": "fast"}, ValueError, "unknown svd='fast'"),
         ({"rank": 2, "select": "uniform", "seed": "x"}, TypeError, "seed must be None"),
     ],
@@ -80,8 +80,9 @@ def test_decompose_matrix_defaults_and_passes_options() -> None:
     assert tcur.decompose(A).C.shape == (6, 2)
 
 
-def test_relative_error_of_zero_reference_is_absolute() -> None:
-    assert float(relative_error(np.zeros(3), np.array([3.0, 4.0, 0.0]))) == 5.0
+def test_relative_error_of_zero_reference_is_zero_or_inf() -> None:
+    assert float(relative_error(np.zeros(3), np.array([3.0, 4.0, 0.0]))) == np.inf
+    assert float(relative_error(np.zeros(3), np.zeros(3))) == 0.0
     with pytest.raises(ValueError, match="same shape"):
         relative_error(np.zeros(3), np.zeros(4))
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from tcur._backend import Array, as_float_array, namespace
+from tcur._backend import Array, as_float_array, check_sizes, is_integer, namespace
 
 
-def _check_mode(mode: int, ndim: int, name: str = "mode") -> int:
-    if isinstance(mode, bool) or not isinstance(mode, int):
-        raise TypeError(f"{name} must be an integer, got {mode!r}")
+def _check_mode(mode: Any, ndim: int, name: str = "mode") -> int:
+    if not is_integer(mode):
+        raise TypeError(f"{name} must be an integer, got {mode!r} ({type(mode).__name__})")
     if not -ndim <= mode < ndim:
         raise ValueError(f"{name}={mode} is out of range for a tensor with {ndim} dimensions")
     return mode % ndim
@@ -49,6 +50,8 @@ def unfold(T: Array, mode: int) -> Array:
 def fold(M: Array, mode: int, shape: Sequence[int]) -> Array:
     """Inverse of :func:`unfold`: refold a matrix into a tensor of the given ``shape``.
 
+    ``shape`` is a list, tuple or 1-D integer array of positive (Python or NumPy) integers.
+
     Examples
     --------
     >>> import numpy as np
@@ -59,7 +62,7 @@ def fold(M: Array, mode: int, shape: Sequence[int]) -> Array:
     """
     M = as_float_array(M, "M", ndim=2, finite=False)
     xp = namespace(M)
-    shape = tuple(int(s) for s in shape)
+    shape = check_sizes(shape, "shape")
     mode = _check_mode(mode, len(shape))
     front = (shape[mode], *shape[:mode], *shape[mode + 1 :])
     expected = (shape[mode], int(_prod(front[1:])))
@@ -78,11 +81,33 @@ def _prod(values: Sequence[int]) -> int:
     return out
 
 
-def mode_dot(T: Array, M: Array, mode: int) -> Array:
+def _check_inner(T: Array, M: Array, mode: int, label: str) -> None:
+    inner = M.shape[-1]
+    if inner != T.shape[mode]:
+        raise ValueError(
+            f"shape mismatch in mode_dot: {label} has shape {tuple(M.shape)}, so its last size "
+            f"{inner} must equal T.shape[{mode}] = {T.shape[mode]} (T has shape {tuple(T.shape)})"
+        )
+
+
+def _as_dtype(xp: Any, a: Array, dtype: Any) -> Array:
+    return a if a.dtype == dtype else xp.astype(a, dtype)
+
+
+def _contract(xp: Any, T: Array, M: Array, mode: int) -> Array:
+    """``T x_mode M`` for validated arrays of one dtype (a vector ``M`` removes the mode)."""
+    moved = xp.moveaxis(T, mode, -1)
+    if M.ndim == 1:
+        return moved @ M
+    return xp.moveaxis(moved @ M.T, -1, mode)
+
+
+def mode_dot(T: Array, M: Array, mode: int, *, check_finite: bool = True) -> Array:
     """n-mode product ``T x_mode M``: multiply mode ``mode`` of ``T`` by the matrix ``M``.
 
     ``M`` has shape ``(J, T.shape[mode])``; the result has ``J`` in place of ``T.shape[mode]``.
-    A 1-D ``M`` (a vector) contracts the mode away, as in tensorly.
+    A 1-D ``M`` (a vector) contracts the mode away, as in tensorly. ``check_finite=False``
+    skips the NaN/Inf scan of ``T`` and ``M``.
 
     Examples
     --------
@@ -92,31 +117,40 @@ def mode_dot(T: Array, M: Array, mode: int) -> Array:
     >>> mode_dot(T, np.ones((5, 3)), 1).shape
     (2, 5, 4)
     """
-    T = as_float_array(T, "T", min_ndim=1, finite=False)
-    M = as_float_array(M, "M", ndim=(1, 2), finite=False)
+    T = as_float_array(T, "T", min_ndim=1, finite=check_finite)
+    M = as_float_array(M, "M", ndim=(1, 2), finite=check_finite)
     xp = namespace(T, M)
     mode = _check_mode(mode, T.ndim)
-    inner = M.shape[-1]
-    if inner != T.shape[mode]:
-        raise ValueError(
-            f"shape mismatch in mode_dot: M has shape {tuple(M.shape)}, so its last size {inner} "
-            f"must equal T.shape[{mode}] = {T.shape[mode]} (T has shape {tuple(T.shape)})"
-        )
-    if T.dtype != M.dtype:
-        dtype = xp.result_type(T.dtype, M.dtype)
-        T, M = xp.astype(T, dtype), xp.astype(M, dtype)
-    moved = xp.moveaxis(T, mode, -1)
-    if M.ndim == 1:
-        return moved @ M
-    return xp.moveaxis(moved @ M.T, -1, mode)
+    _check_inner(T, M, mode, "M")
+    dtype = xp.result_type(T.dtype, M.dtype)
+    return _contract(xp, _as_dtype(xp, T, dtype), _as_dtype(xp, M, dtype), mode)
+
+
+def _sorted_modes(modes: list[int], matrices: list[Array]) -> list[tuple[int, int]]:
+    """``(mode, position)`` pairs in mode order (stable); a vector's mode must not repeat."""
+    for i, (M, mode) in enumerate(zip(matrices, modes, strict=True)):
+        if M.ndim == 1 and modes.count(mode) > 1:
+            raise ValueError(
+                f"matrices[{i}] is a vector, which removes mode {mode}, but mode {mode} appears "
+                f"{modes.count(mode)} times in modes={modes}"
+            )
+    return sorted(((mode, i) for i, mode in enumerate(modes)), key=lambda pair: pair[0])
 
 
 def multi_mode_dot(
-    T: Array, matrices: Sequence[Array], modes: Sequence[int] | None = None
+    T: Array,
+    matrices: Sequence[Array],
+    modes: Sequence[int] | None = None,
+    *,
+    check_finite: bool = True,
 ) -> Array:
     """Chain of n-mode products ``T x_{modes[0]} matrices[0] x_{modes[1]} matrices[1] ...``.
 
-    ``modes`` defaults to ``0, 1, ..., len(matrices) - 1``.
+    ``modes`` (default ``0, 1, ..., len(matrices) - 1``) refer to the modes of ``T``. As in
+    tensorly's ``multi_mode_dot``, the products are applied in increasing mode order (stable
+    for repeated modes) and a vector contracts its mode away, so the modes after it shift down
+    by one. A vector's mode may not repeat. Each array is validated once
+    (``check_finite=False`` skips the NaN/Inf scans).
 
     Examples
     --------
@@ -126,14 +160,31 @@ def multi_mode_dot(
     >>> factors = [np.ones((4, 2)), np.ones((5, 2)), np.ones((6, 2))]
     >>> multi_mode_dot(core, factors).shape
     (4, 5, 6)
+    >>> multi_mode_dot(core, [np.ones(2), np.ones((5, 2))], modes=[0, 2]).shape
+    (2, 5)
     """
-    matrices = list(matrices)
-    modes = list(range(len(matrices))) if modes is None else list(modes)
-    if len(modes) != len(matrices):
+    T = as_float_array(T, "T", min_ndim=1, finite=check_finite)
+    if isinstance(matrices, (str, bytes)) or not isinstance(matrices, Sequence):
+        raise TypeError(f"matrices must be a sequence of arrays, got {type(matrices).__name__}")
+    mats = [
+        as_float_array(M, f"matrices[{i}]", ndim=(1, 2), finite=check_finite)
+        for i, M in enumerate(matrices)
+    ]
+    xp = namespace(T, *mats)
+    given = list(range(len(mats))) if modes is None else list(modes)
+    if len(given) != len(mats):
         raise ValueError(
-            f"got {len(matrices)} matrices but {len(modes)} modes; pass one mode per matrix"
+            f"got {len(mats)} matrices but {len(given)} modes; pass one mode per matrix"
         )
-    out = T
-    for M, mode in zip(matrices, modes, strict=True):
-        out = mode_dot(out, M, mode)
+    order = [_check_mode(m, T.ndim, f"modes[{i}]") for i, m in enumerate(given)]
+    for i, (M, mode) in enumerate(zip(mats, order, strict=True)):
+        if M.ndim == 1 or order.count(mode) == 1:
+            _check_inner(T, M, mode, f"matrices[{i}]")
+    dtype = xp.result_type(T.dtype, *(M.dtype for M in mats))
+    out, removed = _as_dtype(xp, T, dtype), 0
+    for mode, i in _sorted_modes(order, mats):
+        M = _as_dtype(xp, mats[i], dtype)
+        _check_inner(out, M, mode - removed, f"matrices[{i}]")
+        out = _contract(xp, out, M, mode - removed)
+        removed += M.ndim == 1
     return out

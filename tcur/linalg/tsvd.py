@@ -15,8 +15,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from tcur._backend import Array, as_float_array, check_rank, eps, is_torch, namespace, to_numpy
-from tcur.linalg.tproduct import _fourier_of, _is_complex, from_fourier
+from tcur._backend import (
+    Array,
+    as_float_array,
+    check_rank,
+    check_tolerance,
+    eps,
+    is_complex,
+    is_torch,
+    namespace,
+    to_numpy,
+)
+from tcur.linalg.tproduct import from_fourier, to_fourier
 
 
 def _self_conjugate(n3: int, real: bool) -> set[int]:
@@ -56,7 +66,7 @@ def _conj_t(xp: Any, M: Array) -> Array:
 
 
 def tsvd(
-    A: Array, rank: int | None = None, *, full_matrices: bool = False
+    A: Array, rank: int | None = None, *, full_matrices: bool = False, check_finite: bool = True
 ) -> tuple[Array, Array, Array]:
     """t-SVD ``A = U * S * V^T`` of a third-order tensor (full, economy or truncated).
 
@@ -71,6 +81,8 @@ def tsvd(
         With ``rank=None``: ``True`` gives the full t-SVD (``U: (n1, n1, n3)``,
         ``S: (n1, n2, n3)``, ``V: (n2, n2, n3)``); ``False`` (default) the economy one with
         ``p = min(n1, n2)``. Cannot be combined with ``rank``.
+    check_finite : bool
+        Raise ``ValueError`` on NaN/Inf entries; ``False`` skips the scan.
 
     Returns
     -------
@@ -92,15 +104,15 @@ def tsvd(
     >>> bool(np.allclose(tprod(U, S, ttranspose(V)), A))
     True
     """
-    A = as_float_array(A, "A", ndim=3)
+    A = as_float_array(A, "A", ndim=3, finite=check_finite)
     xp = namespace(A)
     n1, n2, n3 = A.shape
     if rank is not None:
         if full_matrices:
             raise ValueError(f"rank={rank} cannot be combined with full_matrices=True")
         rank = check_rank(rank, "rank", min(n1, n2))
-    real = not _is_complex(xp, A)
-    F = _fourier_of(xp, A, real)
+    real = not is_complex(A)
+    F = to_fourier(A)
     u, s, vh = _slice_svds(F, n3, real, full_matrices)
     if rank is not None:
         u, s, vh = u[:, :, :rank], s[:, :rank], vh[:, :rank, :]
@@ -114,7 +126,7 @@ def tsvd(
     )
 
 
-def tubal_rank(A: Array, tol: float | None = None) -> int:
+def tubal_rank(A: Array, tol: float | None = None, *, check_finite: bool = True) -> int:
     """Tubal rank: the largest rank of the Fourier slices of ``A``.
 
     A singular value counts when it exceeds ``tol``; singular values are those of the Fourier
@@ -125,7 +137,10 @@ def tubal_rank(A: Array, tol: float | None = None) -> int:
     A : array of shape (n1, n2, n3)
     tol : float, optional
         Absolute threshold; default ``max(n1, n2) * eps(dtype) * s_max`` with ``s_max`` the
-        largest singular value over all Fourier slices.
+        largest singular value over all Fourier slices. Negative, NaN, Inf or non-numeric
+        values raise.
+    check_finite : bool
+        Raise ``ValueError`` on NaN/Inf entries; ``False`` skips the scan.
 
     Returns
     -------
@@ -139,12 +154,11 @@ def tubal_rank(A: Array, tol: float | None = None) -> int:
     >>> tubal_rank(tprod(rng.standard_normal((6, 2, 4)), rng.standard_normal((2, 5, 4))))
     2
     """
-    A = as_float_array(A, "A", ndim=3)
+    A = as_float_array(A, "A", ndim=3, finite=check_finite)
+    cutoff = None if tol is None else check_tolerance(tol, "tol")
     xp = namespace(A)
-    F = _fourier_of(xp, A.detach() if is_torch(A) else A, not _is_complex(xp, A))
+    F = to_fourier(A.detach() if is_torch(A) else A)
     s = to_numpy(xp.linalg.svdvals(F))
-    if tol is None:
-        tol = max(A.shape[:2]) * eps(A) * float(s.max())
-    elif not tol >= 0:
-        raise ValueError(f"tol must be a non-negative number, got {tol!r}")
-    return int((s > tol).sum(axis=1).max())
+    if cutoff is None:
+        cutoff = max(A.shape[:2]) * eps(A) * float(s.max())
+    return int((s > cutoff).sum(axis=1).max())

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from tcur._backend import Array, eps, to_numpy
+from tcur._backend import Array, check_tolerance, eps, to_numpy
+from tcur.linalg.errors import relative_error
 
 
 def default_rtol(x: Array, factor: float = 100.0) -> float:
@@ -24,7 +23,9 @@ def assert_reconstructs(result: Any, x: Array, rtol: float | None = None) -> Non
     x : array
         The decomposed array.
     rtol : float, optional
-        Allowed relative error; default :func:`default_rtol` (scales with dtype eps and size).
+        Allowed relative error (a finite number >= 0); default :func:`default_rtol` (scales with
+        dtype eps and size). The error is :func:`tcur.linalg.relative_error` (scaled, so inputs
+        of 1e+-300 are measured correctly; a zero ``x`` passes only with a zero reconstruction).
 
     Examples
     --------
@@ -34,12 +35,13 @@ def assert_reconstructs(result: Any, x: Array, rtol: float | None = None) -> Non
     >>> A = np.outer([1.0, 2.0, 3.0], [1.0, -1.0])
     >>> assert_reconstructs(cur(A, 1), A)
     """
+    tol = default_rtol(x) if rtol is None else check_tolerance(rtol, "rtol")
+    if not callable(getattr(result, "reconstruct", None)):
+        raise TypeError(f"result must have a .reconstruct() method, got {type(result).__name__}")
     approx = to_numpy(result.reconstruct())
     target = to_numpy(x)
     if approx.shape != target.shape:
         raise AssertionError(f"reconstruction has shape {approx.shape}, expected {target.shape}")
-    tol = default_rtol(x) if rtol is None else rtol
-    norm = float(np.linalg.norm(target))
-    err = float(np.linalg.norm(approx - target)) / (norm if norm > 0 else 1.0)
+    err = float(relative_error(target, approx, check_finite=False))
     if not err <= tol:
         raise AssertionError(f"relative reconstruction error {err:.3e} exceeds rtol={tol:.3e}")

@@ -21,7 +21,17 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from tcur.testing.strategies import convert, orthonormal, spectrum
+from tcur._backend import check_choice, check_rank, check_sizes, make_rng
+from tcur.testing.strategies import (
+    DTYPES,
+    check_backend,
+    check_cond,
+    check_sides,
+    check_size,
+    convert,
+    orthonormal,
+    spectrum,
+)
 
 
 def _unitary(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
@@ -36,7 +46,7 @@ def low_tubal_rank_tensor(
     """Deterministic real ``(n1, n2, n3)`` float64 tensor of exact tubal rank ``rank``.
 
     Every Fourier slice has rank ``rank`` and condition number ``cond`` on its nonzero
-    spectrum.
+    spectrum; ``1 <= rank <= min(n1, n2)``.
 
     Examples
     --------
@@ -45,7 +55,10 @@ def low_tubal_rank_tensor(
     >>> tubal_rank(low_tubal_rank_tensor(0, 6, 5, 4, 2))
     2
     """
-    rng = np.random.default_rng(seed)
+    n1, n2, n3 = (check_size(v, name) for v, name in ((n1, "n1"), (n2, "n2"), (n3, "n3")))
+    rank = check_rank(rank, "rank", min(n1, n2))
+    check_cond(cond)
+    rng = make_rng(seed)
     n_freq = n3 // 2 + 1
     s = spectrum(rank, cond)
     slices = []
@@ -66,8 +79,19 @@ def _core(rng: np.random.Generator, ranks: Sequence[int], cond: float) -> np.nda
 
 
 def valid_multilinear_ranks(ranks: Sequence[int], shape: Sequence[int]) -> list[int]:
-    """Cap ``ranks`` so that ``r_n <= d_n`` and ``r_n <= prod_{m != n} r_m`` (realisable)."""
-    out = [max(1, min(int(r), int(d))) for r, d in zip(ranks, shape, strict=True)]
+    """Cap ``ranks`` so that ``r_n <= d_n`` and ``r_n <= prod_{m != n} r_m`` (realisable).
+
+    ``shape`` and ``ranks`` are sequences of positive integers of the same length.
+
+    Examples
+    --------
+    >>> from tcur.testing import valid_multilinear_ranks
+    >>> valid_multilinear_ranks([5, 1, 3], (4, 6, 6))
+    [3, 1, 3]
+    """
+    shape = check_sizes(shape, "shape")
+    ranks = check_sizes(ranks, "ranks", len(shape))
+    out = [min(r, d) for r, d in zip(ranks, shape, strict=True)]
     changed = True
     while changed:
         changed = False
@@ -83,7 +107,8 @@ def low_multilinear_rank_tensor(
 ) -> np.ndarray:
     """Deterministic float64 tensor of the given shape and exact multilinear rank ``ranks``.
 
-    ``ranks`` must be realisable (see :func:`valid_multilinear_ranks`).
+    ``ranks`` (one positive integer per mode) must be realisable (see
+    :func:`valid_multilinear_ranks`).
 
     Examples
     --------
@@ -94,9 +119,15 @@ def low_multilinear_rank_tensor(
     >>> [int(np.linalg.matrix_rank(unfold(T, n))) for n in range(3)]
     [2, 3, 2]
     """
+    shape = check_sizes(shape, "shape")
+    ranks = check_sizes(ranks, "ranks", len(shape))
     if list(ranks) != valid_multilinear_ranks(ranks, shape):
-        raise ValueError(f"ranks {tuple(ranks)} are not a multilinear rank of shape {tuple(shape)}")
-    rng = np.random.default_rng(seed)
+        raise ValueError(
+            f"ranks {ranks} are not a multilinear rank of shape {shape}: need r_n <= d_n and "
+            f"r_n <= the product of the other ranks (valid_multilinear_ranks caps them)"
+        )
+    check_cond(cond)
+    rng = make_rng(seed)
     out = _core(rng, ranks, cond)
     for n, d in enumerate(shape):
         q = orthonormal(rng, d, ranks[n])
@@ -108,9 +139,7 @@ def _backend_name(draw: st.DrawFn, backend: str | st.SearchStrategy[str]) -> str
     return draw(backend) if isinstance(backend, st.SearchStrategy) else backend
 
 
-@st.composite
 def tubal_tensors(
-    draw: st.DrawFn,
     *,
     max_side: int = 8,
     min_side: int = 1,
@@ -119,7 +148,7 @@ def tubal_tensors(
     max_cond: float = 100.0,
     backend: str | st.SearchStrategy[str] = "numpy",
     dtype: str = "float64",
-) -> tuple[Any, int]:
+) -> st.SearchStrategy[tuple[Any, int]]:
     """Strategy for ``(A, rank)``: a real ``(n1, n2, n3)`` tensor of exactly that tubal rank.
 
     Parameters
@@ -145,6 +174,26 @@ def tubal_tensors(
     ...     assert A.ndim == 3 and 1 <= rank <= min(A.shape[:2])
     >>> test_shape()
     """
+    min_side, max_side = check_sides(min_side, max_side)
+    max_tubes = check_size(max_tubes, "max_tubes")
+    rank = None if rank is None else check_size(rank, "rank")
+    check_cond(max_cond, "max_cond")
+    check_backend(backend)
+    check_choice(dtype, "dtype", DTYPES)
+    return _tubal_tensors(max_side, min_side, max_tubes, rank, max_cond, backend, dtype)
+
+
+@st.composite
+def _tubal_tensors(
+    draw: st.DrawFn,
+    max_side: int,
+    min_side: int,
+    max_tubes: int,
+    rank: int | None,
+    max_cond: float,
+    backend: str | st.SearchStrategy[str],
+    dtype: str,
+) -> tuple[Any, int]:
     n1 = draw(st.integers(min_side, max_side))
     n2 = draw(st.integers(min_side, max_side))
     n3 = draw(st.integers(1, max_tubes))
@@ -155,9 +204,7 @@ def tubal_tensors(
     return convert(tensor, _backend_name(draw, backend), dtype), k
 
 
-@st.composite
 def multilinear_tensors(
-    draw: st.DrawFn,
     *,
     min_order: int = 3,
     max_order: int = 4,
@@ -166,7 +213,7 @@ def multilinear_tensors(
     max_cond: float = 100.0,
     backend: str | st.SearchStrategy[str] = "numpy",
     dtype: str = "float64",
-) -> tuple[Any, list[int]]:
+) -> st.SearchStrategy[tuple[Any, list[int]]]:
     """Strategy for ``(T, ranks)``: an order-N tensor of exactly that multilinear rank.
 
     Parameters
@@ -192,6 +239,27 @@ def multilinear_tensors(
     ...     assert T.ndim == len(ranks) == 3
     >>> test_order()
     """
+    min_order, max_order = check_size(min_order, "min_order"), check_size(max_order, "max_order")
+    if max_order < min_order:
+        raise ValueError(f"max_order={max_order} must be >= min_order={min_order}")
+    max_side, max_rank = check_size(max_side, "max_side"), check_size(max_rank, "max_rank")
+    check_cond(max_cond, "max_cond")
+    check_backend(backend)
+    check_choice(dtype, "dtype", DTYPES)
+    return _multilinear_tensors(min_order, max_order, max_side, max_rank, max_cond, backend, dtype)
+
+
+@st.composite
+def _multilinear_tensors(
+    draw: st.DrawFn,
+    min_order: int,
+    max_order: int,
+    max_side: int,
+    max_rank: int,
+    max_cond: float,
+    backend: str | st.SearchStrategy[str],
+    dtype: str,
+) -> tuple[Any, list[int]]:
     order = draw(st.integers(min_order, max_order))
     shape = [draw(st.integers(1, max_side)) for _ in range(order)]
     wanted = [draw(st.integers(1, max_rank)) for _ in range(order)]
