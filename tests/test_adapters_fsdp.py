@@ -1,7 +1,9 @@
 """FSDP2 (``fully_shard`` per block, then the root): two gloo processes on the CPU.
 
-Two AdamW steps on the two halves of a batch must give the one-process result on the whole batch;
-``apply`` refuses sharded weights (selection needs whole weights, so adapters go in first).
+Two AdamW steps on the two halves of a batch must give the one-process result on the whole batch.
+``save`` called on every rank gathers the sharded ``dU`` and writes on rank 0; ``load`` goes into
+the base model before sharding. ``apply`` and ``load`` refuse sharded weights (selection and the
+base-weight check need whole weights, so adapters go in first).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from adapter_models import tiny_encoder
 from distributed_helpers import run_workers
 from safetensors.torch import load_file, save_file
 
-from tcur.adapters import TCURLoRAConfig, adapter_groups, apply
+from tcur.adapters import TCURLoRAConfig, adapter_groups, apply, load, save
 
 WORLD = 2
 FORWARDS = ("factored", "materialized")
@@ -86,17 +88,28 @@ def _worker(rank: int, store: str, out: str) -> None:
             _shard(model)
             _train(model, x[part], y[part])
             trained = _trainable(model)
+            save(model, f"{out}/adapter-{forward}")  # every rank; rank 0 writes
+            restored = load(tiny_encoder(seed=0, dtype=torch.float64), f"{out}/adapter-{forward}")
+            _shard(restored)
+            with torch.no_grad():
+                gap = float((restored(x) - model(x)).abs().max())
             if rank == 0:
                 save_file(trained, f"{out}/{forward}.safetensors")
-        sharded = tiny_encoder(seed=0, dtype=torch.float64)
-        _shard(sharded)
-        try:
-            apply(sharded, _config("auto"))
-            message = None
-        except ValueError as exc:
-            message = str(exc)
+                Path(f"{out}/{forward}-gap.json").write_text(json.dumps(gap))
+        messages = {}
+        for name, add in (
+            ("apply", lambda m: apply(m, _config("auto"))),
+            ("load", lambda m: load(m, f"{out}/adapter-factored")),
+        ):
+            sharded = tiny_encoder(seed=0, dtype=torch.float64)
+            _shard(sharded)
+            try:
+                add(sharded)
+                messages[name] = None
+            except ValueError as exc:
+                messages[name] = str(exc)
         if rank == 0:
-            Path(f"{out}/apply_sharded.json").write_text(json.dumps({"message": message}))
+            Path(f"{out}/sharded.json").write_text(json.dumps(messages))
     finally:
         dist.destroy_process_group()
 
@@ -116,6 +129,10 @@ def test_fsdp2_per_block_adamw_equals_single_process_on_whole_batch(tmp_path: Pa
         for name, value in single.items():
             assert not torch.equal(value, start[name]), f"{name} did not train"
             torch.testing.assert_close(distributed[name], value, rtol=0, atol=1e-8)
-    message = json.loads((tmp_path / "apply_sharded.json").read_text())["message"]
-    assert message is not None and "sharded DTensor" in message
-    assert "before fully_shard" in message
+        restored = load(tiny_encoder(seed=0, dtype=torch.float64), tmp_path / f"adapter-{forward}")
+        for ours, theirs in zip(adapter_groups(restored), adapter_groups(model), strict=True):
+            torch.testing.assert_close(ours.dU, theirs.dU, rtol=0, atol=1e-8)
+        assert json.loads((tmp_path / f"{forward}-gap.json").read_text()) < 1e-12
+    for message in json.loads((tmp_path / "sharded.json").read_text()).values():
+        assert message is not None and "sharded DTensor" in message
+        assert "before fully_shard" in message

@@ -42,7 +42,14 @@ from torch import nn
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
 from tcur.adapters.fingerprint import file_digest, weight_digest
 from tcur.adapters.layers import TCURGroup
-from tcur.adapters.model import adapter_config, adapter_groups, inject, is_adapted
+from tcur.adapters.model import (
+    adapter_config,
+    adapter_groups,
+    check_not_sharded,
+    full_tensor,
+    inject,
+    is_adapted,
+)
 from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, check_counts, counts
 from tcur.adapters.targets import TargetSlice, find_targets, match_modules
 
@@ -85,13 +92,14 @@ def save(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
     """
     target = Path(directory)
     config = adapter_config(model)
+    tensors = _adapter_tensors(model, config)  # FSDP2: every rank takes part in the gather
     if not (dist.is_available() and dist.is_initialized()):
-        _write_files(target, _serialize(model, config))
+        _write_files(target, _serialize(model, config, tensors))
         return target
     message: list[str | None] = [None]
     if dist.get_rank() == 0:
         try:
-            _write_files(target, _serialize(model, config))
+            _write_files(target, _serialize(model, config, tensors))
         except Exception as exc:
             message = [f"{type(exc).__name__}: {exc}"]
             dist.broadcast_object_list(message, src=0)
@@ -102,8 +110,17 @@ def save(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
     return target
 
 
-def _serialize(model: nn.Module, config: AdapterConfig) -> dict[str, bytes]:
-    """The bytes of ``adapter_config.json`` and ``adapter.safetensors``."""
+def _adapter_tensors(model: nn.Module, config: AdapterConfig) -> dict[str, torch.Tensor]:
+    """Each group's ``dU`` and the ``modules_to_save`` parameters, whole (DTensors gathered)."""
+    tensors = {f"groups.{i}.dU": g.dU for i, g in enumerate(adapter_groups(model))}
+    tensors.update(_modules_to_save(model, config))
+    return {k: full_tensor(v.detach()).to("cpu").contiguous() for k, v in tensors.items()}
+
+
+def _serialize(
+    model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tensor]
+) -> dict[str, bytes]:
+    """The bytes of ``adapter_config.json`` and ``adapter.safetensors`` (``tensors`` gathered)."""
     from tcur import __version__
 
     groups = adapter_groups(model)
@@ -114,9 +131,6 @@ def _serialize(model: nn.Module, config: AdapterConfig) -> dict[str, bytes]:
         "config": config.to_dict(),
         "groups": [_group_record(g) for g in groups],
     }
-    tensors = {f"groups.{i}.dU": g.dU.detach() for i, g in enumerate(groups)}
-    tensors.update({k: p.detach() for k, p in _modules_to_save(model, config).items()})
-    tensors = {k: v.to("cpu").contiguous() for k, v in tensors.items()}
     return {
         CONFIG_FILE: (json.dumps(meta, indent=2) + "\n").encode(),
         WEIGHTS_FILE: save_safetensors(tensors, metadata={"format": "pt"}),
@@ -418,6 +432,7 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
     directory = Path(directory)
     if is_adapted(model):
         raise ValueError("model already has tcur adapters; load into the base model")
+    check_not_sharded(model)  # the base weights are checked whole: load before fully_shard
     manifest = _read_manifest(directory)
     meta, config = _parse_meta(
         _read_verified(directory, CONFIG_FILE, manifest[CONFIG_FILE]), directory / CONFIG_FILE

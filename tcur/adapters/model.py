@@ -108,6 +108,26 @@ def check_not_sharded(model: nn.Module) -> None:
             )
 
 
+def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` itself, or the whole tensor of a sharded ``DTensor`` (FSDP2).
+
+    Gathering a ``DTensor`` is a collective: every rank must call this, in the same order.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters.model import full_tensor
+    >>> t = torch.ones(2)
+    >>> full_tensor(t) is t
+    True
+    """
+    gather = getattr(tensor, "full_tensor", None)
+    if gather is None:
+        return tensor
+    whole: torch.Tensor = gather()
+    return whole
+
+
 def adapter_config(model: nn.Module) -> AdapterConfig:
     """The config ``model`` was adapted with; ``ValueError`` if it has no adapters."""
     if not is_adapted(model):
