@@ -162,11 +162,19 @@ def test_bad_inputs() -> None:
             method(T, 2, n_indices=(2, 2, 1))
         with pytest.raises(ValueError, match="unknown select='norm'"):
             method(T, 2, select="norm")
-        with pytest.raises(ValueError, match="oversampling factor must be positive"):
+        with pytest.raises(ValueError, match=r"oversample must be a finite number > 0, got 0\.0"):
             method(T, 2, select="uniform", oversample=0.0)
+        with pytest.raises(ValueError, match="oversample must be a finite number > 0, got inf"):
+            method(T, 2, select="uniform", oversample=np.inf)
+        with pytest.raises(TypeError, match="oversample must be a real number, got '2'"):
+            method(T, 2, oversample="2")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            method(T, 2, select="uniform", seed=-3)
         with pytest.raises(ValueError, match="NaN"):
             method(np.full((3, 3, 3), np.nan), 1)
     with pytest.raises(ValueError, match=r"n_fibers\[0\]=1 must be >= the rank 2"):
         fiber_cur(T, 2, n_fibers=1)
+    with pytest.raises(ValueError, match="fiber_oversample must be a finite number > 0"):
+        fiber_cur(T, 2, select="uniform", fiber_oversample=-1.0)
     with pytest.raises(ValueError, match=r"ranks\[0\]=2 exceeds .* \(1\)"):
         chidori_cur(np.ones((5, 1, 1)), (2, 1, 1))

@@ -199,8 +199,8 @@ def test_bad_inputs() -> None:
         tinv(A)
     with pytest.raises(ValueError, match="Fourier slice 0 is singular"):
         tinv(low_tubal_rank_tensor(0, 3, 3, 4, 2))
-    with pytest.raises(ValueError, match="rcond"):
-        tpinv(A, rcond=-1.0)
+    with pytest.raises(ValueError, match="rtol"):
+        tpinv(A, rtol=-1.0)
     with pytest.raises(ValueError, match="n3"):
         teye(2, 0)
 

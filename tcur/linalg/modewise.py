@@ -21,7 +21,11 @@ Per-mode selection (``select``):
   leading ``r_n`` left singular vectors of ``T_(n)`` for ``I_n`` and right singular vectors for
   ``J_n``; ``r_n`` indices by default (exact at the true multilinear rank). The unfoldings are
   very wide, so their leading singular vectors come from the eigenvectors of the small Gram
-  matrix ``T_(n) T_(n)^H`` (one pass over the tensor per mode).
+  matrix ``T_(n) T_(n)^H`` (one pass over the tensor per mode), formed after scaling by a power
+  of two so that tensors of size 1e+-300 neither overflow nor underflow. Directions whose
+  singular value is lost in the Gram matrix's round-off (below ``sqrt(max(shape) * eps)`` times
+  the largest, e.g. every direction of an all-zero tensor) are completed to an orthonormal
+  basis deterministically, so DEIM always gets a basis of full rank.
 """
 
 from __future__ import annotations
@@ -38,14 +42,16 @@ from tcur._backend import (
     as_float_array,
     check_choice,
     check_rank,
+    eps,
     index_array,
+    is_integer,
     is_torch,
     like,
     make_rng,
     namespace,
     to_numpy,
 )
-from tcur.linalg.cur import default_rtol, middle_pinv
+from tcur.linalg.pinv import default_rtol, pinv
 from tcur.linalg.selection import choose_indices
 from tcur.linalg.tensor_ops import multi_mode_dot, unfold
 
@@ -72,7 +78,7 @@ class TuckerCUR:
 
     def reconstruct(self) -> Array:
         """Return the full tensor ``core x_1 factors[0] ... x_N factors[N-1]``."""
-        return multi_mode_dot(self.core, self.factors)
+        return multi_mode_dot(self.core, self.factors, check_finite=False)
 
     def to_tensorly(self) -> Any:
         """The same decomposition as a tensorly ``TuckerTensor`` (imports tensorly).
@@ -87,9 +93,11 @@ class TuckerCUR:
 
 def _check_ranks(ranks: Any, shape: tuple[int, ...], name: str) -> list[int]:
     """Per-mode ranks from an int (same for every mode) or a sequence of ``len(shape)`` ints."""
-    if isinstance(ranks, (int, np.integer)) and not isinstance(ranks, bool):
+    if is_integer(ranks):
         ranks = [ranks] * len(shape)
-    if not isinstance(ranks, Sequence) or len(ranks) != len(shape):
+    if isinstance(ranks, np.ndarray) and ranks.ndim == 1:
+        ranks = ranks.tolist()
+    if not isinstance(ranks, (list, tuple)) or len(ranks) != len(shape):
         raise ValueError(
             f"{name} must be an int or a sequence of {len(shape)} ints (one per mode of a tensor "
             f"of shape {shape}), got {ranks!r}"
@@ -110,10 +118,39 @@ def _counts(
         return counts
     if select != "uniform":
         return list(ranks)
-    if not factor > 0:
-        raise ValueError(f"the oversampling factor must be positive, got {factor!r}")
     paper = [math.ceil(factor * r * math.log(max(d, 2))) for r, d in zip(ranks, sizes, strict=True)]
     return [min(d, max(r, c)) for r, d, c in zip(ranks, sizes, paper, strict=True)]
+
+
+def _check_factor(factor: Any, name: str) -> float:
+    """An oversampling constant: a finite real number ``> 0``."""
+    if isinstance(factor, (bool, np.bool_)) or not isinstance(factor, (int, float, np.number)):
+        raise TypeError(f"{name} must be a real number, got {factor!r} ({type(factor).__name__})")
+    if isinstance(factor, np.complexfloating) or not (math.isfinite(factor) and factor > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {factor!r}")
+    return float(factor)
+
+
+def _gram_scale(M: Array) -> float:
+    """1.0 when ``M M^H`` neither overflows nor underflows, else a power of two near ``max|M|``.
+
+    Dividing by a power of two is exact; skipping it in the usual range avoids a copy of ``M``.
+    """
+    xp = namespace(M)
+    peak = float(to_numpy(xp.max(xp.abs(M))))
+    safe = 2.0**300 if eps(M) < 1e-10 else 2.0**30  # float64, else float32
+    if peak == 0 or 1 / safe <= peak <= safe:
+        return 1.0
+    return math.ldexp(1.0, math.frexp(peak)[1])
+
+
+def _complete(B: np.ndarray, total: int) -> np.ndarray:
+    """Orthonormal ``(n, total)`` basis whose leading columns span those of ``B`` in order."""
+    n, have = B.shape
+    fill = np.random.default_rng(0).standard_normal((n, total - have)).astype(B.dtype)
+    fill -= B @ (B.conj().T @ fill)
+    q, _ = np.linalg.qr(np.concatenate([B, fill], axis=1))
+    return q
 
 
 def _unfolding_bases(M: Array, rank: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,16 +158,23 @@ def _unfolding_bases(M: Array, rank: int) -> tuple[np.ndarray, np.ndarray]:
 
     Through the eigenvectors of the small Gram matrix (``M M^H`` for a wide ``M``): the cost is
     one pass over ``M`` instead of an SVD of the whole unfolding, and the leading vectors are
-    accurate enough for index selection.
+    accurate enough for index selection. The other side's vectors ``M^H u / s`` are kept for
+    singular values the Gram matrix resolves and completed to an orthonormal basis otherwise.
     """
     xp = namespace(M)
     M = M.detach() if is_torch(M) else M
+    scale = _gram_scale(M)
+    M = M if scale == 1.0 else M / scale
     wide = M.shape[0] <= M.shape[1]
     small = M if wide else xp.conj(M.T)
     values, vectors = np.linalg.eigh(to_numpy(small @ xp.conj(small.T)))
     lead = np.ascontiguousarray(vectors[:, ::-1][:, :rank])
-    s = np.sqrt(np.maximum(values[::-1][:rank], np.finfo(values.dtype).tiny))
-    other = to_numpy(xp.conj(small.T) @ like(lead, M, dtype=M.dtype)) / s
+    s = np.sqrt(np.maximum(values[::-1][:rank], 0.0))
+    resolved = int(np.sum(s > math.sqrt(max(M.shape) * eps(M)) * s[0]))
+    projected = to_numpy(xp.conj(small.T) @ like(lead[:, :resolved], M, dtype=M.dtype))
+    other = projected / s[:resolved]
+    if resolved < rank:
+        other = _complete(other, rank)
     return (lead, other) if wide else (other, lead)
 
 
@@ -144,7 +188,7 @@ def _pick(
 ) -> np.ndarray:
     """``count`` row (``axis=0``) or column (``axis=1``) indices from the bases (or uniform)."""
     if bases is None:
-        return choose_indices("uniform", count, sq_norms=np.ones(size), rng=rng)
+        return choose_indices("uniform", count, norms=np.ones(size), rng=rng)
     return choose_indices(select, count, basis=bases[axis], rng=rng)
 
 
@@ -157,20 +201,21 @@ def _times_pinv(C: Array, U: Array, rtol: float | None) -> Array:
     xp = namespace(U)
     rtol = default_rtol(U) if rtol is None else rtol
     if U.shape[0] >= U.shape[1]:
-        return C @ middle_pinv(U, rtol)
+        return C @ pinv(U, rtol)
     Q, R = xp.linalg.qr(xp.conj(U.T))
-    return (C @ Q) @ middle_pinv(xp.conj(R.T), rtol)
+    return (C @ Q) @ pinv(xp.conj(R.T), rtol)
 
 
 def _prepare(
-    T: Any, ranks: Any, select: str, n_indices: Any, oversample: float
+    T: Any, ranks: Any, select: str, n_indices: Any, oversample: float, check_finite: bool
 ) -> tuple[Array, list[int], list[int]]:
-    T = as_float_array(T, "T", min_ndim=3)
+    T = as_float_array(T, "T", min_ndim=3, finite=check_finite)
     check_choice(select, "select", MODEWISE_RULES)
     shape = tuple(T.shape)
     # A mode-n unfolding has rank at most min(d_n, prod of the other sizes).
     ranks_ = _check_ranks(ranks, tuple(min(d, math.prod(shape) // d) for d in shape), "ranks")
-    counts = _counts(n_indices, ranks_, list(shape), oversample, select, "n_indices")
+    factor = _check_factor(oversample, "oversample")
+    counts = _counts(n_indices, ranks_, list(shape), factor, select, "n_indices")
     return T, ranks_, counts
 
 
@@ -193,6 +238,7 @@ def chidori_cur(
     oversample: float = 2.0,
     seed: Any = None,
     rtol: float | None = None,
+    check_finite: bool = True,
 ) -> TuckerCUR:
     """Chidori CUR of an order-``N`` tensor (``N >= 3``).
 
@@ -213,6 +259,9 @@ def chidori_cur(
         Randomness of the sampled rules.
     rtol : float, optional
         Relative cutoff of the pseudo-inverses of ``U_n``.
+    check_finite : bool
+        Raise ``ValueError`` on NaN/Inf entries of ``T``; ``False`` skips the scan. ``T`` is
+        scanned once, not again by the internal steps.
 
     Returns
     -------
@@ -231,7 +280,7 @@ def chidori_cur(
     >>> bool(relative_error(T, d.reconstruct()) < 1e-10)
     True
     """
-    T, ranks_, counts = _prepare(T, ranks, select, n_indices, oversample)
+    T, ranks_, counts = _prepare(T, ranks, select, n_indices, oversample, check_finite)
     rng = make_rng(seed)
     indices = []
     for n, (r, c) in enumerate(zip(ranks_, counts, strict=True)):
@@ -256,6 +305,7 @@ def fiber_cur(
     fiber_oversample: float = 4.0,
     seed: Any = None,
     rtol: float | None = None,
+    check_finite: bool = True,
 ) -> TuckerCUR:
     """Fiber CUR of an order-``N`` tensor (``N >= 3``).
 
@@ -278,6 +328,9 @@ def fiber_cur(
         Randomness of the sampled rules.
     rtol : float, optional
         Relative cutoff of the pseudo-inverses of ``U_n``.
+    check_finite : bool
+        Raise ``ValueError`` on NaN/Inf entries of ``T``; ``False`` skips the scan. ``T`` is
+        scanned once, not again by the internal steps.
 
     Returns
     -------
@@ -294,9 +347,10 @@ def fiber_cur(
     >>> bool(relative_error(T, d.reconstruct()) < 1e-10)
     True
     """
-    T, ranks_, counts = _prepare(T, ranks, select, n_indices, oversample)
+    T, ranks_, counts = _prepare(T, ranks, select, n_indices, oversample, check_finite)
     rest = [math.prod(T.shape) // d for d in T.shape]
-    n_fib = _counts(n_fibers, ranks_, rest, fiber_oversample, select, "n_fibers")
+    fiber_factor = _check_factor(fiber_oversample, "fiber_oversample")
+    n_fib = _counts(n_fibers, ranks_, rest, fiber_factor, select, "n_fibers")
     rng = make_rng(seed)
     indices, factors = [], []
     for n, (r, c, f) in enumerate(zip(ranks_, counts, n_fib, strict=True)):

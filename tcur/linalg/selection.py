@@ -13,8 +13,16 @@ vectors along the axis being sampled) or from squared norms of the slices along 
   scores (Mahoney & Drineas 2009).
 - ``"norm"``: the ``count`` largest squared norms.
 - ``"inverse_norm"``: sampled with probability proportional to the inverse squared norms (CURLoRA,
-  Fawi 2024: rarely used directions, so the update disturbs the model least).
+  Fawi 2024: rarely used directions, so the update disturbs the model least). Zero slices (e.g.
+  pruned rows) carry no direction at all and are never sampled; only when fewer than ``count``
+  slices are nonzero are all nonzero ones taken and the rest filled with the zero slices of
+  lowest index (deterministic). The probabilities are formed as ``(min_norm / norm)^2``, so
+  tiny norms (1e-300) never overflow.
 - ``"uniform"``: uniform sampling without replacement.
+
+The norms are computed with each slice scaled by its largest entry, so rows of 1e-300 or 1e300
+neither underflow to zero nor overflow. DEIM and Q-DEIM need a basis of full column rank and
+raise ``ValueError`` otherwise (they would repeat indices).
 """
 
 from __future__ import annotations
@@ -31,45 +39,79 @@ from tcur._backend import (
     index_array,
     is_torch,
     like,
-    make_rng,
     namespace,
+    spawn_rngs,
     to_numpy,
 )
-from tcur.linalg._svd import singular_vectors
+from tcur.linalg._svd import SVD_METHODS, singular_vectors
+from tcur.linalg.pivoting import PIVOTING_RULES, select_pivoted
 
-SELECT_RULES = ("deim", "qdeim", "leverage", "leverage_sample", "norm", "inverse_norm", "uniform")
+SELECT_RULES = (
+    "sketch_qr",
+    "arp",
+    "deim",
+    "qdeim",
+    "leverage",
+    "leverage_sample",
+    "norm",
+    "inverse_norm",
+    "uniform",
+)
+"""Every rule; ``"sketch_qr"`` and ``"arp"`` are in :mod:`tcur.linalg.pivoting`."""
 BASIS_RULES = ("deim", "qdeim", "leverage", "leverage_sample")
 """Rules that need the leading singular vectors."""
-RANDOM_RULES = ("leverage_sample", "inverse_norm", "uniform")
+RANDOM_RULES = ("arp", "leverage_sample", "inverse_norm", "uniform")
 """Rules that draw from ``seed``."""
 
 
-def _host_basis(V: Array) -> np.ndarray:
-    V = as_float_array(V, "V", ndim=2)
+def _host_basis(V: Array, check_finite: bool) -> np.ndarray:
+    V = as_float_array(V, "V", ndim=2, finite=check_finite)
     n, k = V.shape
     if k > n:
         raise ValueError(f"V must have at least as many rows as columns, got shape {(n, k)}")
     return to_numpy(V)
 
 
+def _rank_deficient(rule: str, j: int, k: int, size: float) -> ValueError:
+    return ValueError(
+        f"V is rank-deficient: column {j} lies in the span of the columns before it to working "
+        f"precision ({rule} residual {size:.3e}); {rule} needs {k} linearly independent columns "
+        f"to return {k} distinct indices"
+    )
+
+
 def _deim_host(V: np.ndarray) -> np.ndarray:
-    k = V.shape[1]
-    picked = [int(np.argmax(np.abs(V[:, 0])))]
-    for j in range(1, k):
-        coeffs = np.linalg.solve(V[picked, :j], V[picked, j])
-        residual = V[:, j] - V[:, :j] @ coeffs
-        picked.append(int(np.argmax(np.abs(residual))))
+    n, k = V.shape
+    # DEIM's choices do not change when a column is scaled; a power of two per column (exact)
+    # keeps the interpolation coefficients of a 1e300 basis from overflowing.
+    tol = max(n, k) * np.finfo(V.dtype).eps
+    _, exponents = np.frexp(np.max(np.abs(V), axis=0))
+    V = V * np.ldexp(1.0, -exponents)
+    picked: list[int] = []
+    for j in range(k):
+        residual = V[:, j]
+        if picked:
+            residual = residual - V[:, :j] @ np.linalg.solve(V[picked, :j], V[picked, j])
+        i = int(np.argmax(np.abs(residual)))
+        if not abs(residual[i]) > tol * np.max(np.abs(V[:, j])):
+            raise _rank_deficient("DEIM", j, k, float(abs(residual[i])))
+        picked.append(i)
     return np.asarray(picked, dtype=np.int64)
 
 
 def _qdeim_host(V: np.ndarray) -> np.ndarray:
     import scipy.linalg  # deferred: keeps `import tcur` fast
 
-    _, _, pivots = scipy.linalg.qr(V.conj().T, mode="economic", pivoting=True)
-    return np.asarray(pivots[: V.shape[1]], dtype=np.int64)
+    n, k = V.shape
+    _, R, pivots = scipy.linalg.qr(V.conj().T, mode="economic", pivoting=True)
+    diagonal = np.abs(np.diag(R))
+    if not diagonal[k - 1] > max(n, k) * np.finfo(V.dtype).eps * diagonal[0]:
+        j = int(np.argmax(~(diagonal > max(n, k) * np.finfo(V.dtype).eps * diagonal[0])))
+        raise _rank_deficient("Q-DEIM", j, k, float(diagonal[j]))
+    return np.asarray(pivots[:k], dtype=np.int64)
 
 
-def deim(V: Array) -> Array:
+def deim(V: Array, *, check_finite: bool = True) -> Array:
     """Discrete empirical interpolation (DEIM) indices of a basis.
 
     Greedy: the first index is ``argmax |V[:, 0]|``; index ``j`` is the position of the largest
@@ -79,11 +121,19 @@ def deim(V: Array) -> Array:
     ----------
     V : array of shape (n, k), k <= n
         A basis with linearly independent columns (e.g. leading singular vectors).
+    check_finite : bool
+        Raise ``ValueError`` on NaN/Inf entries; ``False`` skips the scan.
 
     Returns
     -------
     indices : integer array of shape (k,)
         Distinct row indices, of the input's array kind.
+
+    Raises
+    ------
+    ValueError
+        If a column of ``V`` lies in the span of the previous ones to working precision
+        (relative size ``max(n, k) * eps``): the greedy step would repeat an index.
 
     Examples
     --------
@@ -92,11 +142,15 @@ def deim(V: Array) -> Array:
     >>> deim(np.eye(4)[:, :2] + 0.1)
     array([0, 1])
     """
-    return index_array(_deim_host(_host_basis(V)), V)
+    return index_array(_deim_host(_host_basis(V, check_finite)), V)
 
 
-def qdeim(V: Array) -> Array:
+def qdeim(V: Array, *, check_finite: bool = True) -> Array:
     """Q-DEIM indices of a basis: the first ``k`` pivots of a column-pivoted QR of ``V^T``.
+
+    ``ValueError`` if ``V`` is rank-deficient to working precision (the last diagonal entry of
+    the triangular factor is at most ``max(n, k) * eps`` times the first), as for :func:`deim`;
+    ``check_finite=False`` skips the NaN/Inf scan.
 
     Examples
     --------
@@ -105,7 +159,7 @@ def qdeim(V: Array) -> Array:
     >>> sorted(qdeim(np.eye(4)[:, :2]).tolist())
     [0, 1]
     """
-    return index_array(_qdeim_host(_host_basis(V)), V)
+    return index_array(_qdeim_host(_host_basis(V, check_finite)), V)
 
 
 def _leverage_from_basis(V: np.ndarray) -> np.ndarray:
@@ -113,11 +167,15 @@ def _leverage_from_basis(V: np.ndarray) -> np.ndarray:
     return scores / scores.sum()
 
 
-def leverage_scores(A: Array, rank: int, axis: int, *, svd: str = "auto") -> Array:
+def leverage_scores(
+    A: Array, rank: int, axis: int, *, svd: str = "auto", check_finite: bool = True
+) -> Array:
     """Rank-``rank`` statistical leverage scores of the rows (``axis=0``) or columns (``axis=1``).
 
     For ``A = U S V^T`` the score of row ``i`` is ``||U_k[i, :]||^2 / k`` (columns: ``V_k``).
-    The scores are non-negative and sum to 1.
+    The scores are non-negative and sum to 1. ``svd`` is ``"auto"``, ``"exact"`` or
+    ``"randomized"`` (see :mod:`tcur.linalg.cur`); ``check_finite=False`` skips the NaN/Inf
+    scan of ``A``.
 
     Examples
     --------
@@ -127,8 +185,9 @@ def leverage_scores(A: Array, rank: int, axis: int, *, svd: str = "auto") -> Arr
     >>> np.round(p, 3).tolist()
     [0.5, 0.5, 0.0]
     """
-    A = as_float_array(A, "A", ndim=2)
-    if axis not in (0, 1):
+    A = as_float_array(A, "A", ndim=2, finite=check_finite)
+    check_choice(svd, "svd", SVD_METHODS)
+    if isinstance(axis, bool) or axis not in (0, 1):
         raise ValueError(f"axis must be 0 (rows) or 1 (columns), got {axis!r}")
     rank = check_rank(rank, "rank", min(A.shape))
     U, _, V = singular_vectors(A, rank, svd=svd)
@@ -157,18 +216,30 @@ def _extend_by_leverage(first: np.ndarray, V: np.ndarray, count: int) -> np.ndar
     return np.concatenate([first, extra])
 
 
+def _inverse_norm_sample(norms: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """CURLoRA's rule with zero slices excluded (see the module docstring)."""
+    norms = np.minimum(np.asarray(norms, dtype=np.float64), np.finfo(np.float64).max)
+    nonzero = np.flatnonzero(norms > 0)
+    if nonzero.size <= count:
+        zeros = np.flatnonzero(~(norms > 0))
+        return np.concatenate([nonzero, zeros[: count - nonzero.size]]).astype(np.int64)
+    ratio = norms[nonzero].min() / norms[nonzero]
+    return nonzero[_sample(ratio**2, count, rng)]
+
+
 def choose_indices(
     rule: str,
     count: int,
     *,
     basis: np.ndarray | None = None,
-    sq_norms: np.ndarray | None = None,
+    norms: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """Apply a selection ``rule`` to host data; returns ``count`` distinct int64 indices.
 
-    ``basis`` (n, k) is needed by :data:`BASIS_RULES`, ``sq_norms`` (n,) by the norm rules, and
-    ``rng`` by :data:`RANDOM_RULES`. Shared by matrix and tensor CUR.
+    ``basis`` (n, k) is needed by :data:`BASIS_RULES`, ``norms`` (n,) (non-negative slice
+    norms, see :func:`slice_norms`) by the norm rules and ``"uniform"``, and ``rng`` by
+    :data:`RANDOM_RULES`. Shared by matrix, tensor and mode-wise CUR.
     """
     check_choice(rule, "select", SELECT_RULES)
     if rule in ("deim", "qdeim"):
@@ -179,25 +250,38 @@ def choose_indices(
         assert basis is not None
         return _top(_leverage_from_basis(basis), count)
     if rule == "norm":
-        assert sq_norms is not None
-        return _top(sq_norms, count)
+        assert norms is not None
+        return _top(norms, count)
     assert rng is not None
     if rule == "leverage_sample":
         assert basis is not None
         return _sample(_leverage_from_basis(basis), count, rng)
     if rule == "inverse_norm":
-        assert sq_norms is not None
-        tiny = np.finfo(np.float64).tiny
-        return _sample(1.0 / np.maximum(sq_norms, tiny), count, rng)
-    assert sq_norms is not None
-    return rng.choice(sq_norms.size, size=count, replace=False).astype(np.int64)
+        assert norms is not None
+        return _inverse_norm_sample(norms, count, rng)
+    assert norms is not None
+    return rng.choice(norms.size, size=count, replace=False).astype(np.int64)
 
 
-def squared_norms(A: Array, axis: int | tuple[int, ...]) -> np.ndarray:
-    """Host copy of ``sum(|A|^2, axis)``, reduced where ``A`` lives (no full host transfer)."""
+def slice_norms(A: Array, axis: int | tuple[int, ...]) -> np.ndarray:
+    """Host float64 copy of the 2-norms ``sqrt(sum(|A|^2, axis))``, reduced where ``A`` lives.
+
+    Each slice is divided by its largest entry before squaring, so norms of 1e-300 or 1e300
+    come out right instead of as 0 or inf.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.selection import slice_norms
+    >>> slice_norms(np.array([[3e-300, 4e-300], [0.0, 0.0]]), axis=1).tolist()
+    [5e-300, 0.0]
+    """
     xp = namespace(A)
-    data = A.detach() if is_torch(A) else A
-    return to_numpy(xp.sum(xp.abs(data) ** 2, axis=axis))
+    magnitude = xp.abs(A.detach() if is_torch(A) else A)
+    peak = xp.max(magnitude, axis=axis, keepdims=True)
+    safe = xp.where(peak > 0, peak, xp.ones_like(peak))
+    scaled = xp.linalg.vector_norm(magnitude / safe, axis=axis)
+    return np.asarray(to_numpy(scaled * xp.max(magnitude, axis=axis)), dtype=np.float64)
 
 
 def select_matrix_indices(
@@ -210,15 +294,23 @@ def select_matrix_indices(
     seed: Any = None,
     svd: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices (host int64 arrays) of a validated matrix for CUR."""
+    """Row and column indices (host int64 arrays) of a validated matrix for CUR.
+
+    ``select`` and ``svd`` are validated for every rule. The randomized SVD and the sampling
+    draw from independent streams spawned from ``seed`` (:func:`tcur._backend.spawn_rngs`);
+    ``seed=None`` makes both random.
+    """
     check_choice(select, "select", SELECT_RULES)
+    check_choice(svd, "svd", SVD_METHODS)
+    if select in PIVOTING_RULES:
+        return select_pivoted(A[None], n_rows, n_cols, rule=select, seed=seed)
+    sketch_rng, sample_rng = spawn_rngs(seed, 2)
     U = V = None
     if select in BASIS_RULES:
-        U, _, V = singular_vectors(A, rank, svd=svd, seed=seed if seed is not None else 0)
-    rng = make_rng(seed)
+        U, _, V = singular_vectors(A, rank, svd=svd, seed=sketch_rng)
     row_norms = col_norms = None
     if select not in BASIS_RULES:
-        row_norms, col_norms = squared_norms(A, axis=1), squared_norms(A, axis=0)
-    rows = choose_indices(select, n_rows, basis=U, sq_norms=row_norms, rng=rng)
-    cols = choose_indices(select, n_cols, basis=V, sq_norms=col_norms, rng=rng)
+        row_norms, col_norms = slice_norms(A, axis=1), slice_norms(A, axis=0)
+    rows = choose_indices(select, n_rows, basis=U, norms=row_norms, rng=sample_rng)
+    cols = choose_indices(select, n_cols, basis=V, norms=col_norms, rng=sample_rng)
     return rows, cols

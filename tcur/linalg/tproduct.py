@@ -23,20 +23,31 @@ from typing import Any
 import numpy as np
 from array_api_compat import device as device_of
 
-from tcur._backend import Array, as_float_array, check_rank, eps, is_torch, namespace, to_numpy
-from tcur.linalg._pinv import largest_singular_value, truncated_pinv
+from tcur._backend import (
+    Array,
+    as_float_array,
+    check_rank,
+    eps,
+    is_complex,
+    is_integer,
+    is_torch,
+    namespace,
+    to_numpy,
+)
+from tcur.linalg.pinv import check_rtol, pinv
+
+SHORT_TUBE_MAX = 32
+"""Real tubes up to this length use the real DFT as a matrix product in :func:`tprod`."""
 
 
-def _is_complex(xp: Any, a: Array) -> bool:
-    return bool(xp.isdtype(a.dtype, "complex floating"))
-
-
-def to_fourier(A: Array) -> Array:
+def to_fourier(A: Array, *, real: bool | None = None) -> Array:
     """Fourier-domain slices, batched first: shape ``(n_freq, n1, n2)``.
 
     Real input gives the ``n3 // 2 + 1`` non-redundant slices of the real FFT; complex input all
-    ``n3`` slices. The t-product of ``A`` and ``B`` is ``to_fourier(A) @ to_fourier(B)`` mapped
-    back with :func:`from_fourier`.
+    ``n3`` slices. ``real=False`` forces the full complex spectrum of a real ``A`` (to combine
+    it with complex tensors); ``real=True`` on complex input is an error. The t-product of ``A``
+    and ``B`` is ``to_fourier(A) @ to_fourier(B)`` mapped back with :func:`from_fourier`. No
+    validation: pass a checked 3-D float or complex array.
 
     Examples
     --------
@@ -50,7 +61,12 @@ def to_fourier(A: Array) -> Array:
     True
     """
     xp = namespace(A)
-    spectrum = xp.fft.fft(A, axis=-1) if _is_complex(xp, A) else xp.fft.rfft(A, axis=-1)
+    complex_input = is_complex(A)
+    if real and complex_input:
+        raise ValueError("real=True needs a real tensor, got a complex one")
+    if real is False and not complex_input:
+        A = xp.astype(A, xp.complex128 if A.dtype == xp.float64 else xp.complex64)
+    spectrum = xp.fft.fft(A, axis=-1) if is_complex(A) else xp.fft.rfft(A, axis=-1)
     return xp.moveaxis(spectrum, -1, 0)
 
 
@@ -75,7 +91,7 @@ def _check_pair(A: Array, B: Array, position: int) -> None:
         )
 
 
-def tprod(A: Array, B: Array, *more: Array) -> Array:
+def tprod(A: Array, B: Array, *more: Array, check_finite: bool = True) -> Array:
     """t-product ``A * B (* more...)`` of third-order tensors.
 
     ``(A * B)[:, :, k] = sum_{a + b = k mod n3} A[:, :, a] @ B[:, :, b]``.
@@ -85,6 +101,9 @@ def tprod(A: Array, B: Array, *more: Array) -> Array:
     A : array of shape (n1, n2, n3)
     B : array of shape (n2, n4, n3)
     *more : further tensors, multiplied left to right.
+    check_finite : bool
+        Raise ``ValueError`` on NaN/Inf entries; ``False`` skips the scans (each a device
+        synchronisation on a GPU), e.g. for operands already checked.
 
     Returns
     -------
@@ -98,24 +117,23 @@ def tprod(A: Array, B: Array, *more: Array) -> Array:
     >>> bool(np.allclose(tprod(A, teye(2, 3, like=A)), A))
     True
     """
-    operands = [as_float_array(t, f"operand {i}", ndim=3) for i, t in enumerate((A, B, *more))]
+    operands = [
+        as_float_array(t, f"operand {i}", ndim=3, finite=check_finite)
+        for i, t in enumerate((A, B, *more))
+    ]
     xp = namespace(*operands)
     for i in range(len(operands) - 1):
         _check_pair(operands[i], operands[i + 1], i)
     dtype = xp.result_type(*operands)
     operands = [t if t.dtype == dtype else xp.astype(t, dtype) for t in operands]
-    real = not _is_complex(xp, operands[0])
+    real = not is_complex(operands[0])
     n3 = operands[0].shape[2]
     if real and n3 <= SHORT_TUBE_MAX:
         return _tprod_real_dft(xp, operands)
-    result = _fourier_of(xp, operands[0], real)
+    result = to_fourier(operands[0])
     for t in operands[1:]:
-        result = result @ _fourier_of(xp, t, real)
+        result = result @ to_fourier(t)
     return from_fourier(result, n3, real)
-
-
-SHORT_TUBE_MAX = 32
-"""Real tubes up to this length use the real DFT as a matrix product in :func:`tprod`."""
 
 
 def _dft_matrices(xp: Any, n3: int, like: Array) -> tuple[Array, Array]:
@@ -175,16 +193,10 @@ def _tprod_real_dft(xp: Any, operands: list[Array]) -> Array:
     return xp.reshape(xp.reshape(stacked, (stacked.shape[0], n1 * n4)).T @ inverse, (n1, n4, n3))
 
 
-def _fourier_of(xp: Any, t: Array, real: bool) -> Array:
-    if real:
-        return to_fourier(t)
-    if not _is_complex(xp, t):
-        t = xp.astype(t, xp.complex128 if t.dtype == xp.float64 else xp.complex64)
-    return to_fourier(t)
-
-
 def ttranspose(A: Array) -> Array:
     """t-transpose: (conjugate-)transpose each frontal slice, reverse slices ``1..n3-1``.
+
+    Pure data movement: NaN/Inf entries are moved, not checked.
 
     Examples
     --------
@@ -197,7 +209,7 @@ def ttranspose(A: Array) -> Array:
     A = as_float_array(A, "A", ndim=3, finite=False)
     xp = namespace(A)
     sliced = xp.permute_dims(A, (1, 0, 2))
-    if _is_complex(xp, A):
+    if is_complex(A):
         sliced = xp.conj(sliced)
     order = [0, *range(A.shape[2] - 1, 0, -1)]
     return xp.take(sliced, xp.asarray(order, device=device_of(A)), axis=2)
@@ -206,7 +218,8 @@ def ttranspose(A: Array) -> Array:
 def teye(n: int, n3: int, *, like: Array | None = None, dtype: Any = None) -> Array:
     """Identity tensor ``(n, n, n3)``: first frontal slice the identity matrix, the others zero.
 
-    ``like`` fixes the array kind, device and (unless ``dtype`` is given) dtype.
+    ``like`` fixes the array kind, device and (unless ``dtype`` is given) dtype. ``n`` and ``n3``
+    are positive Python or NumPy integers.
 
     Examples
     --------
@@ -216,8 +229,9 @@ def teye(n: int, n3: int, *, like: Array | None = None, dtype: Any = None) -> Ar
            [0., 1.]])
     """
     for value, name in ((n, "n"), (n3, "n3")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_integer(value) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    n, n3 = int(n), int(n3)
     if like is None:
         out = np.zeros((n, n, n3), dtype=dtype or np.float64)
         out[:, :, 0] = np.eye(n, dtype=out.dtype)
@@ -251,15 +265,13 @@ def fourier_weights(n3: int, n_freq: int) -> np.ndarray:
     return weights
 
 
-def _fourier_checked(A: Array, name: str) -> tuple[Array, Array, bool]:
+def _fourier_checked(A: Array, name: str, check_finite: bool) -> tuple[Array, Array, bool]:
     """Validated ``A``, its Fourier slices, and whether it is real."""
-    A = as_float_array(A, name, ndim=3)
-    xp = namespace(A)
-    real = not _is_complex(xp, A)
-    return A, _fourier_of(xp, A, real), real
+    A = as_float_array(A, name, ndim=3, finite=check_finite)
+    return A, to_fourier(A), not is_complex(A)
 
 
-def tinv(A: Array) -> Array:
+def tinv(A: Array, *, check_finite: bool = True) -> Array:
     """Inverse under the t-product: ``tprod(A, tinv(A)) == tprod(tinv(A), A) == teye``.
 
     Each Fourier slice of ``A`` is inverted. ``A`` must have square frontal slices and every
@@ -268,6 +280,8 @@ def tinv(A: Array) -> Array:
     Parameters
     ----------
     A : array of shape (n, n, n3)
+    check_finite : bool
+        Raise ``ValueError`` on NaN/Inf entries; ``False`` skips the scan.
 
     Returns
     -------
@@ -287,7 +301,7 @@ def tinv(A: Array) -> Array:
     >>> bool(np.allclose(tprod(A, tinv(A)), teye(3, 4)))
     True
     """
-    A, F, real = _fourier_checked(A, "A")
+    A, F, real = _fourier_checked(A, "A", check_finite)
     n1, n2, n3 = A.shape
     if n1 != n2:
         raise ValueError(f"tinv needs square frontal slices, got A of shape {tuple(A.shape)}")
@@ -307,11 +321,13 @@ def _check_invertible(F: Array, n: int) -> None:
         )
 
 
-def tpinv(A: Array, rcond: float | None = None, *, rank: int | None = None) -> Array:
+def tpinv(
+    A: Array, rtol: float | None = None, *, rank: int | None = None, check_finite: bool = True
+) -> Array:
     """Moore–Penrose pseudo-inverse under the t-product.
 
     Each Fourier slice is pseudo-inverted; singular values at or below
-    ``rcond * s_max`` are treated as zero, where ``s_max`` is the largest singular value over
+    ``rtol * s_max`` are treated as zero, where ``s_max`` is the largest singular value over
     *all* Fourier slices (so a slice that is pure round-off is dropped, not amplified). With
     ``rank``, at most ``rank`` singular values per Fourier slice are kept (a truncated
     t-pseudo-inverse, used by the t-CUR middle factor). The untruncated result ``X`` satisfies
@@ -321,10 +337,13 @@ def tpinv(A: Array, rcond: float | None = None, *, rank: int | None = None) -> A
     Parameters
     ----------
     A : array of shape (n1, n2, n3)
-    rcond : float, optional
-        Relative cutoff; default ``max(n1, n2) * eps(dtype)``.
+    rtol : float, optional
+        Relative cutoff (the name NumPy and SciPy use); default ``max(n1, n2) * eps(dtype)``.
+        Negative, NaN, Inf or non-numeric values raise.
     rank : int, optional
         Keep at most this many singular values per Fourier slice.
+    check_finite : bool
+        Raise ``ValueError`` on NaN/Inf entries; ``False`` skips the scan.
 
     Returns
     -------
@@ -341,13 +360,9 @@ def tpinv(A: Array, rcond: float | None = None, *, rank: int | None = None) -> A
     >>> bool(np.allclose(tprod(A, X, A), A))
     True
     """
-    A, F, real = _fourier_checked(A, "A")
+    A, F, real = _fourier_checked(A, "A", check_finite)
     n1, n2, n3 = A.shape
-    if rcond is None:
-        rcond = max(n1, n2) * eps(F)
-    elif not rcond >= 0:
-        raise ValueError(f"rcond must be a non-negative number, got {rcond!r}")
+    rtol = check_rtol(rtol)
     if rank is not None:
         check_rank(rank, "rank", min(n1, n2))
-    atol = float(rcond) * largest_singular_value(F)
-    return from_fourier(truncated_pinv(F, atol, rank), n3, real)
+    return from_fourier(pinv(F, rtol, rank), n3, real)
