@@ -1,6 +1,10 @@
 """Pure math: matrix CUR, the t-product algebra, tensor CUR, selection rules, n-mode products.
 
 Every function takes NumPy arrays or torch tensors and returns the same kind on the same device.
+As in SciPy, the functions that compute with their inputs take ``check_finite=True``: each input
+array is scanned for NaN/Inf once per call (internal steps never scan again), and
+``check_finite=False`` skips the scan, which on a GPU is a device synchronisation. NumPy integer
+scalars are accepted wherever an ``int`` is (ranks, modes, sizes); ``bool`` is not a rank.
 """
 
 from tcur.linalg.cur import CUR, cur
