@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from types import SimpleNamespace
@@ -12,12 +13,15 @@ import torch
 from torch import nn
 
 from tcur.adapters.training import (
+    TrainingArguments,
+    TrainResult,
     evaluate_classifier,
     perplexity,
     predict_classifier,
     train_causal_lm,
     train_classifier,
 )
+from tcur.adapters.training.loop import isolated_rng
 
 VOCAB = 27  # 0 is padding, letters are 1..26
 
@@ -261,3 +265,62 @@ def test_real_tokenizer_and_transformers_model() -> None:
     assert result.steps == 6
     assert all(math.isfinite(x) for x in result.losses)
     assert 0.0 <= evaluate_classifier(model, tok, texts, labels) <= 1.0
+
+
+def test_epoch_callback_sees_every_epoch_including_a_partial_last_one() -> None:
+    texts, labels = sentiment_data(20)  # batch 8: 3 steps per epoch
+    seen: list[tuple[int, int]] = []
+    model = BagClassifier().eval()
+
+    def on_epoch_end(epoch: int, result: TrainResult) -> None:
+        assert model.training  # called inside the loop
+        model.eval()  # an evaluation may switch modes; the loop switches back
+        seen.append((epoch, result.steps))
+
+    total = train_classifier(
+        model,
+        LetterTokenizer(),
+        texts,
+        labels,
+        args=TrainingArguments(epochs=3, batch_size=8, max_steps=7, progress=False),
+        on_epoch_end=on_epoch_end,
+    )
+    assert seen == [(1, 3), (2, 3), (3, 1)] and total.steps == 7
+    assert not model.training
+
+
+def test_options_override_arguments_and_unknown_names_are_refused() -> None:
+    texts, labels = sentiment_data(8)
+    args = TrainingArguments(epochs=2, batch_size=4, progress=False)
+    result = train_classifier(
+        BagClassifier(), LetterTokenizer(), texts, labels, args=args, epochs=1
+    )
+    assert result.steps == 2
+    with pytest.raises(TypeError, match="unknown training option"):
+        train_classifier(BagClassifier(), LetterTokenizer(), texts, labels, learning_rate=0.1)
+
+
+def test_rng_isolation_forks_every_accelerator_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a machine with accelerators (faked: 3 CUDA devices) every device's RNG is forked."""
+    calls: list[dict[str, Any]] = []
+
+    @contextlib.contextmanager
+    def fake_fork_rng(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        yield
+
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(torch.random, "fork_rng", fake_fork_rng)
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: None)
+    with isolated_rng(0):
+        pass
+    assert calls == [{"devices": [0, 1, 2], "device_type": "cuda"}]
+
+
+def test_rng_isolation_restores_the_cpu_state() -> None:
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    with isolated_rng(123):
+        torch.rand(5)
+    assert torch.equal(torch.get_rng_state(), state)

@@ -19,6 +19,8 @@ from tcur.adapters.io import load, save
 from tcur.adapters.model import adapter_config, apply, print_trainable_parameters
 from tcur.adapters.targets import name_matches
 from tcur.adapters.training import (
+    TrainingArguments,
+    TrainResult,
     evaluate_classifier,
     perplexity,
     train_causal_lm,
@@ -246,64 +248,51 @@ class TCURLoRAModel(nn.Module):
     ) -> list[dict[str, float]]:
         """Train the adapters (and ``modules_to_save``) with AdamW; evaluate after every epoch.
 
-        Each epoch is one call of :func:`~tcur.adapters.training.train_classifier` (or
-        :func:`~tcur.adapters.training.train_causal_lm`) with its own linear warm-up and decay,
-        followed by :meth:`evaluate` on ``eval_dataset`` (default: the training data).
-        ``max_steps`` caps the optimizer steps of the whole run; training stops after the epoch
-        in which the budget runs out.
+        The whole run is one call of :func:`~tcur.adapters.training.train_classifier` (or
+        :func:`~tcur.adapters.training.train_causal_lm`): one AdamW optimizer and one linear
+        warm-up and decay over all epochs' steps. After every epoch the metric of
+        :meth:`evaluate` on ``eval_dataset`` is recorded (none without an ``eval_dataset``; the
+        training data is never used as its own evaluation). ``max_steps`` caps the optimizer
+        steps of the whole run (the last epoch may be partial).
 
         Returns
         -------
         list of dict
             Per epoch: ``epoch``, ``train_loss`` (mean over the epoch's steps), ``steps``,
-            ``step_time_ms`` and the metric of :meth:`evaluate`.
+            ``step_time_ms`` and, with ``eval_dataset``, the metric of :meth:`evaluate`.
         """
         check_choice(self.task, "task", TASKS)
-        if max_steps is not None and (isinstance(max_steps, bool) or max_steps < 1):
-            raise ValueError(f"max_steps must be a positive integer or None, got {max_steps!r}")
+        args = TrainingArguments(
+            epochs=num_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            max_length=max_length,
+            seed=seed,
+            progress=progress,
+            max_steps=max_steps,
+        )
         history: list[dict[str, float]] = []
-        remaining = max_steps
-        for epoch in range(num_epochs):
-            if remaining == 0:
-                break
-            result = self._train_epoch(
-                dataset, lr, batch_size, max_length, seed + epoch, progress, remaining
-            )
-            if remaining is not None:
-                remaining -= result.steps
-            record = {
-                "epoch": float(epoch + 1),
+
+        def record(epoch: int, result: TrainResult) -> None:
+            entry = {
+                "epoch": float(epoch),
                 "train_loss": sum(result.losses) / max(len(result.losses), 1),
                 "steps": float(result.steps),
                 "step_time_ms": result.step_time_ms,
             }
-            record.update(self.evaluate(eval_dataset or dataset, max_length=max_length))
-            history.append(record)
-        return history
+            if eval_dataset is not None:
+                entry.update(self.evaluate(eval_dataset, max_length=max_length))
+            history.append(entry)
 
-    def _train_epoch(
-        self,
-        dataset: Dataset,
-        lr: float,
-        batch_size: int,
-        max_length: int,
-        seed: int,
-        progress: bool,
-        max_steps: int | None,
-    ) -> Any:
-        options: dict[str, Any] = {
-            "epochs": 1,
-            "max_steps": max_steps,
-            "lr": lr,
-            "batch_size": batch_size,
-            "max_length": max_length,
-            "seed": seed,
-            "progress": progress,
-        }
         if self.task == "classification":
             texts, labels = texts_and_labels(dataset)
-            return train_classifier(self.model, self._tokenizer(), texts, labels, **options)
-        return train_causal_lm(self.model, self._tokenizer(), texts_only(dataset), **options)
+            train_classifier(
+                self.model, self._tokenizer(), texts, labels, args=args, on_epoch_end=record
+            )
+        else:
+            texts = texts_only(dataset)
+            train_causal_lm(self.model, self._tokenizer(), texts, args=args, on_epoch_end=record)
+        return history
 
 
 def _resolve_base(
