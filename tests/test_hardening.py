@@ -18,8 +18,16 @@ from tcur.linalg import (
     cur,
     deim,
     fiber_cur,
+    leverage_scores,
     qdeim,
     relative_error,
+    teye,
+    tinv,
+    tpinv,
+    tprod,
+    tsvd,
+    ttranspose,
+    tubal_rank,
 )
 from tcur.linalg.modewise import MODEWISE_RULES
 from tcur.linalg.selection import choose_indices, select_matrix_indices, slice_norms
@@ -281,3 +289,37 @@ def test_modewise_cur_with_over_specified_rank_stays_exact(method: object) -> No
     for idx in d.indices:
         assert len(set(idx.tolist())) == 4
     assert float(relative_error(T, d.reconstruct())) < 1e-8
+
+
+# --- the t-product algebra at the ends of the range ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [(np.float64, 1e-300), (np.float64, 1e300), (np.float32, 1e-30), (np.float32, 1e30)],
+)
+def test_tproduct_algebra_at_extreme_scales(dtype: type, scale: float) -> None:
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    A = (np.random.default_rng(7).standard_normal((5, 4, 3)) * scale).astype(dtype)
+    U, S, V = tsvd(A)
+    assert all(np.isfinite(f).all() for f in (U, S, V))
+    assert float(relative_error(A, tprod(U, S, ttranspose(V)))) < tol
+    assert float(relative_error(A, tprod(A, tpinv(A), A))) < tol
+    assert tubal_rank(A) == 4
+    B = (np.random.default_rng(8).standard_normal((4, 4, 3)) * scale).astype(dtype)
+    assert float(relative_error(teye(4, 3, like=B), tprod(B, tinv(B)))) < 100 * tol
+    p = leverage_scores(A[:, :, 0], 2, axis=0)
+    assert np.isfinite(p).all() and abs(float(p.sum()) - 1) < tol
+
+
+def test_tproduct_algebra_of_zero_tensor() -> None:
+    Z = np.zeros((4, 3, 5))
+    U, S, V = tsvd(Z)
+    np.testing.assert_array_equal(tprod(U, S, ttranspose(V)), Z)
+    np.testing.assert_array_equal(tpinv(Z), np.zeros((3, 4, 5)))
+    np.testing.assert_array_equal(tpinv(torch.zeros(4, 3, 5)).numpy(), np.zeros((3, 4, 5)))
+    assert tubal_rank(Z) == 0
+    with pytest.raises(ValueError, match="Fourier slice 0 is singular"):
+        tinv(np.zeros((3, 3, 2)))
+    p = leverage_scores(Z[:, :, 0], 2, axis=1)
+    assert np.isfinite(p).all() and abs(float(p.sum()) - 1) < 1e-12
