@@ -300,13 +300,13 @@ def test_modewise_cur_with_over_specified_rank_stays_exact(method: object) -> No
 )
 def test_tproduct_algebra_at_extreme_scales(dtype: type, scale: float) -> None:
     tol = 1e-12 if dtype == np.float64 else 1e-4
-    A = (np.random.default_rng(7).standard_normal((5, 4, 3)) * scale).astype(dtype)
+    A: np.ndarray = (np.random.default_rng(7).standard_normal((5, 4, 3)) * scale).astype(dtype)
     U, S, V = tsvd(A)
     assert all(np.isfinite(f).all() for f in (U, S, V))
     assert float(relative_error(A, tprod(U, S, ttranspose(V)))) < tol
     assert float(relative_error(A, tprod(A, tpinv(A), A))) < tol
     assert tubal_rank(A) == 4
-    B = (np.random.default_rng(8).standard_normal((4, 4, 3)) * scale).astype(dtype)
+    B: np.ndarray = (np.random.default_rng(8).standard_normal((4, 4, 3)) * scale).astype(dtype)
     assert float(relative_error(teye(4, 3, like=B), tprod(B, tinv(B)))) < 100 * tol
     p = leverage_scores(A[:, :, 0], 2, axis=0)
     assert np.isfinite(p).all() and abs(float(p.sum()) - 1) < tol
