@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,11 +51,45 @@ def best_time(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
 
 
 def write_json(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``results/<name>.json`` with the machine description added."""
+    """Write ``results/<name>.json`` with the machine description added.
+
+    The file is replaced atomically (temporary file, then ``os.replace``), so a reader or a second
+    writer never sees half of it.
+    """
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
+    fd, tmp = tempfile.mkstemp(dir=RESULTS, prefix=f".{name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
+    os.replace(tmp, path)
     return path
+
+
+def base_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark script shares: ``--quick`` and ``--threads``.
+
+    The description is the first paragraph of ``doc`` (the script's module docstring).
+    """
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0] or None)
+    parser.add_argument("--quick", action="store_true", help="tiny smoke-test budget")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on shared cores more threads ran slower)",
+    )
+    return parser
+
+
+def prepare(threads: int) -> None:
+    """Offline mode for transformers and ``threads`` torch threads (when torch is installed)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
 
 
 def pyplot() -> Any:

@@ -1,0 +1,250 @@
+"""The methods of the fine-tuning frontier (``finetune_minilm_rt.py``): names, builders, budgets.
+
+Every method adapts the same model, all-MiniLM-L6-v2 with a linear classifier on its mean-pooled
+embedding (``tcur_demo.classifier.MeanPoolClassifier``); the classifier always trains (PEFT:
+``modules_to_save=["classifier"]``). A :class:`Method` holds the builder that turns the fresh
+model into the trainable one, the configuration, the first learning-rate grid (three values on
+the ladder of :func:`lr_ladder`; ``frontier_protocol`` extends it when the best is at an edge)
+and, for the plot, the family whose members are joined by a line.
+
+:func:`methods` lists them in the order the runs are scheduled: the most informative first.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+QV = ["query", "value"]
+ALL_LINEAR = r".*\.layer\.\d+\..*\.(query|key|value|dense)"
+"""q/k/v, attention output, FFN up (``intermediate.dense``) and down (``output.dense``)."""
+
+Builder = Callable[[Any, dict[str, Any], int], Any]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method: JSON name, builder, configuration, first lr grid and plot family."""
+
+    name: str
+    build: Builder
+    config: dict[str, Any] = field(default_factory=dict)
+    grid: tuple[float, float, float] = (1e-3, 3e-3, 1e-2)
+    family: str | None = None
+    label: str = ""
+
+    def describe(self) -> str:
+        """The method in words (for the JSON)."""
+        return self.label or self.name
+
+
+def lr_ladder(value: float, steps: int) -> float:
+    """The learning rate ``steps`` rungs from ``value`` on the 1-3-10 ladder.
+
+    Examples
+    --------
+    >>> lr_ladder(1e-2, 1), lr_ladder(3e-2, 1), lr_ladder(1e-2, -1)
+    (0.03, 0.1, 0.003)
+    """
+    mantissa = 1 if f"{value:.0e}".startswith("1") else 3
+    exponent = int(f"{value:.0e}".split("e")[1])
+    rung = 2 * exponent + (mantissa == 3) + steps
+    return float(f"{1 if rung % 2 == 0 else 3}e{rung // 2}")
+
+
+def build_head_only(model: Any, config: dict[str, Any], seed: int) -> Any:
+    """Freeze the encoder; only the classifier trains."""
+    model.encoder.requires_grad_(False)
+    return model
+
+
+def build_full(model: Any, config: dict[str, Any], seed: int) -> Any:
+    """Every parameter trains."""
+    return model
+
+
+def build_peft(model: Any, config: dict[str, Any], seed: int) -> Any:
+    """A PEFT method: ``config["kind"]`` names the PEFT config class, the rest are its fields."""
+    import peft
+
+    fields = {k: v for k, v in config.items() if k != "kind"}
+    peft_config = getattr(peft, config["kind"])(modules_to_save=["classifier"], **fields)
+    return peft.get_peft_model(model, peft_config)
+
+
+def build_curlora(model: Any, config: dict[str, Any], seed: int) -> Any:
+    """tcur's per-matrix CURLoRA."""
+    from tcur.adapters import CURLoRAConfig, apply
+
+    return apply(model, CURLoRAConfig(modules_to_save=["classifier"], seed=seed, **config))
+
+
+def build_tcurlora(model: Any, config: dict[str, Any], seed: int) -> Any:
+    """tcur's tCURLoRA (one shared tensor adapter per group of weights)."""
+    from tcur.adapters import TCURLoRAConfig, apply
+
+    return apply(model, TCURLoRAConfig(modules_to_save=["classifier"], seed=seed, **config))
+
+
+def build_reference(model: Any, config: dict[str, Any], seed: int) -> Any:
+    """The published tCURLoRA code's behaviour, reproduced on the query/value stacks.
+
+    Per group the weights are stacked along the tube axis and taken to the Fourier domain; the
+    ``rank`` columns and then rows with the largest norms summed over the Fourier slices are
+    selected; ``U_k = pinv(W_k[rows][:, cols])`` per Fourier slice becomes an ``nn.Parameter``
+    kept in a Python list (never registered on the model, so no optimizer sees it), and the
+    weights are overwritten through ``.data`` with ``W - W_frozen + W_U``, where both terms are the
+    inverse transform of ``C U R`` (equal, because ``U`` starts at ``U_frozen``). Everything but
+    the classifier is frozen. ``model.reference_u`` keeps the U parameters so a run can show that
+    they never received a gradient.
+    """
+    import torch
+
+    model.requires_grad_(False)
+    model.classifier.requires_grad_(True)
+    u_parameters = []
+    for name in config["target_modules"]:
+        linears = [m for n, m in model.encoder.named_modules() if n.endswith(f".{name}")]
+        stack = torch.stack([m.weight.data for m in linears], dim=-1)
+        hat = torch.fft.fft(stack, dim=-1)
+        cols = hat.abs().pow(2).sum(0).sqrt().sum(-1).topk(config["rank"]).indices
+        rows = hat[:, cols].abs().pow(2).sum(1).sqrt().sum(-1).topk(config["rank"]).indices
+        c_hat, r_hat = hat[:, cols, :], hat[rows, :, :]
+        u_frozen = torch.linalg.pinv(hat[rows][:, cols].permute(2, 0, 1))
+        u_param = torch.nn.Parameter(u_frozen.clone())
+        u_parameters.append(u_param)
+
+        def rebuild(u: Any, c_hat: Any = c_hat, r_hat: Any = r_hat) -> Any:
+            slices = c_hat.permute(2, 0, 1) @ u @ r_hat.permute(2, 0, 1)
+            return torch.fft.ifft(slices.permute(1, 2, 0), dim=-1).real
+
+        new = stack - rebuild(u_frozen) + rebuild(u_param.detach())
+        for k, linear in enumerate(linears):
+            linear.weight.data = new[:, :, k].contiguous().to(linear.weight.dtype)
+    model.reference_u = u_parameters
+    return model
+
+
+def _tcur(rank: int, grid: tuple[float, float, float]) -> Method:
+    return Method(
+        f"tcurlora_r{rank}",
+        build_tcurlora,
+        {"target_modules": QV, "rank": rank, "group_by": "name"},
+        grid,
+        "tCURLoRA (query/value)",
+        f"tCURLoRA on query/value, one tensor per name (n3 = 6), rank {rank}",
+    )
+
+
+def _lora(rank: int) -> Method:
+    return Method(
+        f"lora_r{rank}",
+        build_peft,
+        {"kind": "LoraConfig", "r": rank, "lora_alpha": 2 * rank, "target_modules": QV},
+        (1e-3, 3e-3, 1e-2),
+        "LoRA (query/value)",
+        f"PEFT LoRA on query/value, r={rank}, lora_alpha={2 * rank}",
+    )
+
+
+def methods() -> dict[str, Method]:
+    """Every method by JSON name, in scheduling order (most informative first)."""
+    table = [
+        Method("head_only", build_head_only, {}, (3e-3, 1e-2, 3e-2), None, "classifier only"),
+        Method("full", build_full, {}, (1e-5, 3e-5, 1e-4), None, "every weight"),
+        _lora(8),
+        _tcur(8, (3e-3, 1e-2, 3e-2)),
+        Method(
+            "tcurlora_all_linear",
+            build_tcurlora,
+            {"target_modules": ALL_LINEAR, "rank": 8, "group_by": "shape"},
+            (1e-3, 3e-3, 1e-2),
+            None,
+            "tCURLoRA on every linear layer of the encoder, one tensor per shape, rank 8",
+        ),
+        _lora(1),
+        _tcur(32, (3e-3, 1e-2, 3e-2)),
+        Method(
+            "vera",
+            build_peft,
+            {"kind": "VeraConfig", "r": 256, "target_modules": QV},
+            (3e-3, 1e-2, 3e-2),
+            None,
+            "PEFT VeRA on query/value, r=256 (shared frozen random projections)",
+        ),
+        Method(
+            "fourierft",
+            build_peft,
+            {
+                "kind": "FourierFTConfig",
+                "n_frequency": 1000,
+                "scaling": 150.0,
+                "target_modules": QV,
+            },
+            (1e-2, 3e-2, 1e-1),
+            None,
+            "PEFT FourierFT on query/value, 1000 spectral coefficients per matrix, scaling 150",
+        ),
+        _tcur(4, (3e-3, 1e-2, 3e-2)),
+        _tcur(16, (3e-3, 1e-2, 3e-2)),
+        Method(
+            "curlora",
+            build_curlora,
+            {"target_modules": QV, "rank": 8},
+            (1e-2, 3e-2, 1e-1),
+            None,
+            "tcur CURLoRA on query/value, rank 8 (one 8x8 core per matrix)",
+        ),
+        Method(
+            "tcurlora_reference",
+            build_reference,
+            {"target_modules": QV, "rank": 8},
+            (3e-3, 1e-2, 3e-2),
+            None,
+            "the published tCURLoRA code's behaviour (U outside the autograd graph, never trained)",
+        ),
+    ]
+    return {m.name: m for m in table}
+
+
+def trainable_state(model: Any) -> dict[str, Any]:
+    """The parameters that train, detached and contiguous, by name."""
+    return {
+        name: p.detach().contiguous().clone()
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
+
+
+def load_trainable_state(model: Any, state: dict[str, Any]) -> None:
+    """Put a :func:`trainable_state` back; ``KeyError`` for a name ``model`` does not have."""
+    params = dict(model.named_parameters())
+    unknown = sorted(set(state) - set(params))
+    if unknown:
+        raise KeyError(f"saved parameters not in the model: {', '.join(unknown[:5])}")
+    for name, value in state.items():
+        params[name].data.copy_(value)
+
+
+def adapter_file_bytes(method: Method, model: Any) -> int:
+    """Bytes on disk of what a user stores to rebuild the tuned model from the base model.
+
+    PEFT methods: ``save_pretrained``; CURLoRA/tCURLoRA: :func:`tcur.adapters.save`; the others
+    (head only, the reference, full fine-tuning): the trained tensors as one safetensors file.
+    """
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if method.build is build_peft:
+            model.save_pretrained(tmp)
+        elif method.build in (build_curlora, build_tcurlora):
+            from tcur.adapters import save
+
+            save(model, tmp)
+        else:
+            save_file(trainable_state(model), os.path.join(tmp, "weights.safetensors"))
+        return sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())

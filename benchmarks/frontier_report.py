@@ -1,0 +1,183 @@
+"""Reporting of the fine-tuning frontier: per-method summaries, the headline table and the plot.
+
+:func:`summarise` folds the per-run records (``frontier_records``) into one entry per method;
+:func:`headline` compares methods at matched adapter budgets in the ``headline`` format that
+``benchmarks/_readme.py`` renders (``{"question", "rows": [{"method", "figure", "ratio",
+"target", "met"}]}``); :func:`plot` draws test accuracy against trainable adapter parameters.
+Everything works on partial results: a method without a test accuracy yet is left out of the
+table and the plot, and ``complete`` says whether every method has every seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from frontier_methods import Method
+from frontier_protocol import Budget, grid_state
+from frontier_records import unit_id
+
+QUESTION = (
+    "How much test accuracy does tCURLoRA buy per trainable adapter parameter, next to LoRA, "
+    "VeRA, FourierFT and full fine-tuning, with every learning rate chosen on validation?"
+)
+
+MATCHED = (
+    ("tcurlora_r32", "lora_r1", "within 1 point of LoRA r1 at a similar budget"),
+    ("tcurlora_r32", "fourierft", "within 1 point of FourierFT at a similar budget"),
+    ("tcurlora_r8", "vera", "within 1 point of VeRA at 1/10 of its parameters"),
+    ("tcurlora_r8", "curlora", "at least CURLoRA's accuracy at the same budget"),
+    ("tcurlora_r8", "lora_r8", "within 1 point of LoRA r8 at 1/96 of its parameters"),
+    ("tcurlora_all_linear", "head_only", "every seed above the head-only mean"),
+    ("full", "head_only", "full fine-tuning at least 2 points above head only"),
+)
+"""(method, alternative, target) rows of the headline table."""
+
+
+def summarise(
+    methods: Sequence[Method], records: Mapping[str, Any], budget: Budget
+) -> dict[str, dict[str, Any]]:
+    """One entry per method that has started: grid, chosen rate, per-seed test accuracy, costs."""
+    out = {}
+    for method in methods:
+        state = grid_state(method, records, budget)
+        if not state.validation:
+            continue
+        entry: dict[str, Any] = {
+            "description": method.describe(),
+            "config": {k: v for k, v in method.config.items()},
+            "lr_grid": [
+                {"lr": lr, "validation_accuracy": state.validation[lr]}
+                for lr in state.grid
+                if lr in state.validation
+            ],
+            "chosen_lr": state.chosen,
+        }
+        if state.chosen is not None:
+            entry["chosen_lr_at_grid_edge"] = state.chosen in (state.grid[0], state.grid[-1])
+            entry.update(_seeds(method, state.chosen, records, budget))
+        out[method.name] = entry
+    return out
+
+
+def _seeds(method: Method, lr: float, records: Mapping[str, Any], budget: Budget) -> dict[str, Any]:
+    seed0 = budget.seeds[0]
+    train = [records.get(unit_id(method.name, lr, seed0))] + [
+        records.get(unit_id(method.name, lr, s)) for s in budget.seeds[1:]
+    ]
+    test = [records.get(unit_id(method.name, lr, seed0, test=True)), *train[1:]]
+    done = [(s, tr, te) for s, tr, te in zip(budget.seeds, train, test, strict=True) if tr and te]
+    if not done:
+        return {"seeds_done": []}
+    accuracy = [te["test_accuracy"] for _, _, te in done]
+    first = done[0][1]
+    entry = {
+        "seeds_done": [s for s, _, _ in done],
+        "trainable_params": first["trainable_params"],
+        "adapter_params": first["adapter_params"],
+        "accuracy": accuracy,
+        "accuracy_mean": float(np.mean(accuracy)),
+        "accuracy_std": float(np.std(accuracy, ddof=1)) if len(accuracy) > 1 else None,
+        "validation_accuracy": [tr["validation_accuracy"] for _, tr, _ in done],
+        "step_time_ms": float(np.mean([tr["step_time_ms"] for _, tr, _ in done])),
+        "train_time_s": float(np.mean([tr["train_time_s"] for _, tr, _ in done])),
+        "peak_rss_mb": float(max(tr["peak_rss_mb"] for _, tr, _ in done)),
+        "final_train_loss": float(np.mean([tr["final_train_loss"] for _, tr, _ in done])),
+    }
+    test0 = records.get(unit_id(method.name, lr, seed0, test=True))
+    if test0:
+        entry["adapter_file_bytes"] = test0["adapter_file_bytes"]
+    if "reference_u_received_gradient" in first:
+        entry["reference_u_received_gradient"] = any(
+            tr.get("reference_u_received_gradient", False) for _, tr, _ in done
+        )
+    return entry
+
+
+def _pct(entry: Mapping[str, Any]) -> str:
+    std = entry.get("accuracy_std")
+    spread = f" ± {100 * std:.1f}" if std is not None else ""
+    n = len(entry["accuracy"])
+    return f"{100 * entry['accuracy_mean']:.1f}{spread} % ({n} seed{'s' * (n > 1)})"
+
+
+def headline(summary: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The headline table: each method next to its alternative at a matched budget."""
+    rows = []
+    for name, other, target in MATCHED:
+        a, b = summary.get(name, {}), summary.get(other, {})
+        if "accuracy" not in a or "accuracy" not in b:
+            continue
+        gap = 100 * (a["accuracy_mean"] - b["accuracy_mean"])
+        if other == "head_only" and name != "full":
+            met = bool(min(a["accuracy"]) > b["accuracy_mean"])
+        elif other == "head_only":
+            met = bool(gap >= 2.0)
+        elif other == "curlora":
+            met = bool(gap >= 0.0)
+        else:
+            met = bool(gap >= -1.0)
+        params = (
+            f", params {a['adapter_params']:,} vs {b['adapter_params']:,}"
+            if b["adapter_params"]
+            else ""
+        )
+        rows.append(
+            {
+                "method": f"{name} vs {other}",
+                "figure": f"{_pct(a)} vs {_pct(b)}",
+                "ratio": f"{gap:+.1f} points{params}",
+                "target": target,
+                "met": met,
+            }
+        )
+    return {"question": QUESTION, "rows": rows}
+
+
+def plot(summary: Mapping[str, Mapping[str, Any]], methods: Sequence[Method], path: Path) -> None:
+    """Test accuracy (mean ± std over seeds) against trainable adapter parameters, log x.
+
+    Members of a family (tCURLoRA ranks, LoRA ranks) are joined by a line; head-only training
+    (no adapter parameters) is a horizontal band.
+    """
+    from _common import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    done = {m.name: m for m in methods if "accuracy" in summary.get(m.name, {})}
+    head = summary.get("head_only", {})
+    if "accuracy" in head:
+        mean, std = 100 * head["accuracy_mean"], 100 * (head["accuracy_std"] or 0.0)
+        ax.axhspan(mean - std, mean + std, color="0.85")
+        ax.axhline(mean, color="0.4", ls="--", lw=1, label=f"head only ({mean:.1f}%)")
+    families: dict[str, list[Method]] = {}
+    for method in done.values():
+        if method.name in ("head_only", "tcurlora_reference"):
+            continue
+        families.setdefault(method.family or method.name, []).append(method)
+    for family, members in families.items():
+        members.sort(key=lambda m: summary[m.name]["adapter_params"])
+        xs = [summary[m.name]["adapter_params"] for m in members]
+        ys = [100 * summary[m.name]["accuracy_mean"] for m in members]
+        es = [100 * (summary[m.name]["accuracy_std"] or 0.0) for m in members]
+        line = ax.errorbar(xs, ys, yerr=es, fmt="o-" if len(members) > 1 else "o", capsize=4)
+        line.set_label(family if len(members) > 1 else f"{family} ({ys[0]:.1f}%)")
+        for m, x, y in zip(members, xs, ys, strict=True):
+            if len(members) > 1:
+                ax.annotate(
+                    m.name.rsplit("_", 1)[-1],
+                    (x, y),
+                    textcoords="offset points",
+                    xytext=(4, -12),
+                    fontsize=7,
+                )
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable adapter parameters (classifier head excluded; log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
