@@ -252,6 +252,15 @@ def eps(x: Array) -> float:
     return float(np.finfo(np.asarray(x).dtype).eps)
 
 
+def tiny(x: Array) -> float:
+    """Smallest positive normal number of the (real part of the) dtype of ``x``."""
+    if is_torch(x):
+        torch = sys.modules["torch"]
+        real = x.real if x.is_complex() else x
+        return float(torch.finfo(real.dtype).tiny)
+    return float(np.finfo(np.asarray(x).dtype).tiny)
+
+
 def _check_seed(seed: Any) -> None:
     if seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence)):
         return

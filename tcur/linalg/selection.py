@@ -27,6 +27,7 @@ raise ``ValueError`` otherwise (they would repeat indices).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -36,11 +37,13 @@ from tcur._backend import (
     as_float_array,
     check_choice,
     check_rank,
+    eps,
     index_array,
     is_torch,
     like,
     namespace,
     spawn_rngs,
+    tiny,
     to_numpy,
 )
 from tcur.linalg._svd import SVD_METHODS, singular_vectors
@@ -266,8 +269,9 @@ def choose_indices(
 def slice_norms(A: Array, axis: int | tuple[int, ...]) -> np.ndarray:
     """Host float64 copy of the 2-norms ``sqrt(sum(|A|^2, axis))``, reduced where ``A`` lives.
 
-    Each slice is divided by its largest entry before squaring, so norms of 1e-300 or 1e300
-    come out right instead of as 0 or inf.
+    One pass in the usual range. When a norm comes out non-finite or so small that its square
+    may have underflowed (zero slices included), every slice is divided by its largest entry
+    before squaring, so norms of 1e-300 or 1e300 come out right instead of as 0 or inf.
 
     Examples
     --------
@@ -277,7 +281,14 @@ def slice_norms(A: Array, axis: int | tuple[int, ...]) -> np.ndarray:
     [5e-300, 0.0]
     """
     xp = namespace(A)
-    magnitude = xp.abs(A.detach() if is_torch(A) else A)
+    data = A.detach() if is_torch(A) else A
+    with np.errstate(over="ignore", under="ignore"):  # detected below, then recomputed
+        plain = np.asarray(to_numpy(xp.linalg.vector_norm(data, axis=axis)), dtype=np.float64)
+    # Below sqrt(tiny) / eps the squares of the entries lose bits to underflow.
+    small = math.sqrt(tiny(A)) / eps(A)
+    if np.all(np.isfinite(plain) & (plain >= small)):
+        return plain
+    magnitude = xp.abs(data)
     peak = xp.max(magnitude, axis=axis, keepdims=True)
     safe = xp.where(peak > 0, peak, xp.ones_like(peak))
     scaled = xp.linalg.vector_norm(magnitude / safe, axis=axis)
