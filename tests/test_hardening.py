@@ -118,7 +118,10 @@ def test_relative_error_matches_exact_arithmetic_across_float64_range(
     else:  # a relative perturbation of x
         approx = x * (1 + noise * rng.standard_normal(6))
     expected = _exact_relative_error(x, approx)
+    # NumPy takes the plain formula when it is safe, torch always the scaled one: both exact
     assert float(relative_error(x, approx)) == pytest.approx(expected, rel=1e-12)
+    got_t = relative_error(torch.as_tensor(x), torch.as_tensor(approx))
+    assert float(got_t) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize(
