@@ -220,6 +220,7 @@ def run_unit(exp: Experiment, method: Method, unit: Unit, store: RecordStore) ->
             _save_state(model, store.state_path(unit.uid))
     record["wall_s"] = time.time() - start
     record["load_average_1min"] = round(os.getloadavg()[0], 2)
+    record["code"] = os.environ.get("TCUR_BENCH_CODE", "working tree")
     record["finished_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     del model
     gc.collect()
