@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     before = accuracy(model, eval_loader, accelerator)
     losses: list[float] = []
     steps = 0
+    started = time.perf_counter()
     model.train()
     for _ in range(args.epochs):
         for ids, mask, labels in train_loader:
@@ -165,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             steps += 1
             if args.max_steps is not None and steps >= args.max_steps:
                 break
+    seconds = time.perf_counter() - started
     after = accuracy(model, eval_loader, accelerator)
     args.output.mkdir(parents=True, exist_ok=True)
     save(accelerator.unwrap_model(model), args.output / "adapter")  # every rank; rank 0 writes
@@ -177,6 +180,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "last_loss": losses[-1],
         "accuracy_before": before,
         "accuracy_after": after,
+        "train_seconds": round(seconds, 1),
+        "load_average": os.getloadavg(),
     }
     if accelerator.is_main_process:
         (args.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

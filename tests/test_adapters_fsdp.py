@@ -136,3 +136,66 @@ def test_fsdp2_per_block_adamw_equals_single_process_on_whole_batch(tmp_path: Pa
     for message in json.loads((tmp_path / "sharded.json").read_text()).values():
         assert message is not None and "sharded DTensor" in message
         assert "before fully_shard" in message
+
+
+def _peft_model() -> torch.nn.Module:
+    from peft import get_peft_model
+    from test_adapters_peft import tiny_bert
+
+    from tcur.adapters.peft import TCURLoRAPeftConfig
+
+    config = TCURLoRAPeftConfig(target_modules=["query", "value"], rank=3, task_type="SEQ_CLS")
+    model = get_peft_model(tiny_bert(), config)
+    generator = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        for group in adapter_groups(model):
+            group.dU.copy_(torch.randn(group.dU.shape, generator=generator, dtype=torch.float64))
+    return model
+
+
+def _peft_batch() -> dict[str, torch.Tensor]:
+    ids = torch.randint(0, 50, (4, 7), generator=torch.Generator().manual_seed(8))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids[:, 0] % 2}
+
+
+def _train_peft(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-2)
+    for _ in range(STEPS):
+        optimizer.zero_grad()
+        model(**batch).loss.backward()
+        optimizer.step()
+
+
+def _peft_worker(rank: int, store: str, out: str) -> None:
+    from torch.distributed.fsdp import fully_shard
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    try:
+        model = _peft_model()
+        for block in model.base_model.model.bert.encoder.layer:
+            fully_shard(block)
+        fully_shard(model)
+        half = {k: v[rank * 2 : (rank + 1) * 2] for k, v in _peft_batch().items()}
+        _train_peft(model, half)
+        trained = _trainable(model)
+        if rank == 0:
+            save_file(trained, f"{out}/peft.safetensors")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp2_per_block_on_a_peft_model_equals_single_process(tmp_path: Path) -> None:
+    pytest.importorskip("peft")
+    pytest.importorskip("transformers")
+    run_workers(_peft_worker, (str(tmp_path / "store"), str(tmp_path)), WORLD, timeout=120)
+    distributed = load_file(str(tmp_path / "peft.safetensors"))
+    model = _peft_model()
+    start = _trainable(model)
+    _train_peft(model, _peft_batch())
+    single = _trainable(model)
+    assert set(distributed) == set(single)
+    assert sum(n.endswith(".dU") for n in single) == 2
+    for name, value in single.items():
+        assert not torch.equal(value, start[name]), f"{name} did not train"
+        torch.testing.assert_close(distributed[name], value, rtol=0, atol=1e-8)

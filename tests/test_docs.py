@@ -25,7 +25,11 @@ import api_pages  # noqa: E402
 import results_page  # noqa: E402
 
 DOCTESTED = ["getting_started.rst", "tutorials/decompositions.rst"]
-CODE_ONLY = ["tutorials/finetuning.rst", "tutorials/peft_comparison.rst"]
+CODE_ONLY = [
+    "tutorials/finetuning.rst",
+    "tutorials/peft_comparison.rst",
+    "tutorials/training_peft_trainer_fsdp.rst",
+]
 
 
 @pytest.mark.parametrize("page", DOCTESTED)
