@@ -5,12 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from tcur._backend import Array, as_float_array, check_choice
-from tcur.linalg.cur import CUR, cur
+from tcur.linalg.cur import cur
+from tcur.linalg.tolerance import check_rank_or_tol
 
 METHODS = ("auto", "matrix", "tproduct", "chidori", "fiber")
 
 
-def decompose(x: Array, rank: Any = None, *, method: str = "auto", **options: Any) -> Any:
+def decompose(
+    x: Array,
+    rank: Any = None,
+    *,
+    tol: float | None = None,
+    method: str = "auto",
+    check_finite: bool = True,
+    **options: Any,
+) -> Any:
     """CUR-type decomposition of a matrix or tensor.
 
     Parameters
@@ -20,11 +29,20 @@ def decompose(x: Array, rank: Any = None, *, method: str = "auto", **options: An
         (:func:`tcur.linalg.tcur`) unless ``method`` says otherwise. N-D (N >= 3) with
         ``method="chidori"`` or ``"fiber"``: mode-wise CUR.
     rank : int or sequence of int, optional
-        Target rank (per mode for the mode-wise methods). Default: ``min(x.shape) // 2`` (at
-        least 1) for matrix and t-CUR.
+        Target rank (per mode for the mode-wise methods). When neither ``rank`` nor ``tol`` is
+        given: ``min(x.shape) // 2`` (at least 1) for matrix and t-CUR, half of each dimension
+        for the mode-wise methods.
+    tol : float, optional
+        Relative Frobenius error target in ``(0, 1)`` instead of ``rank`` (matrix and t-CUR):
+        the rank is found adaptively, the result's error is ``<= tol`` and the rank found is
+        ``result.rank``. Giving both ``rank`` and ``tol`` is an error.
     method : {"auto", "matrix", "tproduct", "chidori", "fiber"}
+    check_finite : bool
+        Scan ``x`` for NaN/Inf once (default); ``False`` skips the scan.
     **options
         Passed on to the chosen function (``select``, ``middle``, ``n_rows``, ``seed``, ...).
+        Defaults of matrix and t-CUR: ``select="sketch_qr"``, ``middle="optimal"``, exactly
+        ``rank`` rows and columns (chosen on the benchmark suite of real matrices and tensors).
 
     Returns
     -------
@@ -38,29 +56,33 @@ def decompose(x: Array, rank: Any = None, *, method: str = "auto", **options: An
     >>> d = tcur.decompose(A, 1)
     >>> bool(np.allclose(d.reconstruct(), A))
     True
+    >>> tcur.decompose(A, tol=1e-6).rank
+    1
     """
     check_choice(method, "method", METHODS)
-    x = as_float_array(x, "x", min_ndim=2)
+    x = as_float_array(x, "x", min_ndim=2, finite=False)
     if method == "auto":
         method = "matrix" if x.ndim == 2 else "tproduct"
+    if tol is not None:
+        if rank is not None:
+            check_rank_or_tol(rank, tol)
+        if method in ("chidori", "fiber"):
+            raise ValueError(
+                f"tol= is supported by the matrix and tproduct methods, not {method!r}"
+            )
+    elif rank is None and method in ("matrix", "tproduct"):
+        rank = max(1, min(x.shape[:2]) // 2)
     if method == "matrix":
         as_float_array(x, "x", ndim=2, finite=False)
-        return _matrix(x, rank, options)
+        return cur(x, rank, tol=tol, check_finite=check_finite, **options)
     if method == "tproduct":
         from tcur.linalg.tensor_cur import tcur
 
         as_float_array(x, "x", ndim=3, finite=False)
-        return tcur(x, _default_rank(x, rank), **options)
+        return tcur(x, rank, tol=tol, check_finite=check_finite, **options)
     from tcur.linalg.modewise import chidori_cur, fiber_cur
 
     if rank is None:
         rank = [max(1, s // 2) for s in x.shape]
-    return (chidori_cur if method == "chidori" else fiber_cur)(x, rank, **options)
-
-
-def _default_rank(x: Array, rank: Any) -> Any:
-    return max(1, min(x.shape[:2]) // 2) if rank is None else rank
-
-
-def _matrix(x: Array, rank: Any, options: dict[str, Any]) -> CUR:
-    return cur(x, _default_rank(x, rank), **options)
+    fit = chidori_cur if method == "chidori" else fiber_cur
+    return fit(x, rank, check_finite=check_finite, **options)

@@ -10,13 +10,20 @@ from tcur._backend import (
     as_float_array,
     check_choice,
     check_rank,
-    eps,
     index_array,
+    is_torch,
+    take,
 )
-from tcur.linalg._pinv import largest_singular_value, truncated_pinv
+from tcur.linalg.pinv import check_rtol, pinv
 from tcur.linalg.selection import SELECT_RULES, select_matrix_indices
+from tcur.linalg.tolerance import check_rank_or_tol, estimate_rank, fit_to_tolerance
 
-MIDDLES = ("pinv", "optimal")
+MIDDLES = ("optimal", "pinv")
+DEFAULT_SELECT = "sketch_qr"
+"""Default selection rule of :func:`cur` and :func:`tcur.linalg.tcur`, chosen by the
+benchmark suite (``benchmarks/bench_cur.py``; see :mod:`tcur.linalg.pivoting`)."""
+DEFAULT_MIDDLE = "optimal"
+"""Default middle factor: ``pinv(C) @ A @ pinv(R)``, stable on data that is not low-rank."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,9 @@ class CUR:
     R : array of shape (n_rows, n)
     rows, cols : integer arrays
         Selected row and column indices, of the input's array kind.
+    rank : int or None
+        The target rank of the decomposition: the ``rank`` passed, or the one found for
+        ``tol=``.
     """
 
     C: Array
@@ -37,30 +47,20 @@ class CUR:
     R: Array
     rows: Array
     cols: Array
+    rank: int | None = None
 
     def reconstruct(self) -> Array:
         """Return ``C @ U @ R``."""
         return self.C @ (self.U @ self.R)
 
 
-def default_rtol(W: Array) -> float:
-    """Relative singular-value cutoff used for pseudo-inverses: ``max(W.shape) * eps``."""
-    return max(W.shape[-2:]) * eps(W)
-
-
-def middle_pinv(W: Array, rtol: float | None = None, rank: int | None = None) -> Array:
-    """``pinv`` of the intersection ``W``: singular values below ``rtol * s_max`` dropped, and at
-    most ``rank`` kept (the truncation that keeps an oversampled intersection stable)."""
-    atol = (default_rtol(W) if rtol is None else rtol) * largest_singular_value(W)
-    return truncated_pinv(W, atol, rank)
-
-
 def middle_optimal(C: Array, A: Array, R: Array, rtol: float | None = None) -> Array:
     """``pinv(C) @ A @ pinv(R)`` through SVD-based pseudo-inverses (never normal equations)."""
-    return middle_pinv(C, rtol) @ (A @ middle_pinv(R, rtol))
+    return pinv(C, rtol) @ (A @ pinv(R, rtol))
 
 
-def _counts(rank: int, n_rows: int | None, n_cols: int | None, shape: Any) -> tuple[int, int]:
+def index_counts(rank: int, n_rows: int | None, n_cols: int | None, shape: Any) -> tuple[int, int]:
+    """Validated ``(n_rows, n_cols)``: default ``rank``, at least ``rank``, within ``shape``."""
     m, n = shape
     n_rows = check_rank(rank if n_rows is None else n_rows, "n_rows", m)
     n_cols = check_rank(rank if n_cols is None else n_cols, "n_cols", n)
@@ -71,15 +71,17 @@ def _counts(rank: int, n_rows: int | None, n_cols: int | None, shape: Any) -> tu
 
 def cur(
     A: Array,
-    rank: int,
+    rank: int | None = None,
     *,
+    tol: float | None = None,
     n_rows: int | None = None,
     n_cols: int | None = None,
-    select: str = "deim",
-    middle: str = "pinv",
+    select: str = DEFAULT_SELECT,
+    middle: str = DEFAULT_MIDDLE,
     seed: Any = None,
     svd: str = "auto",
     rtol: float | None = None,
+    check_finite: bool = True,
 ) -> CUR:
     """CUR decomposition of a matrix: ``A ~ A[:, cols] @ U @ A[rows, :]``.
 
@@ -87,32 +89,47 @@ def cur(
     ----------
     A : array of shape (m, n)
         NumPy array or torch tensor (any device). Integers become float64.
-    rank : int
-        Target rank used by the selection rule (``1 <= rank <= min(m, n)``).
+    rank : int, optional
+        Target rank (``1 <= rank <= min(m, n)``); exactly one of ``rank`` and ``tol``.
+    tol : float, optional
+        Relative Frobenius error target in ``(0, 1)``: the rank is found adaptively (randomized
+        range finder, then the decomposition's own error is measured and the rank grown until
+        ``||A - C U R||_F <= tol ||A||_F``; see :mod:`tcur.linalg.tolerance`). The rank found is
+        ``result.rank``; ``n_rows``/``n_cols`` must then be left out.
     n_rows, n_cols : int, optional
         How many rows/columns to keep (default ``rank``; larger values oversample).
     select : str
-        Selection rule: ``"deim"`` (default), ``"qdeim"``, ``"leverage"``, ``"leverage_sample"``,
-        ``"norm"``, ``"inverse_norm"`` or ``"uniform"``; see :mod:`tcur.linalg.selection`.
-    middle : {"pinv", "optimal"}
-        ``"pinv"``: ``U = pinv_rank(A[rows][:, cols])``, the pseudo-inverse truncated to
-        ``rank`` singular values (reads only sampled entries; on noisy data with
-        ``n_rows = n_cols = rank`` small singular values of the intersection amplify the
-        noise, so oversample there);
-        ``"optimal"``: ``U = pinv(C) @ A @ pinv(R)`` (least Frobenius error for these C and R).
+        Selection rule: ``"sketch_qr"`` (default: pivoted QR on a randomized sketch, rows
+        conditioned on the chosen columns; :mod:`tcur.linalg.pivoting`), ``"arp"``,
+        ``"deim"``, ``"qdeim"``, ``"leverage"``, ``"leverage_sample"``, ``"norm"``,
+        ``"inverse_norm"`` or ``"uniform"`` (:mod:`tcur.linalg.selection`).
+    middle : {"optimal", "pinv"}
+        ``"optimal"`` (default): ``U = pinv(C) @ A @ pinv(R)``, the least Frobenius error for
+        these C and R. ``"pinv"``: ``U = pinv(A[rows][:, cols])`` truncated to ``rank``
+        singular values; it reads only the sampled entries, and is exact when ``A`` has exact
+        rank ``rank``, but it is **unstable on data without exact low-rank structure** when the
+        intersection is square (``n_rows = n_cols = rank``): its small singular values amplify
+        the tail (relative errors above 1, e.g. 5.2 on the grey ``china.jpg`` at rank 20).
+        Oversample one side (``n_rows=2 * rank``) if only sampled entries can be read.
     seed : None, int or numpy.random.Generator
-        Randomness of the sampled rules and of the randomized SVD.
+        Randomness of the sketches and of the sampled rules (independent streams spawned from
+        it); ``None`` is random every call.
     svd : {"auto", "exact", "randomized"}
-        How leading singular vectors are found for the basis rules.
+        How leading singular vectors are found for the DEIM/leverage rules.
     rtol : float, optional
-        Relative cutoff of the pseudo-inverses (default ``max(shape) * eps``).
+        Relative cutoff of the pseudo-inverses (default ``max(shape) * eps``; see
+        :func:`tcur.linalg.pinv.pinv`).
+    check_finite : bool
+        Scan ``A`` for NaN/Inf (default). ``False`` skips the scan (a device synchronisation
+        on GPU); results on non-finite input are then undefined.
 
     Returns
     -------
     CUR
-        Frozen dataclass with ``C``, ``U``, ``R``, ``rows``, ``cols`` and ``.reconstruct()``.
-        Exact when ``rank(A[rows][:, cols]) == rank(A)``. Autograd flows from ``C``, ``U``,
-        ``R`` back to ``A`` for torch input (the indices are not differentiable).
+        Frozen dataclass with ``C``, ``U``, ``R``, ``rows``, ``cols``, ``rank`` and
+        ``.reconstruct()``. Exact when ``rank(A[rows][:, cols]) == rank(A)``. Autograd flows
+        from ``C``, ``U``, ``R`` back to ``A`` for torch input (the indices are not
+        differentiable).
 
     Examples
     --------
@@ -120,22 +137,44 @@ def cur(
     >>> from tcur.linalg import cur, relative_error
     >>> rng = np.random.default_rng(0)
     >>> A = rng.standard_normal((30, 5)) @ rng.standard_normal((5, 20))
-    >>> d = cur(A, 5)
+    >>> d = cur(A, 5, seed=0)
     >>> d.C.shape, d.U.shape, d.R.shape
     ((30, 5), (5, 5), (5, 20))
     >>> bool(relative_error(A, d.reconstruct()) < 1e-10)
     True
+    >>> B = A + 1e-3 * rng.standard_normal(A.shape)
+    >>> e = cur(B, tol=0.01, seed=0)
+    >>> e.rank, bool(relative_error(B, e.reconstruct()) <= 0.01)
+    (5, True)
     """
-    A = as_float_array(A, "A", ndim=2)
+    A = as_float_array(A, "A", ndim=2, finite=check_finite)
     check_choice(select, "select", SELECT_RULES)
     check_choice(middle, "middle", MIDDLES)
-    rank = check_rank(rank, "rank", min(A.shape))
-    n_rows, n_cols = _counts(rank, n_rows, n_cols, A.shape)
+    rtol = check_rtol(rtol)
+    tol = check_rank_or_tol(rank, tol)
+    options = {"select": select, "middle": middle, "seed": seed, "svd": svd, "rtol": rtol}
+    if tol is None:
+        rank = check_rank(rank, "rank", min(A.shape))
+        return _fit(A, rank, *index_counts(rank, n_rows, n_cols, A.shape), **options)
+    if n_rows is not None or n_cols is not None:
+        raise ValueError("n_rows and n_cols cannot be combined with tol=; they follow the rank")
+    full = min(A.shape)
+    detached = A.detach()[None, ...] if is_torch(A) else A[None, ...]
+    first = estimate_rank(detached, tol, seed=seed)
+    return fit_to_tolerance(
+        lambda k: _fit(A, k, k, k, **options), A, tol, first, full, CUR.reconstruct
+    )
+
+
+def _fit(
+    A: Array, rank: int, n_rows: int, n_cols: int, *, select: str, middle: str, **options: Any
+) -> CUR:
+    seed, svd, rtol = options["seed"], options["svd"], options["rtol"]
     rows, cols = select_matrix_indices(A, rank, n_rows, n_cols, select=select, seed=seed, svd=svd)
     rows_x, cols_x = index_array(rows, A), index_array(cols, A)
-    C, R = A[:, cols_x], A[rows_x, :]
+    C, R = take(A, cols_x, axis=1), take(A, rows_x, axis=0)
     if middle == "pinv":
-        U = middle_pinv(A[rows_x, :][:, cols_x], rtol, rank=rank)
+        U = pinv(take(R, cols_x, axis=1), rtol, rank=rank)
     else:
         U = middle_optimal(C, A, R, rtol)
-    return CUR(C=C, U=U, R=R, rows=rows_x, cols=cols_x)
+    return CUR(C=C, U=U, R=R, rows=rows_x, cols=cols_x, rank=rank)

@@ -39,15 +39,20 @@ from tcur._backend import (
     check_choice,
     check_rank,
     index_array,
+    is_complex,
     is_torch,
-    make_rng,
     namespace,
+    spawn_rngs,
+    take,
     to_numpy,
 )
 from tcur.linalg._svd import singular_vectors
-from tcur.linalg.cur import MIDDLES, _counts
+from tcur.linalg.cur import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
+from tcur.linalg.pinv import check_rtol, pinv
+from tcur.linalg.pivoting import PIVOTING_RULES, select_pivoted
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
-from tcur.linalg.tproduct import fourier_weights, to_fourier, tpinv, tprod
+from tcur.linalg.tolerance import check_rank_or_tol, estimate_rank, fit_to_tolerance
+from tcur.linalg.tproduct import fourier_weights, from_fourier, to_fourier, tprod
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class TCUR:
         ``A[rows, :, :]``.
     rows, cols : integer arrays
         Selected horizontal and lateral slice indices, of the input's array kind.
+    rank : int or None
+        The target tubal rank: the ``rank`` passed, or the one found for ``tol=``.
     """
 
     C: Array
@@ -70,6 +77,7 @@ class TCUR:
     R: Array
     rows: Array
     cols: Array
+    rank: int | None = None
 
     def reconstruct(self) -> Array:
         """Return the t-product ``C * U * R`` (differentiable for torch input)."""
@@ -92,7 +100,7 @@ def _averaged_bases(
     """
     left, right = [], []
     for k in range(F.shape[0]):
-        u, _, v = singular_vectors(F[k], rank, svd=svd, seed=seed)
+        u, _, v = singular_vectors(F[k, ...], rank, svd=svd, seed=seed)
         scale = np.sqrt(weights[k])
         left.append(scale * u)
         right.append(scale * v)
@@ -119,14 +127,14 @@ def _norm_rule_indices(
     xp: Any, F: Array, weights: np.ndarray, n_rows: int, n_cols: int, select: str, rng: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     col_scores = _summed_norms(xp, F, weights, axis=1)
-    cols = choose_indices(select, n_cols, sq_norms=col_scores**2, rng=rng)
+    cols = choose_indices(select, n_cols, norms=col_scores, rng=rng)
     if select == "norm":
         # tCURLoRA: rows are ranked on the chosen columns only.
-        F_cols = F[:, :, index_array(cols, F)]
+        F_cols = take(F, index_array(cols, F), axis=2)
         row_scores = _summed_norms(xp, F_cols, weights, axis=2)
     else:
         row_scores = _summed_norms(xp, F, weights, axis=2)
-    rows = choose_indices(select, n_rows, sq_norms=row_scores**2, rng=rng)
+    rows = choose_indices(select, n_rows, norms=row_scores, rng=rng)
     return rows, cols
 
 
@@ -176,32 +184,48 @@ def select_tensor_indices(
     ((3,), (2,), dtype('int64'))
     """
     check_choice(select, "select", SELECT_RULES)
-    xp = namespace(A)
-    real = not bool(xp.isdtype(A.dtype, "complex floating"))
     F, weights = _detached_fourier(A)
-    rng = make_rng(seed)
+    return _select(F, weights, not is_complex(A), rank, n_rows, n_cols, select, seed, svd)
+
+
+def _select(
+    F: Array,
+    weights: np.ndarray,
+    real: bool,
+    rank: int,
+    n_rows: int,
+    n_cols: int,
+    select: str,
+    seed: Any,
+    svd: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`select_tensor_indices` on detached Fourier slices ``F``."""
+    if select in PIVOTING_RULES:
+        return select_pivoted(F, n_rows, n_cols, rule=select, seed=seed, weights=weights, real=real)
+    sketch_rng, sample_rng = spawn_rngs(seed, 2)
     if select not in BASIS_RULES:
-        return _norm_rule_indices(xp, F, weights, n_rows, n_cols, select, rng)
-    svd_seed = seed if seed is not None else 0
-    B_rows, B_cols = _averaged_bases(F, weights, rank, real, svd, svd_seed)
+        return _norm_rule_indices(namespace(F), F, weights, n_rows, n_cols, select, sample_rng)
+    B_rows, B_cols = _averaged_bases(F, weights, rank, real, svd, sketch_rng)
     if select in ("deim", "qdeim"):
         B_rows, B_cols = _dominant(B_rows, rank), _dominant(B_cols, rank)
-    rows = choose_indices(select, n_rows, basis=B_rows, rng=rng)
-    cols = choose_indices(select, n_cols, basis=B_cols, rng=rng)
+    rows = choose_indices(select, n_rows, basis=B_rows, rng=sample_rng)
+    cols = choose_indices(select, n_cols, basis=B_cols, rng=sample_rng)
     return rows, cols
 
 
 def tcur(
     A: Array,
-    rank: int,
+    rank: int | None = None,
     *,
+    tol: float | None = None,
     n_rows: int | None = None,
     n_cols: int | None = None,
-    select: str = "deim",
-    middle: str = "pinv",
+    select: str = DEFAULT_SELECT,
+    middle: str = DEFAULT_MIDDLE,
     seed: Any = None,
     svd: str = "auto",
     rtol: float | None = None,
+    check_finite: bool = True,
 ) -> TCUR:
     """Tensor CUR decomposition under the t-product: ``A ~ A[:, cols, :] * U * A[rows, :, :]``.
 
@@ -209,32 +233,41 @@ def tcur(
     ----------
     A : array of shape (n1, n2, n3)
         NumPy array or torch tensor (any device); real or complex. Integers become float64.
-    rank : int
-        Target tubal rank used by the selection rule (``1 <= rank <= min(n1, n2)``).
+    rank : int, optional
+        Target tubal rank (``1 <= rank <= min(n1, n2)``); exactly one of ``rank`` and ``tol``.
+    tol : float, optional
+        Relative Frobenius error target in ``(0, 1)``; the tubal rank is found adaptively and
+        the returned result's measured error is ``<= tol`` (:mod:`tcur.linalg.tolerance`).
+        The rank found is ``result.rank``; ``n_rows``/``n_cols`` must then be left out.
     n_rows, n_cols : int, optional
         How many horizontal / lateral slices to keep (default ``rank``; larger oversamples).
     select : str
-        ``"deim"`` (default), ``"qdeim"``, ``"leverage"``, ``"leverage_sample"``, ``"norm"``,
-        ``"inverse_norm"`` or ``"uniform"``; constructions in :mod:`tcur.linalg.tensor_cur`.
-    middle : {"pinv", "optimal"}
-        ``"pinv"``: ``U = tpinv(A[rows][:, cols, :], rank=rank)``, truncated to ``rank``
-        singular values per Fourier slice (reads only the sampled slices; exact at the true
-        tubal rank, but on data that is not low-rank, with ``n_rows = n_cols = rank``, a
-        nearly singular intersection can make the error exceed ``||A||``, so oversample or use
-        ``"optimal"``); ``"optimal"``: ``U = tpinv(C) * A * tpinv(R)``
-        (least Frobenius error for this C and R).
+        ``"sketch_qr"`` (default), ``"arp"``, ``"deim"``, ``"qdeim"``, ``"leverage"``,
+        ``"leverage_sample"``, ``"norm"``, ``"inverse_norm"`` or ``"uniform"``; constructions in
+        :mod:`tcur.linalg.tensor_cur`.
+    middle : {"optimal", "pinv"}
+        ``"optimal"`` (default): ``U = tpinv(C) * A * tpinv(R)`` (least Frobenius error for
+        this C and R). ``"pinv"``: ``U = tpinv(A[rows][:, cols, :], rank=rank)``, truncated to
+        ``rank`` singular values per Fourier slice; it reads only the sampled slices and is
+        exact at the true tubal rank, but it is **unstable on data without exact low-rank
+        structure** with a square intersection (``n_rows = n_cols = rank``): a nearly
+        singular intersection can make the error exceed ``||A||`` (260x the t-SVD error on the
+        MiniLM query stack); oversample one side there.
     seed : None, int or numpy.random.Generator
-        Randomness of the sampled rules and of the randomized SVD.
+        Randomness of the sketches and sampled rules (independent streams); ``None`` is random.
     svd : {"auto", "exact", "randomized"}
-        How leading singular vectors of the Fourier slices are found (basis rules).
+        How leading singular vectors of the Fourier slices are found (DEIM/leverage rules).
     rtol : float, optional
         Relative cutoff of the t-pseudo-inverses (see :func:`tcur.linalg.tpinv`).
+    check_finite : bool
+        Scan ``A`` for NaN/Inf (default); ``False`` skips the scan.
 
     Returns
     -------
     TCUR
-        Frozen dataclass with ``C``, ``U``, ``R``, ``rows``, ``cols`` and ``.reconstruct()``.
-        Autograd flows from ``C``, ``U``, ``R`` back to ``A`` for torch input.
+        Frozen dataclass with ``C``, ``U``, ``R``, ``rows``, ``cols``, ``rank`` and
+        ``.reconstruct()``. Autograd flows from ``C``, ``U``, ``R`` back to ``A`` for torch
+        input.
 
     Examples
     --------
@@ -242,22 +275,71 @@ def tcur(
     >>> from tcur.linalg import relative_error, tcur, tprod
     >>> rng = np.random.default_rng(0)
     >>> A = tprod(rng.standard_normal((20, 3, 4)), rng.standard_normal((3, 15, 4)))
-    >>> d = tcur(A, 3)
+    >>> d = tcur(A, 3, seed=0)
     >>> d.C.shape, d.U.shape, d.R.shape
     ((20, 3, 4), (3, 3, 4), (3, 15, 4))
     >>> bool(relative_error(A, d.reconstruct()) < 1e-10)
     True
+    >>> e = tcur(A + 1e-4 * rng.standard_normal(A.shape), tol=0.01, seed=0)
+    >>> e.rank
+    3
     """
-    A = as_float_array(A, "A", ndim=3)
+    A = as_float_array(A, "A", ndim=3, finite=check_finite)
     check_choice(select, "select", SELECT_RULES)
     check_choice(middle, "middle", MIDDLES)
-    rank = check_rank(rank, "rank", min(A.shape[:2]))
-    n_rows, n_cols = _counts(rank, n_rows, n_cols, A.shape[:2])
-    rows, cols = select_tensor_indices(A, rank, n_rows, n_cols, select=select, seed=seed, svd=svd)
-    rows_x, cols_x = index_array(rows, A), index_array(cols, A)
-    C, R = A[:, cols_x, :], A[rows_x, :, :]
-    if middle == "pinv":
-        U = tpinv(A[rows_x, :, :][:, cols_x, :], rtol, rank=rank)
-    else:
-        U = tprod(tpinv(C, rtol), A, tpinv(R, rtol))
-    return TCUR(C=C, U=U, R=R, rows=rows_x, cols=cols_x)
+    rtol = check_rtol(rtol)
+    tol = check_rank_or_tol(rank, tol)
+    F = to_fourier(A)
+    weights = fourier_weights(A.shape[2], F.shape[0])
+    fit = _TensorFit(A, F, weights, select, middle, seed, svd, rtol)
+    if tol is None:
+        rank = check_rank(rank, "rank", min(A.shape[:2]))
+        return fit(rank, *index_counts(rank, n_rows, n_cols, A.shape[:2]))
+    if n_rows is not None or n_cols is not None:
+        raise ValueError("n_rows and n_cols cannot be combined with tol=; they follow the rank")
+    first = estimate_rank(fit.detached, tol, weights=weights, seed=seed)
+    return fit_to_tolerance(
+        lambda k: fit(k, k, k), A, tol, first, min(A.shape[:2]), TCUR.reconstruct
+    )
+
+
+class _TensorFit:
+    """t-CUR of one validated tensor at a given rank, sharing its Fourier slices across fits."""
+
+    def __init__(
+        self,
+        A: Array,
+        F: Array,
+        weights: np.ndarray,
+        select: str,
+        middle: str,
+        seed: Any,
+        svd: str,
+        rtol: float | None,
+    ) -> None:
+        self.A, self.F, self.weights = A, F, weights
+        self.detached = F.detach() if is_torch(F) else F
+        self.real = not is_complex(A)
+        self.select, self.middle, self.seed, self.svd, self.rtol = select, middle, seed, svd, rtol
+
+    def __call__(self, rank: int, n_rows: int, n_cols: int) -> TCUR:
+        A, F = self.A, self.F
+        rows, cols = _select(
+            self.detached,
+            self.weights,
+            self.real,
+            rank,
+            n_rows,
+            n_cols,
+            self.select,
+            self.seed,
+            self.svd,
+        )
+        rows_x, cols_x = index_array(rows, A), index_array(cols, A)
+        F_cols, F_rows = take(F, cols_x, axis=2), take(F, rows_x, axis=1)
+        if self.middle == "pinv":
+            U_F = pinv(take(F_rows, cols_x, axis=2), self.rtol, rank)
+        else:
+            U_F = pinv(F_cols, self.rtol) @ F @ pinv(F_rows, self.rtol)
+        U = from_fourier(U_F, A.shape[2], self.real)
+        return TCUR(take(A, cols_x, axis=1), U, take(A, rows_x, axis=0), rows_x, cols_x, rank)

@@ -1,0 +1,272 @@
+"""Quasi-optimal CUR selection by pivoting on a randomized sketch, rows conditioned on columns.
+
+Two rules, both reading ``A`` only through a few products with thin random matrices:
+
+- ``"sketch_qr"`` (the default of :func:`tcur.linalg.cur` and :func:`tcur.linalg.tcur`): the
+  columns are the first pivots of a column-pivoted QR of a row-space sketch ``Y = Q^H A``,
+  ``Q = orth(A Omega)`` (Gaussian ``Omega`` with ``l = n_cols + 10`` columns), as in the
+  randomized interpolative decomposition (Voronin & Martinsson 2017) and the sketch-then-pivot
+  family compared by Dong & Martinsson (2023). Then, *conditioned on the chosen columns*, the
+  rows are the pivots of a column-pivoted QR of ``Q_C^H``, where ``Q_C`` is an orthonormal
+  basis of ``C = A[:, cols]`` (Q-DEIM on ``C``'s own range; Sorensen & Embree 2016, Drmač &
+  Gugercin 2016). With the optimal middle the error splits as
+  ``||(I - P_C) A||_F^2 + ||P_C A (I - P_R)||_F^2``, and rows chosen on ``Q_C`` target the
+  second term directly.
+- ``"arp"``: adaptive randomized pivoting (Cortinovis & Kressner 2024). Given an orthonormal
+  ``V`` (``n x k``) approximating the dominant right singular subspace (here from the sketch),
+  index ``j`` is drawn with probability proportional to the squared norm of row ``j`` of ``V``
+  after projecting out the rows already chosen. Its guarantee, for the columns:
+  ``E ||A - P_C A||_F^2 <= (k + 1) ||A - A V V^H||_F^2``, the bound of volume sampling at the
+  cost of a pivoted QR. Rows are then drawn the same way on ``Q_C``.
+
+Each rule builds three candidate selections from one sketch and keeps the one with the smallest
+exact CUR error ``||A||_F^2 - ||Q_C^H A Q_R||_F^2`` (``P_C A P_R`` is an orthogonal projection
+of ``A``), measured in one pass over ``A`` for all three. With ``Q_0 = orth(A Omega)``: columns
+from ``Y_0 = A^H Q_0`` then rows; columns from the next subspace-iteration step
+``Y_1 = A^H orth(X_1)``, ``X_1 = A orth(Y_0)``, then rows; and the transposed order, rows from
+``X_1`` then columns conditioned on them. Five passes over ``A`` in all. Keeping the best
+measured candidate can only lower the error, so ``"arp"``'s bound still holds; on the
+benchmark suite it lowered the worst ratio to SciPy's ID-CUR from 1.04-1.07 (one candidate
+alone) to the value recorded in ``benchmarks/results/bench_cur.json``.
+
+Both keep exactly ``n_cols`` columns and ``n_rows`` rows; when ``n_rows > n_cols`` the row basis
+is ``C``'s range extended by a sketch of ``A``'s range.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tcur._backend import (
+    Array,
+    eps,
+    index_array,
+    is_foreign,
+    is_torch,
+    like,
+    namespace,
+    spawn_rngs,
+    take,
+    to_numpy,
+)
+
+PIVOTING_RULES = ("sketch_qr", "arp")
+SKETCH_OVERSAMPLE = 10
+"""Extra sketch columns beyond the number of indices (``l = count + SKETCH_OVERSAMPLE``)."""
+
+
+def pivoted_qr_indices(M: np.ndarray, count: int) -> np.ndarray:
+    """First ``count`` pivots of a column-pivoted QR of ``M`` (``l x n``): indices into the columns.
+
+    Past the numerical rank of ``M`` the remaining indices are the largest column norms.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.pivoting import pivoted_qr_indices
+    >>> pivoted_qr_indices(np.array([[0.0, 3.0, 1.0], [0.0, 0.0, 2.0]]), 2).tolist()
+    [1, 2]
+    """
+    import scipy.linalg  # deferred: keeps `import tcur` fast
+
+    R, pivots = scipy.linalg.qr(M, mode="r", pivoting=True)
+    diag = np.abs(np.diagonal(R))
+    rank = int(np.sum(diag > max(M.shape) * np.finfo(M.dtype).eps * diag[0])) if diag.size else 0
+    if rank >= count:
+        return np.asarray(pivots[:count], dtype=np.int64)
+    # Past the numerical rank the pivots are decided by round-off: extend by column norms.
+    norms = np.linalg.norm(M, axis=0)
+    norms[pivots[:rank]] = -np.inf
+    extra = np.argsort(-norms, kind="stable")[: count - rank]
+    return np.concatenate([pivots[:rank], extra]).astype(np.int64)
+
+
+def adaptive_randomized_pivots(V: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Adaptive randomized pivoting (Cortinovis & Kressner 2024) on the rows of ``V`` (``n x k``).
+
+    Row ``j`` is drawn with probability ``||r_j||^2 / ||R||_F^2`` where ``R`` is ``V`` with the
+    directions of the rows already drawn projected out (a pivoted QR of ``V^H`` whose pivots are
+    sampled instead of maximised). ``count`` distinct indices; beyond ``rank(V)`` (an
+    oversampled count) the rest are drawn uniformly from the rows not yet chosen.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.pivoting import adaptive_randomized_pivots
+    >>> V = np.linalg.qr(np.random.default_rng(0).standard_normal((8, 3)))[0]
+    >>> idx = adaptive_randomized_pivots(V, 3, np.random.default_rng(1))
+    >>> len(set(idx.tolist()))
+    3
+    """
+    residual = np.array(V, dtype=np.result_type(V.dtype, np.float64), copy=True)
+    picked: list[int] = []
+    scale = float(np.sum(np.abs(residual) ** 2))
+    for _ in range(count):
+        weights = np.sum(np.abs(residual) ** 2, axis=1)
+        weights[picked] = 0.0
+        total = weights.sum()
+        if not total > 1e-20 * scale:
+            rest = np.setdiff1d(np.arange(weights.size), picked)
+            extra = rng.choice(rest, size=count - len(picked), replace=False)
+            return np.asarray(picked + extra.tolist(), dtype=np.int64)
+        j = int(rng.choice(weights.size, p=weights / total))
+        picked.append(j)
+        direction = residual[j] / np.linalg.norm(residual[j])
+        residual -= np.outer(residual @ direction.conj(), direction)
+    return np.asarray(picked, dtype=np.int64)
+
+
+def gaussian(rng: np.random.Generator, shape: tuple[int, ...], ref: Array) -> Array:
+    """Standard normal array of ``shape`` with ``ref``'s kind, dtype and device."""
+    host = rng.standard_normal(shape)
+    if is_torch(ref):
+        real = ref.real if ref.is_complex() else ref
+        return namespace(ref).asarray(host, dtype=real.dtype, device=ref.device).to(ref.dtype)
+    if is_foreign(ref):
+        return namespace(ref).astype(like(host, ref), ref.dtype)
+    return host.astype(ref.dtype, copy=False)
+
+
+def _orth(xp: Any, Y: Array) -> Array:
+    Q, _ = xp.linalg.qr(Y)
+    return Q
+
+
+def numerical_range(xp: Any, X: Array) -> Array:
+    """Orthonormal range bases of a batch ``X`` (``(b, m, k)``, ``k <= m``) by SVD, with the
+    directions of singular values at round-off level (``<= max(m, k) * eps * s_max``, ``s_max``
+    over the batch) set to zero: a rank-deficient ``X`` contributes only its true range, so
+    the pivots do not depend on round-off."""
+    U, s, _ = xp.linalg.svd(X, full_matrices=False)
+    keep = s > max(X.shape[-2:]) * eps(X) * xp.max(s)
+    return U * xp.astype(keep, U.dtype)[..., None, :]
+
+
+def hermitian(xp: Any, X: Array) -> Array:
+    """Conjugate transpose of the last two axes."""
+    return xp.conj(xp.matrix_transpose(X))
+
+
+def range_basis(F: Array, cols: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Host orthonormal bases ``(b, m, size)`` of ``F_k[:, cols]``, extended by a range sketch.
+
+    The first ``cols.size`` columns span ``F_k[:, cols]``.
+    """
+    xp = namespace(F)
+    C = take(F, index_array(cols, F), axis=2)
+    if size > cols.size:
+        extra = F @ gaussian(rng, (F.shape[0], F.shape[2], size - cols.size), F)
+        C = xp.concat([C, extra], axis=2)
+    return to_numpy(numerical_range(xp, C))
+
+
+def top_right_vectors(Y: np.ndarray, count: int) -> np.ndarray:
+    """Leading ``count`` left singular vectors ``(b, n, count)`` of each sketch ``Y_k``
+    (approximate leading right singular vectors of ``F_k``; round-off directions zeroed)."""
+    return np.asarray(numerical_range(np, Y)[:, :, :count])
+
+
+def stack_bases(bases: np.ndarray, weights: np.ndarray, real: bool) -> np.ndarray:
+    """``(n, b * k)`` weighted side-by-side bases ``sqrt(w_k) V_k``; real and imaginary parts
+    as separate columns when ``real`` (a real input's conjugate Fourier slices, counted by the
+    weights)."""
+    scaled = bases * np.sqrt(weights)[:, None, None]
+    stacked = np.concatenate(list(scaled), axis=1)
+    if real and np.iscomplexobj(stacked):
+        stacked = np.concatenate([stacked.real, stacked.imag], axis=1)
+    return stacked
+
+
+def pick(rule: str, basis: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` indices into the rows of ``basis`` (``n x k``) by ``rule``."""
+    if rule == "sketch_qr":
+        return pivoted_qr_indices(basis.conj().T, count)
+    return adaptive_randomized_pivots(basis, count, rng)
+
+
+def captured_energy(F: Array, weights: np.ndarray, candidates: list[Any]) -> np.ndarray:
+    """``sum_k w_k ||Q_C^H F_k Q_R||_F^2`` for each ``(rows, cols)`` candidate.
+
+    ``Q_C``, ``Q_R``: numerical range bases of ``F_k[:, cols]`` and ``F_k[rows, :]^H``. One pass
+    over ``F`` for all candidates together; the CUR error with the optimal middle is
+    ``||F||_F^2`` minus this.
+    """
+    xp = namespace(F)
+    bases = [numerical_range(xp, take(F, index_array(c, F), axis=2)) for _, c in candidates]
+    G = hermitian(xp, xp.concat(bases, axis=2)) @ F
+    energies, start = [], 0
+    for (rows, cols), _ in zip(candidates, bases, strict=True):
+        QR = numerical_range(xp, hermitian(xp, take(F, index_array(rows, F), axis=1)))
+        block = G[:, start : start + cols.size, :] @ QR
+        energies.append(float(weights @ np.sum(np.abs(to_numpy(block)) ** 2, axis=(1, 2))))
+        start += cols.size
+    return np.asarray(energies)
+
+
+def _conditioned(
+    rule: str,
+    F: Array,
+    sketch: Array,
+    first: int,
+    second: int,
+    context: tuple[np.ndarray, bool, Any, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices along ``F``'s last axis from ``sketch`` (``(b, n, l)``), then indices along its
+    middle axis conditioned on them (pivots of the range of ``F[:, :, first_indices]``)."""
+    w, real, sketch_rng, sample_rng = context
+    host = to_numpy(sketch)
+    basis = top_right_vectors(host, first) if rule == "arp" else host
+    outer = pick(rule, stack_bases(basis, w, real), first, sample_rng)
+    inner_basis = range_basis(F, outer, second, sketch_rng)
+    inner = pick(rule, stack_bases(inner_basis, w, real), second, sample_rng)
+    return inner, outer
+
+
+def select_pivoted(
+    F: Array,
+    n_rows: int,
+    n_cols: int,
+    *,
+    rule: str,
+    seed: Any = None,
+    weights: np.ndarray | None = None,
+    real: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices (host int64) shared by the matrices of ``F`` (``(b, m, n)``).
+
+    ``F`` is one matrix (``b = 1``) or the Fourier slices of a tensor, with their spectrum
+    ``weights`` and ``real`` for a real tensor (see :mod:`tcur.linalg.tensor_cur`). ``seed``
+    gives two independent streams (:func:`tcur._backend.spawn_rngs`): one for the sketches,
+    one for the sampling of ``"arp"``. The candidates are described in
+    :mod:`tcur.linalg.pivoting`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.pivoting import select_pivoted
+    >>> A = np.random.default_rng(0).standard_normal((20, 4)) @ np.ones((4, 10))
+    >>> rows, cols = select_pivoted(A[None], 3, 2, rule="sketch_qr", seed=0)
+    >>> rows.shape, cols.shape
+    ((3,), (2,))
+    """
+    sketch_rng, sample_rng = spawn_rngs(seed, 2)
+    F = F.detach() if is_torch(F) else F
+    w = np.ones(F.shape[0]) if weights is None else weights
+    context = (w, real, sketch_rng, sample_rng)
+    xp = namespace(F)
+    Fh = hermitian(xp, F)
+    size = min(max(n_rows, n_cols) + SKETCH_OVERSAMPLE, min(F.shape[1:]))
+    Y0 = Fh @ _orth(xp, F @ gaussian(sketch_rng, (F.shape[0], F.shape[2], size), F))
+    X1 = F @ _orth(xp, Y0)
+    Y1 = Fh @ _orth(xp, X1)
+    candidates = [
+        _conditioned(rule, F, Y0, n_cols, n_rows, context),
+        _conditioned(rule, F, Y1, n_cols, n_rows, context),
+        _conditioned(rule, Fh, X1, n_rows, n_cols, context)[::-1],
+    ]
+    energy = captured_energy(F, w, candidates)
+    # Candidates within round-off of the best are ties: take the first (backend-independent).
+    best = int(np.flatnonzero(energy >= energy.max() * (1 - 1000 * eps(F)))[0])
+    return candidates[best]
