@@ -138,7 +138,23 @@ def record(results: Path, outcomes: list[Outcome], quick: bool) -> Path:
     """Write ``results/run_all.json``: machine, date and the outcome of every script run."""
     results.mkdir(parents=True, exist_ok=True)
     path = results / "run_all.json"
-    payload = {"machine": machine(), "quick": quick, "scripts": [asdict(o) for o in outcomes]}
+    rows = [
+        {
+            "method": o.script,
+            "figure": f"{o.status} in {o.seconds:.0f} s" + (f": {o.error}" if o.error else ""),
+            "ratio": None,
+            "target": "runs without error",
+            "met": o.status == "ok",
+        }
+        for o in outcomes
+    ]
+    headline = {"question": "Did every benchmark script of the last run finish?", "rows": rows}
+    payload = {
+        "machine": machine(),
+        "quick": quick,
+        "headline": headline,
+        "scripts": [asdict(o) for o in outcomes],
+    }
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return path
 

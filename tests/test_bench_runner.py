@@ -93,7 +93,7 @@ def test_runs_every_script_and_passes_quick(
     assert record["quick"] is bool(expected)
     text = (tmp_path / "README.md").read_text()
     assert "## bench_x" in text and "## finetune_y" in text and "## run_all" in text
-    assert "| finetune_y | 0.125 |" in text
+    assert "| finetune_y.py | ok in 0 s | n/a | runs without error | yes |" in text
 
 
 def test_a_failing_script_is_reported_and_the_rest_still_run(
@@ -131,36 +131,58 @@ def test_only_and_readme_only(run_all: ModuleType, tmp_path: Path) -> None:
         run_all.main(["--only", "nothing"], directory=tmp_path)
 
 
-def test_readme_states_machine_and_date_for_tables_and_plots(
+def _headline_payload() -> dict:
+    return {
+        "machine": {"date": "2026-11-29 05:00 UTC", "platform": "Linux-x", "cpu_count": 2},
+        "headline": {
+            "question": "Is A faster than B?",
+            "rows": [
+                {
+                    "method": "A vs B",
+                    "figure": "2 ms vs 6 ms",
+                    "ratio": "3.0x faster",
+                    "target": ">= 2x",
+                    "met": True,
+                },
+                {"method": "A|C", "figure": "0.5", "ratio": None, "target": None, "met": None},
+            ],
+            "answer": "A is faster.",
+        },
+        "runs": [{"method": "lora", "accuracy": [0.7, 0.72]}],
+    }
+
+
+def test_readme_shows_question_headline_plot_and_machine(
     readme: ModuleType, tmp_path: Path
 ) -> None:
     results = tmp_path / "results"
     results.mkdir()
-    payload = {
-        "machine": {"date": "2026-11-29 05:00 UTC", "platform": "Linux-x", "cpu_count": 2},
-        "model": "MiniLM",
-        "headline": {"speedup": 6.5, "parts": {"error": 0.5}},
-        "runs": [
-            {"method": "lora", "accuracy": [0.7, 0.72], "config": {"r": 8}},
-            {"method": "tcur|lora", "trainable_params": 770},
-        ],
-        "by_name": {"a": {"x": 1}, "b": {"x": 2, "y": 3}},
-    }
-    (results / "finetune_demo.json").write_text(json.dumps(payload))
+    (results / "finetune_demo.json").write_text(json.dumps(_headline_payload()))
     (results / "finetune_demo_accuracy.png").write_bytes(b"\x89PNG")
     (results / "orphan.png").write_bytes(b"\x89PNG")
     (results / "broken.json").write_text("{not json")
     text = readme.render(results, tmp_path)
-    stated = "machine: Linux-x, 2 CPU cores; date: 2026-11-29 05:00 UTC"
-    assert text.count(stated) == 2  # the section and its plot
-    assert "| headline.speedup | 6.5 |" in text and "| headline.parts.error | 0.5 |" in text
-    assert "| method | accuracy | config.r | trainable_params |" in text
-    assert "| lora | 0.7, 0.72 | 8 | n/a |" in text
-    assert "| tcur\\|lora | n/a | n/a | 770 |" in text
-    assert "| name | x | y |" in text and "| b | 2 | 3 |" in text
+    assert "**Question.** Is A faster than B?" in text
+    assert "| method | measured | ratio to the alternative | target | met? |" in text
+    assert "| A vs B | 2 ms vs 6 ms | 3.0x faster | >= 2x | yes |" in text
+    assert "| A\\|C | 0.5 | n/a | n/a | n/a |" in text
+    assert "A is faster." in text
+    assert "machine: Linux-x, 2 CPU cores; date: 2026-11-29 05:00 UTC" in text
+    assert "Raw data: [finetune_demo.json](results/finetune_demo.json)" in text
     assert "![finetune_demo_accuracy](results/finetune_demo_accuracy.png)" in text
-    assert "## orphan" in text and "machine not recorded; file written" in text
-    assert "`broken.json` could not be read" in text
+    assert "lora" not in text and "0.72" not in text  # raw records are linked, not dumped
+    assert "## orphan" in text and "broken.json could not be read" in text
+
+
+def test_readme_without_headline_falls_back_to_title_and_scalars(
+    readme: ModuleType, tmp_path: Path
+) -> None:
+    payload = {"benchmark": "t-product timings", "n": 12345, "runs": [{"x": 1}], "ok": True}
+    (tmp_path / "bench_x.json").write_text(json.dumps(payload))
+    text = readme.render(tmp_path, tmp_path)
+    assert "**Question.** t-product timings" in text
+    assert "| n | 12,345 |" in text and "| ok | True |" in text and "| x |" not in text
+    assert "machine and date not recorded in this file" in text
 
 
 def test_readme_plots_go_to_the_longest_matching_result(readme: ModuleType, tmp_path: Path) -> None:
@@ -173,13 +195,20 @@ def test_readme_plots_go_to_the_longest_matching_result(readme: ModuleType, tmp_
     assert text.count("![bench_t_quick]") == 1
 
 
-def test_readme_long_tables_are_cut(readme: ModuleType, tmp_path: Path) -> None:
-    rows = [{"i": i} for i in range(readme.MAX_ROWS + 5)]
-    (tmp_path / "bench_long.json").write_text(json.dumps({"rows": rows}))
-    text = readme.render(tmp_path, tmp_path)
-    assert f"| {readme.MAX_ROWS - 1} |" in text and f"| {readme.MAX_ROWS} |" not in text
-    assert f"The first {readme.MAX_ROWS} of {readme.MAX_ROWS + 5} rows" in text
-    assert "machine and date not recorded in this file" in text
+def test_results_page_renders_the_same_sections(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH_DIR))
+    try:
+        import results_render
+    finally:
+        sys.path.remove(str(BENCH_DIR))
+    (tmp_path / "bench_a.json").write_text(json.dumps(_headline_payload()))
+    (tmp_path / "bench_a.png").write_bytes(b"\x89PNG")
+    rst = results_render.to_rst(results_render.sections(tmp_path), tmp_path)
+    assert "bench\\_a\n--------\n" in rst and "**Question.** Is A faster than B?" in rst
+    assert (
+        "   * - A vs B\n     - 2 ms vs 6 ms\n     - 3.0x faster\n     - \\>= 2x\n     - yes" in rst
+    )
+    assert ".. figure:: bench_a.png" in rst and ":download:`bench_a.json <bench_a.json>`" in rst
 
 
 def test_readme_without_results(readme: ModuleType, tmp_path: Path) -> None:

@@ -89,13 +89,24 @@ def test_results_page_without_results(tmp_path: Path) -> None:
     assert "make bench" in text
 
 
-def test_results_page_renders_records_machine_and_plots(tmp_path: Path) -> None:
+def test_results_page_renders_headline_machine_and_plots(tmp_path: Path) -> None:
     results = tmp_path / "benchmarks" / "results"
     results.mkdir(parents=True)
     payload = {
         "machine": {"date": "2026-01-01 00:00 UTC", "cpu_count": 2},
-        "runs": [{"method": "lora", "accuracy": [0.81, 0.8]}, {"method": "tcur", "x": {"a": 1}}],
-        "by_shape": {"s1": {"time_s": 0.5}, "s2": {"time_s": 0.25}},
+        "headline": {
+            "question": "Is tcur faster?",
+            "rows": [
+                {
+                    "method": "tcur vs lora",
+                    "figure": "0.81",
+                    "ratio": "2x",
+                    "target": None,
+                    "met": True,
+                }
+            ],
+        },
+        "runs": [{"method": "lora", "accuracy": [0.81, 0.8]}],
     }
     (results / "bench_a.json").write_text(json.dumps(payload))
     (results / "bench_a_plot.png").write_bytes(b"")
@@ -107,12 +118,11 @@ def test_results_page_renders_records_machine_and_plots(tmp_path: Path) -> None:
     quick = text.index("bench\\_a\\_quick (quick run")
     assert text.index("bench\\_a\n") < quick < text.index("bench_a_quick.png")
     assert text.index("bench_a_plot.png") < quick and "date: 2026-01-02" in text
-    assert "2026-01-01 00:00 UTC" in text and "cpu\\_count: 2" in text
-    assert "0.81, 0.8" in text and "x.a" in text
-    assert "* - s1" in text and "0.25" in text
+    assert "2026-01-01 00:00 UTC" in text and "2 CPU cores" in text
+    assert "**Question.** Is tcur faster?" in text and "   * - tcur vs lora" in text
+    assert "0.8, " not in text  # the records are linked, not dumped
     assert ".. figure:: ../benchmarks/results/bench_a_plot.png" in text
-    assert "``broken.json`` could not be read" in text
-    assert "Other plots" in text and "orphan.png" in text
+    assert "broken.json could not be read" in text and "orphan.png" in text
 
 
 def test_results_page_escapes_markup(tmp_path: Path) -> None:
