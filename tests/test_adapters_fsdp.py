@@ -168,6 +168,7 @@ def _train_peft(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
 
 
 def _peft_worker(rank: int, store: str, out: str) -> None:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     from torch.distributed.fsdp import fully_shard
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
@@ -179,8 +180,11 @@ def _peft_worker(rank: int, store: str, out: str) -> None:
         half = {k: v[rank * 2 : (rank + 1) * 2] for k, v in _peft_batch().items()}
         _train_peft(model, half)
         trained = _trainable(model)
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        full = get_model_state_dict(model, options=options)  # every rank; rank 0 gets it
         if rank == 0:
             save_file(trained, f"{out}/peft.safetensors")
+            model.save_pretrained(f"{out}/peft-adapter", state_dict=full)
     finally:
         dist.destroy_process_group()
 
@@ -199,3 +203,9 @@ def test_fsdp2_per_block_on_a_peft_model_equals_single_process(tmp_path: Path) -
     for name, value in single.items():
         assert not torch.equal(value, start[name]), f"{name} did not train"
         torch.testing.assert_close(distributed[name], value, rtol=0, atol=1e-8)
+    from peft import PeftModel
+    from test_adapters_peft import tiny_bert
+
+    restored = PeftModel.from_pretrained(tiny_bert(), tmp_path / "peft-adapter")
+    for ours, theirs in zip(adapter_groups(restored), adapter_groups(model), strict=True):
+        torch.testing.assert_close(ours.dU, theirs.dU, rtol=0, atol=1e-8)
