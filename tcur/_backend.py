@@ -1,8 +1,14 @@
-"""NumPy / PyTorch dispatch.
+"""Array-kind dispatch: NumPy, torch and any other array-API library.
 
 Every public function follows one shape: resolve the backend from its arguments (:func:`namespace`),
 validate and convert them (:func:`as_float_array` and friends), compute with the returned array-API
 namespace ``xp``, and return arrays of the input's kind on the input's device.
+
+NumPy and torch keep their native fast paths (plain indexing, host copies without DLPack). Any
+other array that ``array-api-compat`` recognises (``array_api_strict``, JAX, CuPy, ...) is computed
+on through its standard namespace: :func:`take` instead of mixed slice/integer-array indexing,
+:func:`like` and :func:`index_array` to bring small host results back to the input's namespace and
+device, and :func:`to_numpy` through DLPack for the host-side index selection.
 
 torch is never imported here: a tensor can only exist if the user imported torch already, so it is
 looked up in ``sys.modules``.
@@ -18,7 +24,7 @@ import array_api_compat
 import numpy as np
 
 Array = Any
-"""A NumPy ndarray or a torch Tensor."""
+"""A NumPy ndarray, a torch Tensor or another array-API array."""
 
 
 def is_torch(x: object) -> bool:
@@ -27,18 +33,41 @@ def is_torch(x: object) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def is_numpy(x: object) -> bool:
+    """Return True for a NumPy array or scalar."""
+    return isinstance(x, (np.ndarray, np.generic))
+
+
+def is_foreign(x: object) -> bool:
+    """True for an array-API array that is neither NumPy nor torch (``array_api_strict``, JAX,
+    CuPy, Dask, ...): it is computed on through its standard namespace."""
+    return not is_numpy(x) and not is_torch(x) and bool(array_api_compat.is_array_api_obj(x))
+
+
 def kind_name(x: object) -> str:
     """Name of the array kind of ``x`` for error messages."""
-    return "torch.Tensor" if is_torch(x) else type(x).__name__
+    if is_torch(x):
+        return "torch.Tensor"
+    return f"{type(x).__module__.split('.')[0]}.{type(x).__name__}"
+
+
+def _kind(x: object) -> str:
+    if is_torch(x):
+        return "torch"
+    if is_foreign(x):
+        return array_api_compat.array_namespace(x).__name__
+    return "numpy"
 
 
 def namespace(*arrays: Array) -> Any:
-    """Array-API namespace shared by ``arrays``; ``TypeError`` if NumPy and torch are mixed."""
+    """Array-API namespace shared by ``arrays``; ``TypeError`` if array kinds are mixed."""
     present = [a for a in arrays if a is not None]
-    kinds = {is_torch(a) for a in present}
-    if len(kinds) > 1:
+    if len({_kind(a) for a in present}) > 1:
         names = ", ".join(sorted({kind_name(a) for a in present}))
-        raise TypeError(f"arguments mix array kinds ({names}); pass all NumPy or all torch")
+        raise TypeError(
+            f"arguments mix array kinds ({names}); pass arrays of one kind (all NumPy, all "
+            "torch, or all of one array-API library)"
+        )
     return array_api_compat.array_namespace(*present)
 
 
@@ -48,17 +77,30 @@ def is_complex(x: Array) -> bool:
 
 
 def to_numpy(x: Array) -> np.ndarray:
-    """Host NumPy copy of ``x`` (detached from autograd); no copy for NumPy input."""
+    """Host NumPy copy of ``x`` (detached from autograd); no copy for NumPy input.
+
+    Other array-API arrays go through DLPack after a move to the CPU (``to_device``), with
+    :func:`numpy.asarray` as the fallback for libraries without DLPack.
+    """
     if is_torch(x):
         return x.detach().cpu().numpy()
+    if is_foreign(x):
+        try:
+            return np.from_dlpack(array_api_compat.to_device(x, "cpu"))
+        except (TypeError, ValueError, AttributeError, RuntimeError, BufferError):
+            return np.asarray(x)
     return np.asarray(x)
 
 
 def like(values: Any, ref: Array, dtype: Any = None) -> Array:
-    """Convert host ``values`` to the array kind and device of ``ref``."""
+    """Convert host ``values`` to the array kind and device of ``ref`` (``dtype``: one of
+    ``ref``'s namespace, or None to keep the values' dtype)."""
     if is_torch(ref):
         torch = sys.modules["torch"]
         return torch.as_tensor(np.asarray(values), device=ref.device, dtype=dtype)
+    if is_foreign(ref):
+        xp = array_api_compat.array_namespace(ref)
+        return xp.asarray(np.asarray(values), dtype=dtype, device=array_api_compat.device(ref))
     return np.asarray(values, dtype=dtype)
 
 
@@ -67,7 +109,21 @@ def index_array(indices: Any, ref: Array) -> Array:
     host = np.asarray(indices, dtype=np.int64)
     if is_torch(ref):
         return like(host, ref, dtype=sys.modules["torch"].int64)
+    if is_foreign(ref):
+        return like(host, ref, dtype=array_api_compat.array_namespace(ref).int64)
     return host
+
+
+def take(x: Array, indices: Array, axis: int) -> Array:
+    """``x`` restricted to ``indices`` (an :func:`index_array`) along ``axis``.
+
+    Native indexing for NumPy and torch (the fast path, differentiable for torch); the standard
+    ``xp.take`` for other array-API arrays, which need not support integer arrays mixed with
+    slices.
+    """
+    if is_foreign(x):
+        return array_api_compat.array_namespace(x).take(x, indices, axis=axis)
+    return x[(slice(None),) * (axis % x.ndim) + (indices,)]
 
 
 def _float_dtype_numpy(x: np.ndarray, name: str) -> np.ndarray:
@@ -122,6 +178,8 @@ def as_float_array(
     """
     if is_torch(x):
         arr = _float_dtype_torch(x, name)
+    elif is_foreign(x):
+        arr = _float_dtype_generic(x, name)
     elif isinstance(x, np.ma.MaskedArray):
         raise TypeError(
             f"{name} is a numpy masked array; CUR needs every entry, so pass "
@@ -139,6 +197,18 @@ def as_float_array(
     if finite:
         check_finite(arr, name)
     return arr
+
+
+def _float_dtype_generic(x: Any, name: str) -> Any:
+    """Floating version of an array-API array, by the same rules as for NumPy."""
+    xp = array_api_compat.array_namespace(x)
+    if xp.isdtype(x.dtype, ("bool", "integral")):
+        return xp.astype(x, xp.float64)
+    if xp.isdtype(x.dtype, "real floating"):
+        return x if xp.finfo(x.dtype).bits >= 32 else xp.astype(x, xp.float32)
+    if xp.isdtype(x.dtype, "complex floating"):
+        return x
+    raise TypeError(f"{name} must have a numeric dtype, got dtype {x.dtype}")
 
 
 def _check_ndim(
@@ -164,6 +234,9 @@ def check_finite(x: Array, name: str) -> None:
         data = x.detach()
         # A finite sum implies finite entries; isfinite().all() is ~10x slower on CPU tensors.
         ok = bool(torch.isfinite(data.sum())) or bool(torch.isfinite(data).all())
+    elif is_foreign(x):
+        xp = array_api_compat.array_namespace(x)
+        ok = bool(xp.all(xp.isfinite(x)))
     else:
         ok = bool(np.isfinite(x).all())
     if not ok:
@@ -249,6 +322,8 @@ def eps(x: Array) -> float:
         torch = sys.modules["torch"]
         real = x.real if x.is_complex() else x
         return float(torch.finfo(real.dtype).eps)
+    if is_foreign(x):
+        return float(array_api_compat.array_namespace(x).finfo(x.dtype).eps)
     return float(np.finfo(np.asarray(x).dtype).eps)
 
 
@@ -258,6 +333,8 @@ def tiny(x: Array) -> float:
         torch = sys.modules["torch"]
         real = x.real if x.is_complex() else x
         return float(torch.finfo(real.dtype).tiny)
+    if is_foreign(x):
+        return float(array_api_compat.array_namespace(x).finfo(x.dtype).smallest_normal)
     return float(np.finfo(np.asarray(x).dtype).tiny)
 
 

@@ -49,6 +49,7 @@ from tcur._backend import (
     like,
     make_rng,
     namespace,
+    take,
     to_numpy,
 )
 from tcur.linalg.pinv import default_rtol, pinv
@@ -358,8 +359,8 @@ def fiber_cur(
         bases = _bases(unfolded, r, select)
         rows = index_array(_pick(bases, unfolded.shape[0], c, 0, select, rng), T)
         fibers = index_array(_pick(bases, unfolded.shape[1], f, 1, select, rng), T)
-        C = unfolded[:, fibers]
+        C = take(unfolded, fibers, axis=1)
         indices.append(rows)
-        factors.append(_times_pinv(C, C[rows, :], rtol))
+        factors.append(_times_pinv(C, take(C, rows, axis=0), rtol))
     core = _subtensor(T, indices)
     return TuckerCUR(core=core, factors=tuple(factors), indices=tuple(indices))

@@ -314,7 +314,7 @@ def select_matrix_indices(
     check_choice(select, "select", SELECT_RULES)
     check_choice(svd, "svd", SVD_METHODS)
     if select in PIVOTING_RULES:
-        return select_pivoted(A[None], n_rows, n_cols, rule=select, seed=seed)
+        return select_pivoted(A[None, ...], n_rows, n_cols, rule=select, seed=seed)
     sketch_rng, sample_rng = spawn_rngs(seed, 2)
     U = V = None
     if select in BASIS_RULES:

@@ -162,7 +162,7 @@ def _spectrum(xp: Any, A: Array, forward: Array) -> tuple[Array, Array]:
     n1, n2, n3 = A.shape
     S = xp.reshape(forward @ xp.reshape(A, (n1 * n2, n3)).T, (-1, n1, n2))
     n_re = n3 // 2 + 1
-    return S[:n_re], S[n_re:]
+    return S[:n_re, ...], S[n_re:, ...]
 
 
 def _spectral_product(
@@ -173,13 +173,17 @@ def _spectral_product(
     n_im, n4 = a_im.shape[0], b_re.shape[2]
     real_part = a_re @ b_re
     if n_im == 0:
-        return real_part, real_part[1:1]
-    mixed = a_im @ xp.concat([b_im, b_re[1 : n_im + 1]], axis=2)
+        return real_part, real_part[1:1, ...]
+    mixed = a_im @ xp.concat([b_im, b_re[1 : n_im + 1, ...]], axis=2)
     re = xp.concat(
-        [real_part[:1], real_part[1 : n_im + 1] - mixed[:, :, :n4], real_part[n_im + 1 :]],
+        [
+            real_part[:1, ...],
+            real_part[1 : n_im + 1, ...] - mixed[:, :, :n4],
+            real_part[n_im + 1 :, ...],
+        ],
         axis=0,
     )
-    return re, a_re[1 : n_im + 1] @ b_im + mixed[:, :, n4:]
+    return re, a_re[1 : n_im + 1, ...] @ b_im + mixed[:, :, n4:]
 
 
 def _tprod_real_dft(xp: Any, operands: list[Array]) -> Array:

@@ -42,7 +42,7 @@ def _slice_svds(F: Array, n3: int, real: bool, full: bool) -> tuple[Array, Array
     real_slices = _self_conjugate(n3, real)
     us, ss, vhs = [], [], []
     for k in range(F.shape[0]):
-        slice_k = xp.real(F[k]) if k in real_slices else F[k]
+        slice_k = xp.real(F[k, ...]) if k in real_slices else F[k, ...]
         u, s, vh = xp.linalg.svd(slice_k, full_matrices=full)
         us.append(xp.astype(u, F.dtype))
         ss.append(s)
