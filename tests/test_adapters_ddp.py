@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from adapter_models import tiny_encoder
+from distributed_helpers import run_workers
 from safetensors.torch import load_file, save_file
 
 from tcur.adapters import TCURLoRAConfig, adapter_groups, apply
@@ -63,7 +63,7 @@ def _worker(rank: int, store: str, out: str) -> None:
 
 
 def test_ddp_gradients_equal_single_process_on_combined_batch(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=WORLD, join=True)
+    run_workers(_worker, (str(tmp_path / "store"), str(tmp_path)), WORLD, timeout=120)
     for forward in FORWARDS:
         distributed = load_file(str(tmp_path / f"{forward}.safetensors"))
         model = _model(forward)

@@ -164,6 +164,12 @@ def test_save_pretrained_and_from_pretrained(
     torch.testing.assert_close(_logits(restored), adapted, rtol=0, atol=1e-12)
     for ours, theirs in zip(_groups(model), _groups(restored), strict=True):
         assert torch.equal(ours.C, theirs.C) and torch.equal(ours.dU, theirs.dU)
+    assert not any(p.requires_grad for p in restored.parameters())  # PEFT's inference default
+    trainable = PeftModel.from_pretrained(tiny_bert(), tmp_path, is_trainable=True)
+    names = {n for n, p in trainable.named_parameters() if p.requires_grad}
+    assert {f"base_model.tcurlora_groups.default.{i}.dU" for i in range(2)} <= names
+    lazy = PeftModel.from_pretrained(tiny_bert(), tmp_path, low_cpu_mem_usage=True)
+    torch.testing.assert_close(_logits(lazy), adapted, rtol=0, atol=1e-12)
 
 
 def test_from_pretrained_refuses_other_base_weights(
