@@ -201,7 +201,7 @@ class TCURLoRAModel(nn.Module):
         print_trainable_parameters(self.model)
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Save the adapters (``adapter_config.json`` + ``adapter.safetensors``)."""
+        """Save the adapters into ``directory`` (:func:`tcur.adapters.save`; other files kept)."""
         return save(self.model, directory)
 
     def _tokenizer(self) -> Callable[..., Any]:
