@@ -249,3 +249,18 @@ def test_import_tcur_adapters_does_not_import_peft() -> None:
     code = "import sys, tcur.adapters; print('peft' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_from_pretrained_validates_the_saved_selection(
+    trained: tuple[PeftModel, torch.Tensor], tmp_path: Path
+) -> None:
+    model, _ = trained
+    model.save_pretrained(tmp_path)
+    path = tmp_path / "adapter_config.json"
+    meta = json.loads(path.read_text())
+    meta["groups"][1]["rows"][0] = 99
+    path.write_text(json.dumps(meta))
+    with pytest.raises(
+        ValueError, match=r"groups\[1\] .*rows must be 3 distinct indices in 0\.\.15"
+    ):
+        PeftModel.from_pretrained(tiny_bert(), tmp_path)

@@ -53,7 +53,7 @@ from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
 from tcur.adapters.forward import choose_strategy
 from tcur.adapters.layers import PassCounter, TCURGroup, TCURGroups, check_identity
 from tcur.adapters.model import check_not_sharded
-from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, plan
+from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, check_counts, counts, plan
 from tcur.adapters.targets import find_targets, is_conv1d
 
 if Version(peft.__version__) < Version("0.21"):
@@ -329,10 +329,23 @@ def _specs_from_records(
                 f"groups[{index}] ({record['key']!r}): {missing[0]!r} is not in the model"
             )
         members = [slices[label] for label in record["members"]]
-        d_out, d_in = members[0].shape
+        name = f"groups[{index}] ({record['key']!r})"
+        shapes = {m.shape for m in members}
+        if len(shapes) != 1:
+            raise ValueError(f"{name}: its members have several shapes {sorted(shapes)}")
+        (d_out, d_in) = shapes.pop()
+        check_counts(record["key"], (d_out, d_in), config)
         rows, cols = list(record["rows"]), list(record["cols"])
-        if not all(0 <= r < d_out for r in rows) or not all(0 <= c < d_in for c in cols):
-            raise ValueError(f"groups[{index}] ({record['key']!r}): rows/cols out of range")
+        for field_name, values, size, wanted in (
+            ("rows", rows, d_out, counts(config)[0]),
+            ("cols", cols, d_in, counts(config)[1]),
+        ):
+            valid = all(isinstance(v, int) and 0 <= v < size for v in values)
+            if not valid or len(values) != wanted or len(set(values)) != len(values):
+                raise ValueError(
+                    f"{name}: {field_name} must be {wanted} distinct indices in 0..{size - 1}, "
+                    f"got {values!r}"
+                )
         specs.append(GroupSpec(record["key"], members, rows, cols))
     return specs
 
