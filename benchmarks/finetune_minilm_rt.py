@@ -32,7 +32,7 @@ from _common import RESULTS, base_parser, prepare, write_json
 from frontier_methods import Method, methods
 from frontier_protocol import Budget, Experiment, pending, run_unit
 from frontier_records import RecordStore
-from frontier_report import headline, plot, summarise
+from frontier_report import headline, plot, scaling_check, summarise
 
 NAME = "finetune_minilm_rt"
 
@@ -84,6 +84,7 @@ def report(name: str, budget: Budget, table: Sequence[Method], store: RecordStor
         "seed-0 run tested once; the other seeds trained at that rate and tested",
         "optimizer": "AdamW, linear warm-up 10% then linear decay, gradient norm clipped at 1, "
         "one learning rate for adapter and classifier",
+        "scaling_check": scaling_check(summary),
         "methods": summary,
         "records": f"{name}/ (one JSON per run: validation/test accuracy, step time, RSS, loss)",
         "units_finished": len(records),

@@ -96,6 +96,24 @@ def _seeds(method: Method, lr: float, records: Mapping[str, Any], budget: Budget
     return entry
 
 
+SCALING = ("tcurlora_r4", "tcurlora_r8", "tcurlora_r16", "tcurlora_r32", "tcurlora_all_linear")
+
+
+def scaling_check(summary: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The learning rate chosen on validation per tCURLoRA rank and for every linear layer.
+
+    With the library's normalized scaling the chosen rate should barely move with the rank;
+    ``rank_spread`` is the largest over the smallest chosen rate among the query/value ranks.
+    """
+    chosen = {n: summary[n].get("chosen_lr") for n in SCALING if n in summary}
+    ranks = [lr for n, lr in chosen.items() if lr is not None and n != "tcurlora_all_linear"]
+    return {
+        "chosen_lr": chosen,
+        "validation_by_lr": {n: summary[n]["lr_grid"] for n in chosen},
+        "rank_spread": max(ranks) / min(ranks) if len(ranks) > 1 else None,
+    }
+
+
 def _pct(entry: Mapping[str, Any]) -> str:
     std = entry.get("accuracy_std")
     spread = f" ± {100 * std:.1f}" if std is not None else ""
