@@ -37,6 +37,12 @@ PAGES = {
         "Parameter-efficient fine-tuning of PyTorch models with CUR (CURLoRA, per weight matrix) "
         "and tensor CUR (tCURLoRA, one shared tensor per group of layers). Needs torch.",
     ),
+    "tcur.adapters.peft": (
+        "tcur.adapters.peft",
+        "tCURLoRA and CURLoRA as PEFT methods: importing this module registers them, so that "
+        "``peft.get_peft_model`` takes their configs and returns an ordinary ``PeftModel``. "
+        "Needs PEFT >= 0.21; ``import tcur.adapters`` never imports it.",
+    ),
     "tcur.adapters.training": (
         "tcur.adapters.training",
         "Plain PyTorch training and evaluation loops used by the examples, benchmarks and "
