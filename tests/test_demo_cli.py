@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -10,9 +11,17 @@ import pytest
 from tcur_demo import cli, decomposition, finetune
 from tcur_demo.decomposition import MATRIX_METHODS, TENSOR_METHODS, Case, compare
 from tcur_demo.report import format_table
-from tcur_demo.requirements import INSTALL_HINT, MissingPackageError, require
+from tcur_demo.requirements import (
+    DECOMPOSITION_PACKAGES,
+    INSTALL_HINT,
+    MissingPackageError,
+    require,
+)
 
 from tcur.testing import low_rank_matrix
+
+if any(importlib.util.find_spec(name) is None for name in DECOMPOSITION_PACKAGES):
+    pytest.skip("the demo needs the examples extra", allow_module_level=True)
 
 
 def test_demo_defaults() -> None:
