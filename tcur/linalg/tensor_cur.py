@@ -80,8 +80,9 @@ class TCUR:
     rank: int | None = None
 
     def reconstruct(self) -> Array:
-        """Return the t-product ``C * U * R`` (differentiable for torch input)."""
-        return tprod(self.C, self.U, self.R)
+        """Return the t-product ``C * U * R`` (differentiable for torch input; the factors are
+        not scanned for NaN/Inf again)."""
+        return tprod(self.C, self.U, self.R, check_finite=False)
 
 
 def _detached_fourier(A: Array) -> tuple[Array, np.ndarray]:
