@@ -92,7 +92,12 @@ def report(name: str, budget: Budget, table: Sequence[Method], store: RecordStor
     }
     path = write_json(name, payload)
     if any("accuracy" in entry for entry in summary.values()):
-        plot(summary, table, RESULTS / f"{name}.png")
+        title = (
+            f"all-MiniLM-L6-v2 on Rotten Tomatoes: {payload['budget']['train_size']:,} training "
+            f"sentences, {budget.epochs} epoch, test accuracy mean ± std over seeds"
+            + ("" if complete else " (incomplete)")
+        )
+        plot(summary, table, RESULTS / f"{name}.png", title)
     return path
 
 

@@ -154,7 +154,12 @@ def headline(summary: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {"question": QUESTION, "rows": rows}
 
 
-def plot(summary: Mapping[str, Mapping[str, Any]], methods: Sequence[Method], path: Path) -> None:
+def plot(
+    summary: Mapping[str, Mapping[str, Any]],
+    methods: Sequence[Method],
+    path: Path,
+    title: str = "",
+) -> None:
     """Test accuracy (mean ± std over seeds) against trainable adapter parameters, log x.
 
     Members of a family (tCURLoRA ranks, LoRA ranks) are joined by a line; head-only training
@@ -181,7 +186,9 @@ def plot(summary: Mapping[str, Mapping[str, Any]], methods: Sequence[Method], pa
         ys = [100 * summary[m.name]["accuracy_mean"] for m in members]
         es = [100 * (summary[m.name]["accuracy_std"] or 0.0) for m in members]
         line = ax.errorbar(xs, ys, yerr=es, fmt="o-" if len(members) > 1 else "o", capsize=4)
-        line.set_label(family if len(members) > 1 else f"{family} ({ys[0]:.1f}%)")
+        seeds = {len(summary[m.name]["accuracy"]) for m in members}
+        note = "" if seeds == {3} else f", seeds: {'/'.join(map(str, sorted(seeds)))}"
+        line.set_label((family if len(members) > 1 else f"{family} ({ys[0]:.1f}%)") + note)
         for m, x, y in zip(members, xs, ys, strict=True):
             if len(members) > 1:
                 ax.annotate(
@@ -195,6 +202,8 @@ def plot(summary: Mapping[str, Mapping[str, Any]], methods: Sequence[Method], pa
     ax.set_xlabel("trainable adapter parameters (classifier head excluded; log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=7, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -179,3 +179,22 @@ def test_methods_have_unique_names_and_three_rate_grids() -> None:
     for method in table.values():
         assert len(method.grid) == 3
         assert [fm.lr_ladder(method.grid[0], k) for k in range(3)] == pytest.approx(method.grid)
+
+
+def test_plot_joins_families_and_survives_partial_results(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    table = [
+        fm.Method("head_only", fm.build_head_only, {}, (1e-3, 3e-3, 1e-2)),
+        fm.Method("tcurlora_r4", fm.build_tcurlora, {}, (1e-3, 3e-3, 1e-2), "tCURLoRA"),
+        fm.Method("tcurlora_r8", fm.build_tcurlora, {}, (1e-3, 3e-3, 1e-2), "tCURLoRA"),
+        fm.Method("vera", fm.build_peft, {}, (1e-3, 3e-3, 1e-2)),
+    ]
+    records = {
+        **_finished("head_only", 3e-3, [0.70, 0.71, 0.72], 0),
+        **_finished("tcurlora_r4", 3e-3, [0.74], 192),
+        **_finished("tcurlora_r8", 3e-3, [0.75, 0.76, 0.74], 768),
+    }
+    summary = rep.summarise(table, records, BUDGET)
+    path = tmp_path / "frontier.png"
+    rep.plot(summary, table, path, "title")
+    assert path.read_bytes()[:4] == b"\x89PNG"
