@@ -3,11 +3,14 @@
 Two AdamW steps on the two halves of a batch must give the one-process result on the whole batch.
 ``save`` called on every rank gathers the sharded ``dU`` and writes on rank 0; ``load`` goes into
 the base model before sharding. ``apply`` and ``load`` refuse sharded weights (selection and the
-base-weight check need whole weights, so adapters go in first).
+base-weight check need whole weights, so adapters go in first). The same holds for a tiny BERT
+wrapped by PEFT, saved with ``save_pretrained`` from a ``torch.distributed.checkpoint`` full state
+dict. Both runs share one start of the two processes (a module fixture).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -77,48 +80,62 @@ def _shard(model: torch.nn.Module) -> None:
     fully_shard(model)
 
 
-def _worker(rank: int, store: str, out: str) -> None:
+def _worker(rank: int, store: str, out: str, with_peft: bool) -> None:
+    """Both runs in one process group (one start-up of the two processes)."""
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:
-        x, y = _batch()
-        half = x.shape[0] // WORLD
-        part = slice(rank * half, (rank + 1) * half)
-        for forward in FORWARDS:
-            model = _model(forward)
-            _shard(model)
-            _train(model, x[part], y[part])
-            trained = _trainable(model)
-            save(model, f"{out}/adapter-{forward}")  # every rank; rank 0 writes
-            restored = load(tiny_encoder(seed=0, dtype=torch.float64), f"{out}/adapter-{forward}")
-            _shard(restored)
-            with torch.no_grad():
-                gap = float((restored(x) - model(x)).abs().max())
-            if rank == 0:
-                save_file(trained, f"{out}/{forward}.safetensors")
-                Path(f"{out}/{forward}-gap.json").write_text(json.dumps(gap))
-        messages = {}
-        for name, add in (
-            ("apply", lambda m: apply(m, _config("auto"))),
-            ("load", lambda m: load(m, f"{out}/adapter-factored")),
-        ):
-            sharded = tiny_encoder(seed=0, dtype=torch.float64)
-            _shard(sharded)
-            try:
-                add(sharded)
-                messages[name] = None
-            except ValueError as exc:
-                messages[name] = str(exc)
-        if rank == 0:
-            Path(f"{out}/sharded.json").write_text(json.dumps(messages))
+        _encoder_run(rank, out)
+        if with_peft:
+            _peft_run(rank, out)
     finally:
         dist.destroy_process_group()
 
 
-def test_fsdp2_per_block_adamw_equals_single_process_on_whole_batch(tmp_path: Path) -> None:
-    run_workers(_worker, (str(tmp_path / "store"), str(tmp_path)), WORLD, timeout=120)
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("fsdp")
+    with_peft = all(importlib.util.find_spec(m) is not None for m in ("peft", "transformers"))
+    run_workers(_worker, (str(out / "store"), str(out), with_peft), WORLD, timeout=180)
+    return out
+
+
+def _encoder_run(rank: int, out: str) -> None:
+    x, y = _batch()
+    half = x.shape[0] // WORLD
+    part = slice(rank * half, (rank + 1) * half)
+    for forward in FORWARDS:
+        model = _model(forward)
+        _shard(model)
+        _train(model, x[part], y[part])
+        trained = _trainable(model)
+        save(model, f"{out}/adapter-{forward}")  # every rank; rank 0 writes
+        restored = load(tiny_encoder(seed=0, dtype=torch.float64), f"{out}/adapter-{forward}")
+        _shard(restored)
+        with torch.no_grad():
+            gap = float((restored(x) - model(x)).abs().max())
+        if rank == 0:
+            save_file(trained, f"{out}/{forward}.safetensors")
+            Path(f"{out}/{forward}-gap.json").write_text(json.dumps(gap))
+    messages = {}
+    for name, add in (
+        ("apply", lambda m: apply(m, _config("auto"))),
+        ("load", lambda m: load(m, f"{out}/adapter-factored")),
+    ):
+        sharded = tiny_encoder(seed=0, dtype=torch.float64)
+        _shard(sharded)
+        try:
+            add(sharded)
+            messages[name] = None
+        except ValueError as exc:
+            messages[name] = str(exc)
+    if rank == 0:
+        Path(f"{out}/sharded.json").write_text(json.dumps(messages))
+
+
+def test_fsdp2_per_block_adamw_equals_single_process_on_whole_batch(run_dir: Path) -> None:
     x, y = _batch()
     for forward in FORWARDS:
-        distributed = load_file(str(tmp_path / f"{forward}.safetensors"))
+        distributed = load_file(str(run_dir / f"{forward}.safetensors"))
         model = _model(forward)
         start = _trainable(model)
         _train(model, x, y)
@@ -129,11 +146,11 @@ def test_fsdp2_per_block_adamw_equals_single_process_on_whole_batch(tmp_path: Pa
         for name, value in single.items():
             assert not torch.equal(value, start[name]), f"{name} did not train"
             torch.testing.assert_close(distributed[name], value, rtol=0, atol=1e-8)
-        restored = load(tiny_encoder(seed=0, dtype=torch.float64), tmp_path / f"adapter-{forward}")
+        restored = load(tiny_encoder(seed=0, dtype=torch.float64), run_dir / f"adapter-{forward}")
         for ours, theirs in zip(adapter_groups(restored), adapter_groups(model), strict=True):
             torch.testing.assert_close(ours.dU, theirs.dU, rtol=0, atol=1e-8)
-        assert json.loads((tmp_path / f"{forward}-gap.json").read_text()) < 1e-12
-    for message in json.loads((tmp_path / "sharded.json").read_text()).values():
+        assert json.loads((run_dir / f"{forward}-gap.json").read_text()) < 1e-12
+    for message in json.loads((run_dir / "sharded.json").read_text()).values():
         assert message is not None and "sharded DTensor" in message
         assert "before fully_shard" in message
 
@@ -167,33 +184,28 @@ def _train_peft(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
         optimizer.step()
 
 
-def _peft_worker(rank: int, store: str, out: str) -> None:
+def _peft_run(rank: int, out: str) -> None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     from torch.distributed.fsdp import fully_shard
 
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
-    try:
-        model = _peft_model()
-        for block in model.base_model.model.bert.encoder.layer:
-            fully_shard(block)
-        fully_shard(model)
-        half = {k: v[rank * 2 : (rank + 1) * 2] for k, v in _peft_batch().items()}
-        _train_peft(model, half)
-        trained = _trainable(model)
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        full = get_model_state_dict(model, options=options)  # every rank; rank 0 gets it
-        if rank == 0:
-            save_file(trained, f"{out}/peft.safetensors")
-            model.save_pretrained(f"{out}/peft-adapter", state_dict=full)
-    finally:
-        dist.destroy_process_group()
+    model = _peft_model()
+    for block in model.base_model.model.bert.encoder.layer:
+        fully_shard(block)
+    fully_shard(model)
+    half = {k: v[rank * 2 : (rank + 1) * 2] for k, v in _peft_batch().items()}
+    _train_peft(model, half)
+    trained = _trainable(model)
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    full = get_model_state_dict(model, options=options)  # every rank; rank 0 gets it
+    if rank == 0:
+        save_file(trained, f"{out}/peft.safetensors")
+        model.save_pretrained(f"{out}/peft-adapter", state_dict=full)
 
 
-def test_fsdp2_per_block_on_a_peft_model_equals_single_process(tmp_path: Path) -> None:
+def test_fsdp2_per_block_on_a_peft_model_equals_single_process(run_dir: Path) -> None:
     pytest.importorskip("peft")
     pytest.importorskip("transformers")
-    run_workers(_peft_worker, (str(tmp_path / "store"), str(tmp_path)), WORLD, timeout=120)
-    distributed = load_file(str(tmp_path / "peft.safetensors"))
+    distributed = load_file(str(run_dir / "peft.safetensors"))
     model = _peft_model()
     start = _trainable(model)
     _train_peft(model, _peft_batch())
@@ -206,6 +218,6 @@ def test_fsdp2_per_block_on_a_peft_model_equals_single_process(tmp_path: Path) -
     from peft import PeftModel
     from test_adapters_peft import tiny_bert
 
-    restored = PeftModel.from_pretrained(tiny_bert(), tmp_path / "peft-adapter")
+    restored = PeftModel.from_pretrained(tiny_bert(), run_dir / "peft-adapter")
     for ours, theirs in zip(adapter_groups(restored), adapter_groups(model), strict=True):
         torch.testing.assert_close(ours.dU, theirs.dU, rtol=0, atol=1e-8)
