@@ -8,6 +8,8 @@ splitting and grouping target weights), ``plan`` (row/column selection, frozen `
 ``forward`` (factored and materialized updates, the cost model of ``forward="auto"``), ``layers``
 (the modules), ``model`` (apply, merge, unmerge, unload, counts), ``io`` (save/load), ``wrapper``
 (the seed's :class:`TCURLoRAModel`) and ``training`` (plain-torch training/evaluation loops).
+``peft`` (tCURLoRA and CURLoRA as PEFT methods) is imported only on request: ``import
+tcur.adapters`` never imports PEFT.
 
 >>> import torch
 >>> from tcur.adapters import TCURLoRAConfig, apply, print_trainable_parameters
