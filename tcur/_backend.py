@@ -44,6 +44,18 @@ def is_foreign(x: object) -> bool:
     return not is_numpy(x) and not is_torch(x) and bool(array_api_compat.is_array_api_obj(x))
 
 
+def is_sparse(x: object) -> bool:
+    """True for a ``scipy.sparse`` array or matrix (without importing SciPy)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and bool(sparse.issparse(x))
+
+
+def is_dask(x: object) -> bool:
+    """True for a Dask array (without importing Dask)."""
+    dask_array = sys.modules.get("dask.array")
+    return dask_array is not None and isinstance(x, dask_array.Array)
+
+
 def kind_name(x: object) -> str:
     """Name of the array kind of ``x`` for error messages."""
     if is_torch(x):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tcur._backend import Array, as_float_array, check_choice
+from tcur._backend import Array, as_float_array, check_choice, is_dask, is_sparse, kind_name
 from tcur.linalg.cur import cur
 from tcur.linalg.tolerance import check_rank_or_tol
 
@@ -60,6 +60,8 @@ def decompose(
     1
     """
     check_choice(method, "method", METHODS)
+    if is_sparse(x) or is_dask(x):
+        return _matrix_only(x, rank, tol, method, check_finite, options)
     x = as_float_array(x, "x", min_ndim=2, finite=False)
     if method == "auto":
         method = "matrix" if x.ndim == 2 else "tproduct"
@@ -86,3 +88,18 @@ def decompose(
         rank = [max(1, s // 2) for s in x.shape]
     fit = chidori_cur if method == "chidori" else fiber_cur
     return fit(x, rank, check_finite=check_finite, **options)
+
+
+def _matrix_only(
+    x: Any, rank: Any, tol: Any, method: str, check_finite: bool, options: dict[str, Any]
+) -> Any:
+    """``scipy.sparse`` and Dask input: matrix CUR only (:mod:`tcur.linalg.sparse`,
+    :mod:`tcur.linalg.lazy`)."""
+    if method not in ("auto", "matrix") or x.ndim != 2:
+        raise ValueError(
+            f"{kind_name(x)} input supports matrix CUR only (2-D, method='auto' or 'matrix'), "
+            f"got method={method!r} and shape {tuple(x.shape)}"
+        )
+    if rank is None and tol is None:
+        rank = max(1, min(x.shape) // 2)
+    return cur(x, rank, tol=tol, check_finite=check_finite, **options)

@@ -11,6 +11,7 @@ from tcur._backend import (
     check_choice,
     check_rank,
     index_array,
+    is_sparse,
     is_torch,
     take,
 )
@@ -147,6 +148,22 @@ def cur(
     >>> e.rank, bool(relative_error(B, e.reconstruct()) <= 0.01)
     (5, True)
     """
+    if is_sparse(A):
+        from tcur.linalg.sparse import sparse_cur
+
+        return sparse_cur(
+            A,
+            rank,
+            tol=tol,
+            n_rows=n_rows,
+            n_cols=n_cols,
+            select=select,
+            middle=middle,
+            seed=seed,
+            svd=svd,
+            rtol=rtol,
+            check_finite=check_finite,
+        )
     A = as_float_array(A, "A", ndim=2, finite=check_finite)
     check_choice(select, "select", SELECT_RULES)
     check_choice(middle, "middle", MIDDLES)

@@ -1,0 +1,351 @@
+"""Matrix CUR through products with ``A``: the engine of the sparse and Dask paths.
+
+Where ``A`` cannot (``scipy.sparse``: never densified) or should not (Dask: larger than memory)
+be held as a dense array, :func:`fit_by_products` needs only an :class:`Operator`: products of
+``A`` and ``A^H`` with thin dense blocks, a *gather* of a few whole columns and rows, and the
+row and column norms. Every call is one **pass** over ``A`` (``Operator.passes`` counts them;
+for Dask each is one ``dask.compute``, reading every chunk once). The rules are those of the
+dense code, so the same seed gives the same indices as on ``A`` made dense:
+
+- ``"sketch_qr"`` (default) and ``"arp"``: the three candidates of
+  :mod:`tcur.linalg.pivoting`. Passes: (1) ``Y = A Omega``; (2) ``A^H Q_0``; (3) ``A orth(.)``;
+  (4) ``A^H orth(.)``, with the extra range sketches of an oversampled side riding along in
+  (3) and (4); (5) gather the columns of candidates 1-2 and the rows of candidate 3; (6) gather
+  the rows of candidates 1-2 and the columns of candidate 3 (each chosen conditioned on the
+  other side); (7) ``A [Q_R1, Q_R2, Q_R3]``, which gives each candidate's exact error
+  ``||A||_F^2 - ||Q_C^H A Q_R||_F^2`` and the optimal middle of the best:
+  ``U = pinv(C) (A Q_R) (Q_R^H pinv(R))``. **7 passes**, for either middle.
+- ``"deim"``, ``"qdeim"``, ``"leverage"``, ``"leverage_sample"``: randomized SVD with
+  :data:`POWER_ITERS` power iterations (``2 + 2 * POWER_ITERS = 6`` passes), then one gather and,
+  for ``middle="optimal"``, one product: **8 passes** (7 with ``middle="pinv"``). With
+  ``svd="exact"`` the singular vectors come from :func:`scipy.sparse.linalg.svds` on the
+  operator (one pass per ARPACK iteration: many).
+- ``"norm"``, ``"inverse_norm"``, ``"uniform"``: one pass for the norms, one gather, one product
+  for the optimal middle: **3 passes** (2 with ``middle="pinv"``).
+
+``middle="pinv"`` uses the intersection ``R[:, cols]`` (from the gathered rows) with the rank
+cap of :func:`tcur.linalg.pinv.pinv`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tcur._backend import spawn_rngs
+from tcur.linalg.pinv import pinv
+from tcur.linalg.pivoting import (
+    PIVOTING_RULES,
+    SKETCH_OVERSAMPLE,
+    numerical_range,
+    pick,
+    top_right_vectors,
+)
+from tcur.linalg.selection import BASIS_RULES, choose_indices
+from tcur.linalg.tolerance import FIRST_BLOCK
+
+POWER_ITERS = 2
+"""Power iterations of the randomized SVD behind the basis rules."""
+
+
+class Operator(ABC):
+    """``A`` seen through passes; subclasses say how one pass is computed.
+
+    Attributes
+    ----------
+    shape : tuple of int
+    dtype : numpy.dtype
+        The floating dtype the products are computed in.
+    passes : int
+        Passes over ``A`` so far.
+    """
+
+    def __init__(self, shape: tuple[int, int], dtype: np.dtype) -> None:
+        self.shape, self.dtype, self.passes = shape, dtype, 0
+
+    @abstractmethod
+    def products(self, right: np.ndarray | None, left: np.ndarray | None) -> list[np.ndarray]:
+        """One pass: ``[A @ right]`` and/or ``[A^H @ left]`` (those given, in this order)."""
+
+    @abstractmethod
+    def gather(
+        self, cols: list[np.ndarray], rows: list[np.ndarray]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """One pass: dense ``A[:, c]`` for each ``c`` in ``cols`` and ``A[r, :]`` for ``rows``."""
+
+    @abstractmethod
+    def norms(self) -> tuple[np.ndarray, np.ndarray]:
+        """One pass: 2-norms of the rows and of the columns (host float64)."""
+
+    def times(self, X: np.ndarray) -> np.ndarray:
+        """``A @ X`` (one pass)."""
+        return self.products(X, None)[0]
+
+    def adjoint_times(self, X: np.ndarray) -> np.ndarray:
+        """``A^H @ X`` (one pass)."""
+        return self.products(None, X)[0]
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Indices and the dense middle factor found by :func:`fit_by_products`."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    U: np.ndarray
+
+
+def _gaussian(rng: np.random.Generator, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    return rng.standard_normal(shape).astype(dtype, copy=False)
+
+
+def _orth(Y: np.ndarray) -> np.ndarray:
+    return np.linalg.qr(Y)[0]
+
+
+def _extended(block: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+    """Range basis of the gathered ``block``, extended by a range sketch (oversampled side)."""
+    full = block if extra is None else np.concatenate([block, extra], axis=1)
+    return numerical_range(np, full)
+
+
+def _outer(
+    rule: str, sketch: np.ndarray, count: int, orthonormal: bool, rng: np.random.Generator
+) -> np.ndarray:
+    """Indices from a sketch, as :func:`tcur.linalg.pivoting.select_pivoted` picks them."""
+    if rule == "arp" or orthonormal:
+        basis = top_right_vectors(sketch[None, ...], count)[0]
+        if orthonormal:
+            basis = numerical_range(np, basis)[:, :count]
+        return pick(rule, basis, count, rng)
+    return pick(rule, sketch, count, rng)
+
+
+def _pivoting_candidates(
+    A: Operator, n_rows: int, n_cols: int, rule: str, seed: Any
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, dict[bytes, np.ndarray]]]:
+    """The candidates of :func:`tcur.linalg.pivoting.select_pivoted` in six passes, with the
+    gathered columns and rows (keyed by the index bytes) for the final pass.
+
+    Each candidate is ``(side, sketch, orthonormal)``: indices along ``side`` from the sketch,
+    then the other side conditioned on them. The range sketches of an oversampled second side
+    are drawn in the dense code's order and ride along in passes 3 and 4.
+    """
+    sketch_rng, sample_rng = spawn_rngs(seed, 2)
+    m, n = A.shape
+    size = min(max(n_rows, n_cols) + SKETCH_OVERSAMPLE, m, n)
+    omega = _gaussian(sketch_rng, (n, size), A.dtype)
+    specs = [("cols", 0, False), ("cols", 1, False), ("rows", 0, False)]
+    if rule == "sketch_qr":
+        specs.append(("cols", 1, True))
+    extras: list[np.ndarray | None] = []
+    for side, _, _ in specs:
+        missing = n_rows - n_cols if side == "cols" else n_cols - n_rows
+        shape = (n, missing) if side == "cols" else (m, missing)
+        extras.append(_gaussian(sketch_rng, shape, A.dtype) if missing > 0 else None)
+    Y0 = A.adjoint_times(_orth(A.times(omega)))
+    right = [e for (side, _, _), e in zip(specs, extras, strict=True) if side == "cols"]
+    left = [e for (side, _, _), e in zip(specs, extras, strict=True) if side == "rows"]
+    X1, *sketched_right = _split(A.times(_join(_orth(Y0), right)), size, right)
+    Y1, *sketched_left = _split(A.adjoint_times(_join(_orth(X1), left)), size, left)
+    sketches = {"cols": (Y0, Y1), "rows": (X1,)}
+    first = [
+        _outer(rule, sketches[side][k], n_cols if side == "cols" else n_rows, ortho, sample_rng)
+        for side, k, ortho in specs
+    ]
+    is_cols = [side == "cols" for side, _, _ in specs]
+    cols_first = [i for i, c in zip(first, is_cols, strict=True) if c]
+    rows_first = [i for i, c in zip(first, is_cols, strict=True) if not c]
+    C_first, R_first = A.gather(cols_first, rows_first)
+    sketched = {"cols": iter(sketched_right), "rows": iter(sketched_left)}
+    blocks = {"cols": iter(C_first), "rows": iter(R_first)}
+    second = []
+    for (side, _, _), extra in zip(specs, extras, strict=True):
+        block = next(blocks[side])
+        basis = _extended(
+            block if side == "cols" else block.conj().T,
+            next(sketched[side]) if extra is not None else None,
+        )
+        second.append(pick(rule, basis, n_rows if side == "cols" else n_cols, sample_rng))
+    rows_second = [i for i, c in zip(second, is_cols, strict=True) if c]
+    cols_second = [i for i, c in zip(second, is_cols, strict=True) if not c]
+    C_second, R_second = A.gather(cols_second, rows_second)
+    candidates = [
+        (s_idx, f_idx) if c else (f_idx, s_idx)
+        for f_idx, s_idx, c in zip(first, second, is_cols, strict=True)
+    ]
+    all_cols = zip([*cols_first, *cols_second], [*C_first, *C_second], strict=True)
+    all_rows = zip([*rows_first, *rows_second], [*R_first, *R_second], strict=True)
+    gathered = {
+        "cols": {idx.tobytes(): M for idx, M in all_cols},
+        "rows": {idx.tobytes(): M for idx, M in all_rows},
+    }
+    return candidates, gathered
+
+
+def _split(X: np.ndarray, size: int, extras: list[np.ndarray | None]) -> list[np.ndarray]:
+    """``X`` cut into its first ``size`` columns and one block per array of ``extras``."""
+    widths = [size, *(e.shape[1] for e in extras if e is not None)]
+    return np.split(X, np.cumsum(widths)[:-1], axis=1)
+
+
+def _join(X: np.ndarray, extras: list[np.ndarray | None]) -> np.ndarray:
+    return np.concatenate([X, *(e for e in extras if e is not None)], axis=1)
+
+
+def randomized_svd(
+    A: Operator, k: int, seed: Any, power_iters: int = POWER_ITERS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Leading ``k`` singular triplets ``(U_k, s_k, V_k)`` (``V_k``: ``n x k``) of an operator:
+    Gaussian range finder with ``k + 10`` columns and ``power_iters`` power iterations
+    (``2 + 2 * power_iters`` passes)."""
+    (rng,) = spawn_rngs(seed, 1)
+    size = min(k + SKETCH_OVERSAMPLE, min(A.shape))
+    Q = _orth(A.times(_gaussian(rng, (A.shape[1], size), A.dtype)))
+    for _ in range(power_iters):
+        Q = _orth(A.times(_orth(A.adjoint_times(Q))))
+    v, s, wh = np.linalg.svd(A.adjoint_times(Q), full_matrices=False)  # A^H Q = (Q^H A)^H
+    return (Q @ wh.conj().T)[:, :k], s[:k], v[:, :k]
+
+
+def _arpack_svd(A: Operator, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import scipy.sparse.linalg  # deferred: keeps `import tcur` fast
+
+    op = scipy.sparse.linalg.LinearOperator(
+        A.shape,
+        matvec=lambda x: A.times(np.reshape(x, (-1, 1)))[:, 0],
+        rmatvec=lambda x: A.adjoint_times(np.reshape(x, (-1, 1)))[:, 0],
+        matmat=A.times,
+        rmatmat=A.adjoint_times,
+        dtype=A.dtype,
+    )
+    u, s, vh = scipy.sparse.linalg.svds(op, k=k, random_state=0)
+    order = np.argsort(-s)
+    return u[:, order], s[order], vh[order].conj().T
+
+
+def singular_vectors(
+    A: Operator, k: int, *, svd: str, seed: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Leading singular triplets: ARPACK for ``svd="exact"`` (when ``k < min(A.shape)``),
+    else :func:`randomized_svd`."""
+    if svd == "exact" and k < min(A.shape):
+        return _arpack_svd(A, k)
+    return randomized_svd(A, k, seed)
+
+
+def _single_candidate(
+    A: Operator, rank: int, n_rows: int, n_cols: int, select: str, seed: Any, svd: str
+) -> tuple[np.ndarray, np.ndarray]:
+    sketch_rng, sample_rng = spawn_rngs(seed, 2)
+    U = V = row_norms = col_norms = None
+    if select in BASIS_RULES:
+        U, _, V = singular_vectors(A, rank, svd=svd, seed=sketch_rng)
+    else:
+        row_norms, col_norms = A.norms()
+    rows = choose_indices(select, n_rows, basis=U, norms=row_norms, rng=sample_rng)
+    cols = choose_indices(select, n_cols, basis=V, norms=col_norms, rng=sample_rng)
+    return rows, cols
+
+
+def _safe_norm(X: np.ndarray) -> float:
+    """Frobenius norm of ``X`` computed on ``X / max|X|`` (no overflow or underflow at 1e+-300):
+    the square root of a candidate's captured energy ``||Q_C^H A Q_R||_F^2``."""
+    peak = float(np.max(np.abs(X))) if X.size else 0.0
+    return 0.0 if peak == 0.0 else peak * float(np.linalg.norm(X / peak))
+
+
+def fit_by_products(
+    A: Operator,
+    rank: int,
+    n_rows: int,
+    n_cols: int,
+    *,
+    select: str,
+    middle: str,
+    seed: Any,
+    svd: str,
+    rtol: float | None,
+) -> Fit:
+    """Indices and middle factor of a CUR of ``A`` (arguments validated as in
+    :func:`tcur.linalg.cur`); the passes are listed in :mod:`tcur.linalg.products`.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from tcur.linalg.products import fit_by_products
+    >>> from tcur.linalg.sparse import SparseOperator
+    >>> A = sp.random_array((40, 3), density=0.6, rng=0) @ sp.random_array((3, 30), rng=1)
+    >>> op = SparseOperator(A)
+    >>> fit = fit_by_products(op, 3, 3, 3, select="sketch_qr", middle="optimal", seed=0,
+    ...                       svd="auto", rtol=None)
+    >>> op.passes, fit.U.shape
+    (7, (3, 3))
+    """
+    if select in PIVOTING_RULES:
+        candidates, gathered = _pivoting_candidates(A, n_rows, n_cols, select, seed)
+    else:
+        candidates = [_single_candidate(A, rank, n_rows, n_cols, select, seed, svd)]
+        (C,), (R,) = A.gather([candidates[0][1]], [candidates[0][0]])
+        gathered = {
+            "cols": {candidates[0][1].tobytes(): C},
+            "rows": {candidates[0][0].tobytes(): R},
+        }
+    blocks = [(gathered["cols"][c.tobytes()], gathered["rows"][r.tobytes()]) for r, c in candidates]
+    if middle == "pinv" and len(candidates) == 1:
+        rows, cols = candidates[0]
+        return Fit(rows, cols, pinv(blocks[0][1][:, cols], rtol, rank=rank))
+    bases_R = [numerical_range(np, R.conj().T) for _, R in blocks]
+    splits = np.cumsum([n_rows] * len(blocks))[:-1]
+    AQ = np.split(A.times(np.concatenate(bases_R, axis=1)), splits, axis=1)
+    captured = np.asarray(
+        [
+            _safe_norm(numerical_range(np, C).conj().T @ AQ_R)
+            for (C, _), AQ_R in zip(blocks, AQ, strict=True)
+        ]
+    )
+    # Within round-off of the best (1000 eps in the squared energies) is a tie: take the first.
+    eps = float(np.finfo(A.dtype).eps)
+    best = int(np.flatnonzero(captured >= captured.max() * (1 - 500 * eps))[0])
+    (rows, cols), (C, R) = candidates[best], blocks[best]
+    if middle == "pinv":
+        return Fit(rows, cols, pinv(R[:, cols], rtol, rank=rank))
+    U = pinv(C, rtol) @ AQ[best] @ (bases_R[best].conj().T @ pinv(R, rtol))
+    return Fit(rows, cols, U)
+
+
+def smallest_rank_meeting(
+    fit: Callable[[int], Any], error: Callable[[Any], float], tol: float, full: int
+) -> Any:
+    """The fit of the smallest rank found by doubling from :data:`FIRST_BLOCK`, then bisection,
+    whose measured ``error`` is ``<= tol`` (about ``2 log2(rank)`` fits). At ``full`` rank
+    without success, that fit with a :class:`RuntimeWarning`."""
+    low, high = 0, min(FIRST_BLOCK, full)
+    while True:
+        result = fit(high)
+        measured = error(result)
+        if measured <= tol:
+            break
+        if high == full:
+            warnings.warn(
+                f"tol={tol} not reached: relative error {measured:.3e} at the full rank {full}; "
+                "returning the full-rank decomposition",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return result
+        low, high = high, min(2 * high, full)
+    found = result
+    while high - low > 1:
+        middle = (low + high) // 2
+        result = fit(middle)
+        if error(result) <= tol:
+            found, high = result, middle
+        else:
+            low = middle
+    return found

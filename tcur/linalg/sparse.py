@@ -1,0 +1,220 @@
+"""Matrix CUR of ``scipy.sparse`` input: ``A`` is only multiplied and sliced, never densified.
+
+:func:`tcur.linalg.cur` (and :func:`tcur.decompose`) hand sparse arrays and matrices (CSR, CSC,
+COO, and every other format SciPy converts to CSR) to :func:`sparse_cur`. ``C = A[:, cols]`` and
+``R = A[rows, :]`` come back sparse, in the input's format and class (``csr_array`` stays
+``csr_array``, ``coo_matrix`` stays ``coo_matrix``); ``U`` is a small dense NumPy array and the
+indices are NumPy int64 arrays. The work is that of the dense rules with every product taken
+by the sparse matrix, through :class:`SparseOperator` and the engine of
+:mod:`tcur.linalg.products` (which lists the passes of every rule: 7 for the default). The same
+seed gives the same indices as the dense code on ``A.toarray()`` for the deterministic rules
+and ``"sketch_qr"``. Only thin dense blocks are formed: sketches of ``l = max(n_rows, n_cols) +
+10`` columns, ``C`` and ``R`` made dense (``m x n_cols``, ``n_rows x n``: the size of the
+factors), and ``A Q_R`` for the optimal middle ``U = pinv(C) (A Q_R) (Q_R^H pinv(R))``.
+
+``tol=`` grows the rank (doubling, then bisection) until the error measured by
+:func:`factored_error` is at most ``tol``; each trial is one fit. The validation is the dense
+one: ``ValueError`` for an empty matrix or NaN/Inf among the stored entries (``.data``),
+``TypeError`` for non-numeric or long-double dtypes; integer entries become float64.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from tcur._backend import Array, check_choice, check_rank, is_sparse
+from tcur.linalg._svd import SVD_METHODS
+from tcur.linalg.cur import CUR, MIDDLES, index_counts
+from tcur.linalg.pinv import check_rtol
+from tcur.linalg.products import Operator, fit_by_products, smallest_rank_meeting
+from tcur.linalg.selection import SELECT_RULES
+from tcur.linalg.tolerance import check_rank_or_tol
+
+
+def as_sparse(A: Any, name: str, *, finite: bool = True) -> tuple[Any, Any]:
+    """Validate a ``scipy.sparse`` matrix; return its CSR and CSC forms (floating dtype).
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> from tcur.linalg.sparse import as_sparse
+    >>> csr, csc = as_sparse(sp.eye_array(3, format="coo", dtype=int), "A")
+    >>> csr.format, csc.format, csr.dtype
+    ('csr', 'csc', dtype('float64'))
+    """
+    if not is_sparse(A):
+        raise TypeError(f"{name} must be a scipy.sparse array or matrix, got {type(A).__name__}")
+    if A.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got {A.ndim}-D sparse array of shape {A.shape}")
+    if min(A.shape) == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(A.shape)}")
+    dtype = _float_dtype(A.dtype, name)
+    csr = A.tocsr()
+    if csr.dtype != dtype:
+        csr = csr.astype(dtype)
+    if finite and not np.isfinite(csr.data).all():
+        raise ValueError(f"{name} must not contain NaN or Inf (found in its stored entries)")
+    return csr, csr.tocsc()
+
+
+def _float_dtype(dtype: np.dtype, name: str) -> np.dtype:
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype.kind == "f" and dtype.itemsize < 4:
+        return np.dtype(np.float32)
+    if (dtype.kind == "f" and dtype.itemsize > 8) or (dtype.kind == "c" and dtype.itemsize > 16):
+        raise TypeError(f"{name} has dtype {dtype} (long double); convert it to float64 first")
+    if dtype.kind in "fc":
+        return dtype
+    raise TypeError(f"{name} must have a numeric dtype, got dtype {dtype}")
+
+
+class SparseOperator(Operator):
+    """A validated sparse matrix as an :class:`tcur.linalg.products.Operator` (CSR for products
+    with ``A``, CSC for products with ``A^H`` and for gathering columns).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from tcur.linalg.sparse import SparseOperator
+    >>> op = SparseOperator(sp.csr_array([[1.0, 2.0], [0.0, 3.0]]))
+    >>> op.times(np.eye(2)).tolist(), op.passes
+    ([[1.0, 2.0], [0.0, 3.0]], 1)
+    """
+
+    def __init__(self, A: Any, *, check_finite: bool = False) -> None:
+        self.csr, self.csc = as_sparse(A, "A", finite=check_finite)
+        super().__init__(tuple(self.csr.shape), self.csr.dtype)
+
+    def products(self, right: np.ndarray | None, left: np.ndarray | None) -> list[np.ndarray]:
+        self.passes += 1
+        out = [] if right is None else [np.asarray(self.csr @ right)]
+        if left is not None:
+            out.append(np.asarray(self.csc.conj().T @ left))
+        return out
+
+    def gather(
+        self, cols: list[np.ndarray], rows: list[np.ndarray]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        self.passes += 1
+        return (
+            [np.asarray(self.csc[:, c].toarray()) for c in cols],
+            [np.asarray(self.csr[r, :].toarray()) for r in rows],
+        )
+
+    def norms(self) -> tuple[np.ndarray, np.ndarray]:
+        self.passes += 1
+        return sparse_norms(self.csr, axis=1), sparse_norms(self.csc, axis=0)
+
+
+def sparse_norms(A: Any, axis: int) -> np.ndarray:
+    """2-norms of the rows (``axis=1``) or columns (``axis=0``) from the stored entries, scaled by
+    a power of two near the largest entry (no overflow or underflow).
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> from tcur.linalg.sparse import sparse_norms
+    >>> sparse_norms(sp.csr_array([[3e-300, 4e-300], [0.0, 0.0]]), axis=1).tolist()
+    [5e-300, 0.0]
+    """
+    peak = float(np.max(np.abs(A.data))) if A.nnz else 0.0
+    scale = math.ldexp(1.0, math.frexp(peak)[1]) if peak > 0 else 1.0
+    scaled = abs(A) / scale
+    squares = np.asarray(scaled.multiply(scaled).sum(axis=axis), dtype=np.float64).ravel()
+    return np.asarray(np.sqrt(squares) * scale)
+
+
+def factored_error(A: Any, C: Any, U: Array, R: Any) -> float:
+    """Relative Frobenius error ``||A - C U R||_F / ||A||_F`` without forming ``C U R`` or
+    densifying ``A``.
+
+    From ``||A||^2 - 2 Re <A, C U R> + ||C U R||^2`` with ``<A, C U R> = <C^H A R^H, U>`` and
+    ``||C U R||^2 = <C^H C U R R^H, U>``: products of ``A`` with the sparse factors and small
+    dense matrices. The subtraction limits the accuracy to about ``sqrt(eps)`` relative.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from tcur.linalg import cur
+    >>> from tcur.linalg.sparse import factored_error
+    >>> A = sp.random_array((40, 30), density=0.2, rng=0)
+    >>> d = cur(A, 5, seed=0)
+    >>> dense = A.toarray()
+    >>> truth = np.linalg.norm(dense - d.C @ d.U @ d.R) / np.linalg.norm(dense)
+    >>> bool(abs(factored_error(A, d.C, d.U, d.R) - truth) < 1e-6)
+    True
+    """
+    A, C, R = (M.tocsr() for M in (A, C, R))
+    U = np.asarray(U)
+    peak = float(np.max(np.abs(A.data))) if A.nnz else 0.0
+    if peak == 0.0:  # C and R are parts of A, so C U R is zero as well
+        return 0.0
+    scale = math.ldexp(1.0, math.frexp(peak)[1])
+    A, C, R = A / scale, C / scale, R / scale
+    U = U * scale  # (C / s)(U s)(R / s) = C U R / s, like A / s
+    total = float(np.sum(np.abs(A.data) ** 2))
+    CH, RH = C.conj().T, R.conj().T
+    cross = np.asarray((CH @ A @ RH).toarray())
+    gram_c, gram_r = np.asarray((CH @ C).toarray()), np.asarray((R @ RH).toarray())
+    inner = float(np.real(np.sum(cross * U.conj())))
+    approx = float(np.real(np.sum((gram_c @ U @ gram_r) * U.conj())))
+    return math.sqrt(max(total - 2.0 * inner + approx, 0.0) / total)
+
+
+def sparse_cur(
+    A: Any,
+    rank: int | None,
+    *,
+    tol: float | None,
+    n_rows: int | None,
+    n_cols: int | None,
+    select: str,
+    middle: str,
+    seed: Any,
+    svd: str,
+    rtol: float | None,
+    check_finite: bool,
+) -> CUR:
+    """:func:`tcur.linalg.cur` of a ``scipy.sparse`` matrix (the arguments are those of
+    ``cur``); see :mod:`tcur.linalg.sparse`.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from tcur.linalg import cur
+    >>> A = sp.random_array((50, 5), density=0.5, rng=0) @ sp.random_array((5, 40), rng=1)
+    >>> d = cur(A.tocsc(), 5, seed=0)
+    >>> d.C.format, d.R.format, type(d.U).__name__
+    ('csc', 'csc', 'ndarray')
+    >>> bool(np.allclose(d.reconstruct(), A.toarray()))
+    True
+    """
+    op = SparseOperator(A, check_finite=check_finite)
+    check_choice(select, "select", SELECT_RULES)
+    check_choice(middle, "middle", MIDDLES)
+    check_choice(svd, "svd", SVD_METHODS)
+    rtol = check_rtol(rtol)
+    tol = check_rank_or_tol(rank, tol)
+    options = {"select": select, "middle": middle, "seed": seed, "svd": svd, "rtol": rtol}
+
+    def fit(k: int, rows: int, cols: int) -> CUR:
+        found = fit_by_products(op, k, rows, cols, **options)
+        C, R = op.csc[:, found.cols], op.csr[found.rows, :]
+        fmt = A.format
+        return CUR(C.asformat(fmt), found.U, R.asformat(fmt), found.rows, found.cols, k)
+
+    if tol is None:
+        rank = check_rank(rank, "rank", min(op.shape))
+        return fit(rank, *index_counts(rank, n_rows, n_cols, op.shape))
+    if n_rows is not None or n_cols is not None:
+        raise ValueError("n_rows and n_cols cannot be combined with tol=; they follow the rank")
+    return smallest_rank_meeting(
+        lambda k: fit(k, k, k),
+        lambda d: factored_error(op.csr, d.C, d.U, d.R),
+        tol,
+        min(op.shape),
+    )
