@@ -52,8 +52,11 @@ def _peft_model() -> torch.nn.Module:
     return get_peft_model(tiny_bert(), config)
 
 
-def _train(model: torch.nn.Module, out: Path, resume: Path | None = None) -> None:
+def _train(
+    model: torch.nn.Module, out: Path, resume: Path | None = None, checkpointing: bool = False
+) -> None:
     args = TrainingArguments(
+        gradient_checkpointing=checkpointing,
         output_dir=str(out),
         max_steps=STEPS,
         per_device_train_batch_size=2,
@@ -93,4 +96,16 @@ def test_trainer_resume_continues_exactly(
     resumed = build()
     _train(resumed, tmp_path / "resumed", resume=checkpoint)
     for ours, theirs in zip(_dUs(resumed), expected, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("build", [_tcur_model, _peft_model], ids=["apply", "peft"])
+def test_gradient_checkpointing_gives_the_same_training(
+    build: Callable[[], torch.nn.Module], tmp_path: Path
+) -> None:
+    """A checkpointed block runs again in backward; the adapters must record the same both times."""
+    plain, checkpointed = build(), build()
+    _train(plain, tmp_path / "plain")
+    _train(checkpointed, tmp_path / "checkpointed", checkpointing=True)
+    for ours, theirs in zip(_dUs(checkpointed), _dUs(plain), strict=True):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)

@@ -52,9 +52,29 @@ IDENTITY_BUFFERS = ("index_rows", "index_cols", "scale_bits", "config_sha256", "
 
 @dataclass
 class PassCounter:
-    """Forward passes of the adapted model so far (a forward pre-hook on the model bumps it)."""
+    """Forward passes of the adapted model so far (a forward pre-hook on the model calls start).
+
+    ``shared`` says whether a group's operands may be built once per pass and shared by its
+    layers. Under activation (gradient) checkpointing they may not: a checkpointed block is run
+    again in the backward pass and must then record exactly what it recorded the first time, so
+    every layer builds its own operands (a little more work per layer, same values).
+    """
 
     value: int = 0
+    shared: bool = True
+
+    def start(self, model: nn.Module) -> None:
+        """A new forward pass of ``model`` begins.
+
+        Sharing is off while ``model`` trains with a module whose ``gradient_checkpointing``
+        attribute is ``True`` (transformers' convention, set by
+        ``gradient_checkpointing_enable()``; set it on a block checkpointed by hand, too).
+        """
+        self.value += 1
+        self.shared = not (
+            model.training
+            and any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+        )
 
 
 @dataclass
@@ -190,6 +210,8 @@ class TCURGroup(nn.Module):
         or when slice ``k`` already used it (a layer called on its own twice: never reuse an
         autograd graph that a backward pass may have freed).
         """
+        if not self.passes.shared:
+            return build()
         key = (
             self.passes.value,
             torch.is_grad_enabled(),

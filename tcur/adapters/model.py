@@ -204,7 +204,7 @@ def _check_state_dict(module: nn.Module, state_dict: dict[str, Any], prefix: str
 
 
 def _start_pass(module: nn.Module, args: Any) -> None:
-    getattr(module, _STATE_ATTR)["passes"].value += 1
+    getattr(module, _STATE_ATTR)["passes"].start(module)
 
 
 def adapter_layers(model: nn.Module) -> list[tuple[str, TCURLayer]]:

@@ -387,7 +387,7 @@ class TCURTuner(BaseTuner):
                 check_identity(group, state_dict, f"{prefix}{self.groups_attr}.{adapter}.{i}.")
 
     def _start_pass(self, module: nn.Module, args: Any) -> None:
-        self._passes.value += 1
+        self._passes.start(module)
 
     @property
     def groups(self) -> nn.ModuleDict:
