@@ -264,3 +264,22 @@ def test_from_pretrained_validates_the_saved_selection(
         ValueError, match=r"groups\[1\] .*rows must be 3 distinct indices in 0\.\.15"
     ):
         PeftModel.from_pretrained(tiny_bert(), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("peft_switch", "config_switch", "expected"),
+    [(True, True, torch.float32), (False, True, torch.bfloat16), (True, False, torch.bfloat16)],
+)
+def test_dU_dtype_in_a_bfloat16_model(
+    peft_switch: bool, config_switch: bool, expected: torch.dtype
+) -> None:
+    base = tiny_bert().to(torch.bfloat16)
+    config = _config(autocast_adapter_dtype=config_switch)
+    model = get_peft_model(base, config, autocast_adapter_dtype=peft_switch)
+    groups = _groups(model)
+    assert all(g.dU.dtype == expected and g.C.dtype == torch.bfloat16 for g in groups)
+    model.train()
+    out = model(**_inputs(), labels=torch.tensor([0, 1, 1, 0]))
+    out.loss.backward()
+    assert out.logits.dtype == torch.bfloat16
+    assert all(g.dU.grad is not None and g.dU.grad.dtype == expected for g in groups)

@@ -502,12 +502,21 @@ class TCURTuner(BaseTuner):
         del self.groups[adapter_name]
 
     def _cast_adapter_dtype(self, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
+        """``dU`` in float32 for half-precision weights unless PEFT's or the config's switch is off.
+
+        ``get_peft_model(..., autocast_adapter_dtype=False)`` or the config's
+        ``autocast_adapter_dtype=False`` keep ``dU`` in the weights' dtype.
+        """
         super()._cast_adapter_dtype(adapter_name, autocast_adapter_dtype)
-        if not autocast_adapter_dtype or adapter_name not in self.groups:
+        if adapter_name not in self.groups:
             return
+        own = getattr(self.peft_config[adapter_name], "autocast_adapter_dtype", True)
+        upcast = autocast_adapter_dtype and own
         for group in _members(self.groups[adapter_name]):
-            if group.dU.dtype in (torch.float16, torch.bfloat16):
-                group.dU = nn.Parameter(group.dU.detach().float(), group.dU.requires_grad)
+            half = group.C.dtype in (torch.float16, torch.bfloat16)
+            dtype = torch.float32 if upcast and half else group.C.dtype
+            if group.dU.dtype != dtype:
+                group.dU = nn.Parameter(group.dU.detach().to(dtype), group.dU.requires_grad)
 
     def _unload_and_optionally_merge(
         self,
