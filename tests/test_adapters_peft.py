@@ -283,3 +283,14 @@ def test_dU_dtype_in_a_bfloat16_model(
     out.loss.backward()
     assert out.logits.dtype == torch.bfloat16
     assert all(g.dU.grad is not None and g.dU.grad.dtype == expected for g in groups)
+
+
+def test_what_peft_refuses_for_tcur_adapters(trained: tuple[PeftModel, torch.Tensor]) -> None:
+    """Documented limits: no injection without a PeftModel, one PEFT type per model."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    with pytest.raises(ValueError, match="shared state"):
+        inject_adapter_in_model(_config(), tiny_bert())
+    model, _ = trained
+    with pytest.raises(ValueError, match=r"different PEFT type|peft type"):
+        model.add_adapter("second", LoraConfig(target_modules=["query"], task_type="SEQ_CLS"))
