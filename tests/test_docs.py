@@ -34,6 +34,9 @@ CODE_ONLY = [
 
 @pytest.mark.parametrize("page", DOCTESTED)
 def test_page_examples_run(page: str) -> None:
+    if page == "tutorials/decompositions.rst":
+        pytest.importorskip("sklearn")  # its data: load_digits, sample images (examples extra)
+        pytest.importorskip("PIL")
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     result = doctest.testfile(str(DOCS / page), module_relative=False, optionflags=flags)
     assert result.attempted > 0
