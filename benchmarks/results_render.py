@@ -53,6 +53,7 @@ class Section:
     raw: Path | None = None
     plots: list[Path] = field(default_factory=list)
     problem: str = ""
+    note: str = ""
 
 
 def sections(results_dir: Path) -> list[Section]:
@@ -105,8 +106,12 @@ def read_section(path: Path, pngs: list[Path]) -> Section:
     if isinstance(headline, dict) and isinstance(headline.get("rows"), list):
         _fill_headline(section, headline, path.parent)
     else:
-        section.question = _title(data) or "This result file states no headline."
+        section.question = _title(data)
         section.fields = _fields(data)
+        section.note = (
+            "This file has no headline section (the format is described in "
+            "benchmarks/results_render.py); its top-level fields follow."
+        )
     return section
 
 
@@ -221,7 +226,10 @@ def _md_section(s: Section, base: Path) -> str:
     out = [f"\n## {s.name}\n\n"]
     if s.problem:
         return out[0] + f"{_md(s.problem)}\n"
-    out.append(f"**Question.** {_md(s.question)}\n\n")
+    if s.question:
+        out.append(f"**Question.** {_md(s.question)}\n\n")
+    if s.note:
+        out.append(f"*{_md(s.note)}*\n\n")
     if s.rows:
         out.append("| " + " | ".join(COLUMNS) + " |\n|" + " --- |" * len(COLUMNS) + "\n")
         out += ["| " + " | ".join(_md(c) for c in row) + " |\n" for row in s.rows]
@@ -269,7 +277,10 @@ def _rst_section(s: Section, base: Path) -> str:
     out = [f"{title}\n{'-' * len(title)}\n\n"]
     if s.problem:
         return out[0] + f"{rst_escape(s.problem)}\n\n"
-    out.append(f"**Question.** {rst_escape(s.question)}\n\n")
+    if s.question:
+        out.append(f"**Question.** {rst_escape(s.question)}\n\n")
+    if s.note:
+        out.append(f"*{rst_escape(s.note)}*\n\n")
     if s.rows:
         out.append(_rst_table("Headline", list(COLUMNS), s.rows))
     if s.answer:
