@@ -59,6 +59,8 @@ from tcur._backend import (
 PIVOTING_RULES = ("sketch_qr", "arp")
 SKETCH_OVERSAMPLE = 10
 """Extra sketch columns beyond the number of indices (``l = count + SKETCH_OVERSAMPLE``)."""
+EXACT_CANDIDATES = 2
+"""Candidates whose CUR error is measured exactly (the best by the sketch's estimate)."""
 
 
 def pivoted_qr_indices(M: np.ndarray, count: int) -> np.ndarray:
@@ -143,14 +145,16 @@ def numerical_range(xp: Any, X: Array) -> Array:
     directions of singular values at round-off level (``<= max(m, k) * eps * s_max``, ``s_max``
     over the batch) set to zero: a rank-deficient ``X`` contributes only its true range, so
     the pivots do not depend on round-off."""
-    U, s, _ = xp.linalg.svd(X, full_matrices=False)
+    Q, R = xp.linalg.qr(X)  # then the SVD of the small R: cheaper than an SVD of X
+    u, s, _ = xp.linalg.svd(R, full_matrices=False)
     keep = s > max(X.shape[-2:]) * eps(X) * xp.max(s)
-    return U * xp.astype(keep, U.dtype)[..., None, :]
+    return (Q @ u) * xp.astype(keep, u.dtype)[..., None, :]
 
 
 def hermitian(xp: Any, X: Array) -> Array:
-    """Conjugate transpose of the last two axes."""
-    return xp.conj(xp.matrix_transpose(X))
+    """Conjugate transpose of the last two axes (no copy for real input)."""
+    transposed = xp.matrix_transpose(X)
+    return xp.conj(transposed) if xp.isdtype(X.dtype, "complex floating") else transposed
 
 
 def range_basis(F: Array, cols: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -190,23 +194,52 @@ def pick(rule: str, basis: np.ndarray, count: int, rng: np.random.Generator) -> 
     return adaptive_randomized_pivots(basis, count, rng)
 
 
-def captured_energy(F: Array, weights: np.ndarray, candidates: list[Any]) -> np.ndarray:
+def candidate_bases(F: Array, candidates: list[Any]) -> list[tuple[Array, Array]]:
+    """``(Q_C, Q_R)`` for each ``(rows, cols)``: numerical range bases of ``F_k[:, cols]`` and
+    ``F_k[rows, :]^H`` (where ``F`` lives)."""
+    xp = namespace(F)
+    return [
+        (
+            numerical_range(xp, take(F, index_array(cols, F), axis=2)),
+            numerical_range(xp, hermitian(xp, take(F, index_array(rows, F), axis=1))),
+        )
+        for rows, cols in candidates
+    ]
+
+
+def _weighted_energy(xp: Any, weights: np.ndarray, block: Array) -> float:
+    return float(weights @ np.sum(np.abs(to_numpy(block)) ** 2, axis=(1, 2)))
+
+
+def captured_energy(
+    F: Array, weights: np.ndarray, candidates: list[Any], bases: list[Any] | None = None
+) -> np.ndarray:
     """``sum_k w_k ||Q_C^H F_k Q_R||_F^2`` for each ``(rows, cols)`` candidate.
 
-    ``Q_C``, ``Q_R``: numerical range bases of ``F_k[:, cols]`` and ``F_k[rows, :]^H``. One pass
-    over ``F`` for all candidates together; the CUR error with the optimal middle is
-    ``||F||_F^2`` minus this.
+    ``Q_C``, ``Q_R``: :func:`candidate_bases` (computed when not given). One pass over ``F`` for
+    all candidates together; the CUR error with the optimal middle is ``||F||_F^2`` minus this.
     """
     xp = namespace(F)
-    bases = [numerical_range(xp, take(F, index_array(c, F), axis=2)) for _, c in candidates]
-    G = hermitian(xp, xp.concat(bases, axis=2)) @ F
+    bases = candidate_bases(F, candidates) if bases is None else bases
+    G = hermitian(xp, xp.concat([QC for QC, _ in bases], axis=2)) @ F
     energies, start = [], 0
-    for (rows, cols), _ in zip(candidates, bases, strict=True):
-        QR = numerical_range(xp, hermitian(xp, take(F, index_array(rows, F), axis=1)))
-        block = G[:, start : start + cols.size, :] @ QR
-        energies.append(float(weights @ np.sum(np.abs(to_numpy(block)) ** 2, axis=(1, 2))))
-        start += cols.size
+    for QC, QR in bases:
+        width = QC.shape[-1]
+        energies.append(_weighted_energy(xp, weights, G[:, start : start + width, :] @ QR))
+        start += width
     return np.asarray(energies)
+
+
+def sketched_energy(Q: Array, Y: Array, weights: np.ndarray, bases: list[Any]) -> np.ndarray:
+    """:func:`captured_energy` of ``Q Y^H`` (the sketch's low-rank approximation of ``F``)
+    instead of ``F``: no pass over ``F``, used to pre-rank the candidates."""
+    xp = namespace(Q)
+    return np.asarray(
+        [
+            _weighted_energy(xp, weights, (hermitian(xp, QC) @ Q) @ (hermitian(xp, Y) @ QR))
+            for QC, QR in bases
+        ]
+    )
 
 
 def _conditioned(
@@ -269,7 +302,8 @@ def select_pivoted(
     size = min(max(n_rows, n_cols) + SKETCH_OVERSAMPLE, min(F.shape[1:]))
     Y0 = Fh @ _orth(xp, F @ gaussian(sketch_rng, (F.shape[0], F.shape[2], size), F))
     X1 = F @ _orth(xp, Y0)
-    Y1 = Fh @ _orth(xp, X1)
+    Q1 = _orth(xp, X1)
+    Y1 = Fh @ Q1
     candidates = [
         _conditioned(rule, F, Y0, n_cols, n_rows, context),
         _conditioned(rule, F, Y1, n_cols, n_rows, context),
@@ -277,7 +311,11 @@ def select_pivoted(
     ]
     if rule == "sketch_qr":
         candidates.append(_conditioned(rule, F, Y1, n_cols, n_rows, context, orthonormal=True))
-    energy = captured_energy(F, w, candidates)
+    bases = candidate_bases(F, candidates)
+    # Pre-rank on the sketch, then measure the best EXACT_CANDIDATES exactly in one pass.
+    order = np.argsort(-sketched_energy(Q1, Y1, w, bases), kind="stable")[:EXACT_CANDIDATES]
+    order = np.sort(order)
+    energy = captured_energy(F, w, [candidates[i] for i in order], [bases[i] for i in order])
     # Candidates within round-off of the best are ties: take the first (backend-independent).
     best = int(np.flatnonzero(energy >= energy.max() * (1 - 1000 * eps(F)))[0])
-    return candidates[best]
+    return candidates[int(order[best])]
