@@ -1,6 +1,6 @@
 """tCURLoRA against PEFT LoRA on the real all-MiniLM-L6-v2, and the forward-strategy cost model.
 
-Three measurements, written to ``results/bench_adapters.json`` and ``results/bench_adapters.png``:
+Five measurements, written to ``results/bench_adapters.json`` and ``results/bench_adapters.png``:
 
 1. **Training step** (batch 32 x 48 tokens, targets ``query`` and ``value``, classifier head
    trained too, AdamW): tCURLoRA rank 8 (``TCURLoRAConfig(rank=8)``, ``forward="auto"``) against
@@ -14,11 +14,21 @@ Three measurements, written to ``results/bench_adapters.json`` and ``results/ben
    gradients, optimizer state, adapter buffers). Targets: time <= 1.15x, memory <= 1.1x LoRA.
 2. **Factored vs materialized** on the six real ``query`` weights as one group, across token
    counts, for training (forward + backward) and inference: measured times and the crossover
-   that the cost model of :mod:`tcur.adapters.forward` predicts.
+   that the cost model of :mod:`tcur.adapters.forward` predicts. The cost model's one constant
+   ``E`` (:data:`tcur.adapters.forward.ELEMENTWISE_COST`) is **fitted** here: inference times of
+   the merge pass ``W + Delta`` and the build product ``B_k @ A`` are timed on 256..2048-wide
+   slices, straight lines through the times give ms per element and per multiply-add, and
+   ``E`` is their ratio (median of several rounds; ``elementwise_fit`` in the JSON). The
+   predicted crossovers use that ``E``.
 3. **Merged inference**: the tCURLoRA model after ``merge`` against the plain base model.
 4. **Update size after one step** (``select="norm"``, ranks 4-32, both scalings): how the
    default ``scaling="normalized"`` keeps ``||Delta||/||W||`` after one Adam-like step flat in
    the rank while ``"plain"`` grows with it (the learning-rate experiment itself is separate).
+5. **Peak memory of one training step** on a synthetic 24-layer model whose 24 targets are
+   2048 x 2048 (one tCUR group, rank 8, 2 x 128 tokens), factored and materialized, each in a
+   fresh process (``VmHWM`` as above): the per-pass cache must not keep a ``(d_out, d_in, n3)``
+   update alive, so the extra memory is activations, the adapter and (materialized only) the
+   per-layer merged weights that the backward pass needs.
 
 Run ``python benchmarks/bench_adapters.py [--quick]``.
 """
@@ -185,11 +195,12 @@ def _time_chain(chain: torch.nn.Module, tokens: int, train: bool, repeat: int) -
     return 1000.0 * best_time(run, repeat)[0]
 
 
-def predicted_crossover(dims: GroupDims, train: bool) -> float | None:
+def predicted_crossover(dims: GroupDims, train: bool, elementwise: float) -> float | None:
     """Smallest token count at which the cost model prefers ``"materialized"`` (None: never)."""
 
     def cheaper(t: int) -> bool:
-        return materialized_cost(dims, t, train, False) < factored_cost(dims, t, train)
+        materialized = materialized_cost(dims, t, train, False, elementwise)
+        return materialized < factored_cost(dims, t, train)
 
     if not cheaper(1 << 24):
         return None
@@ -232,12 +243,133 @@ def _strategy_rows(token_counts: list[int], repeat: int) -> list[dict[str, Any]]
                 {
                     "rank": rank,
                     "mode": "train" if train else "inference",
-                    "predicted_crossover_tokens": predicted_crossover(dims, train),
+                    "dims": dims.__dict__,
                     "measured_first_materialized_faster": faster[0] if faster else None,
                     "points": measured,
                 }
             )
     return rows
+
+
+def fit_elementwise(sizes: list[int], inner: int, repeat: int, rounds: int) -> dict[str, Any]:
+    """Fit ``E``: the slope of the merge pass per element over the slope of a matmul per MAC.
+
+    For square slices ``d x d``, times the merge ``W + Delta`` (what ``"materialized"`` does per
+    layer) and the product ``B_k @ A`` (``d x inner`` by ``inner x d``, the build of one
+    slice); a straight line per kind through the sizes (intercept = per-call overhead) gives
+    ``ms`` per element and per multiply-add, and ``E`` is their ratio. One thread, best of
+    ``repeat`` per point; the fit is repeated ``rounds`` times and the median ``E`` is reported
+    (memory-bound passes suffer most from the other processes on the shared cores).
+    """
+    import numpy as np
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    fits = []
+    try:
+        for _ in range(rounds):
+            merge_ms = [1000 * best_time(_merge_pass(d), repeat)[0] for d in sizes]
+            matmul_ms = [1000 * best_time(_build_product(d, inner), repeat)[0] for d in sizes]
+            elements = np.array([d * d for d in sizes], dtype=float)
+            per_element = float(np.polyfit(elements, merge_ms, 1)[0])
+            per_mac = float(np.polyfit(elements * inner, matmul_ms, 1)[0])
+            fits.append({"E": per_element / per_mac, "merge_ms": merge_ms, "matmul_ms": matmul_ms})
+    finally:
+        torch.set_num_threads(threads)
+    values = sorted(f["E"] for f in fits)
+    return {
+        "elementwise_cost": statistics.median(values),
+        "elementwise_cost_range": [values[0], values[-1]],
+        "sizes": sizes,
+        "inner": inner,
+        "rounds": fits,
+    }
+
+
+def _merge_pass(d: int) -> Callable[[], torch.Tensor]:
+    weight, delta = torch.randn(d, d), torch.randn(d, d)
+    return lambda: (weight + delta).contiguous()
+
+
+def _build_product(d: int, inner: int) -> Callable[[], torch.Tensor]:
+    B, A = torch.randn(d, inner), torch.randn(inner, d)
+    return lambda: B @ A
+
+
+def add_predictions(rows: list[dict[str, Any]], elementwise: float) -> None:
+    """Predicted crossover of every row with the cost model at ``E = elementwise``."""
+    for row in rows:
+        dims = GroupDims(**row["dims"])
+        row["predicted_crossover_tokens"] = predicted_crossover(
+            dims, row["mode"] == "train", elementwise
+        )
+
+
+SYNTHETIC_LAYERS, SYNTHETIC_WIDTH, SYNTHETIC_BATCH = 24, 2048, (2, 128)
+
+
+class Synthetic(torch.nn.Module):
+    """24 blocks ``x + tanh(proj(x))``, ``proj`` a ``width x width`` Linear, then a mean loss."""
+
+    def __init__(self, layers: int, width: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.blocks = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = x + torch.tanh(block(x))
+        return x
+
+
+def synthetic_memory_worker(strategy: str, layers: int, width: int) -> dict[str, float]:
+    """Run in a fresh process: peak resident memory of one training step (MiB)."""
+    torch.set_num_threads(1)
+    model = Synthetic(layers, width)
+    targets = [f"blocks.{i}" for i in range(layers)]
+    apply(model, TCURLoRAConfig(targets, rank=RANK, forward=strategy, select="norm"))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    x = torch.randn(*SYNTHETIC_BATCH, width, generator=torch.Generator().manual_seed(0))
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kib("VmRSS")
+    start = time.perf_counter()
+    model(x).square().mean().backward()
+    optimizer.step()
+    seconds = time.perf_counter() - start
+    peak = _status_kib("VmHWM")
+    cached = [t for g in adapter_groups(model) for c in g._caches.values() for t in c.value]
+    return {
+        "extra_peak_mib": (peak - before) / 1024.0,
+        "per_pass_cache_after_step_mib": sum(t.numel() * t.element_size() for t in cached) / 2**20,
+        "model_mib": before / 1024.0,
+        "step_s": seconds,
+    }
+
+
+def synthetic_memory(layers: int, width: int, repeats: int) -> dict[str, Any]:
+    """Peak memory of one training step per strategy: median of ``repeats`` fresh processes."""
+    runs: dict[str, list[dict[str, float]]] = {"factored": [], "materialized": []}
+    for i in range(repeats):
+        for strategy in list(runs) if i % 2 == 0 else list(runs)[::-1]:
+            command = [sys.executable, __file__, "--synthetic-worker", strategy]
+            command += ["--layers", str(layers), "--width", str(width)]
+            out = subprocess.run(command, check=True, capture_output=True, text=True)
+            runs[strategy].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    extra = {k: statistics.median(r["extra_peak_mib"] for r in v) for k, v in runs.items()}
+    return {
+        "layers": layers,
+        "width": width,
+        "tokens": SYNTHETIC_BATCH,
+        "rank": RANK,
+        "extra_peak_mib": extra,
+        "full_update_tensor_mib": width * width * layers * 4 / 2**20,
+        "runs": runs,
+        "note": (
+            "extra_peak_mib: median over fresh processes of VmHWM during one forward + backward "
+            "+ AdamW step minus the resident size before it; full_update_tensor_mib: the "
+            "(width, width, layers) float32 update the old per-pass cache kept alive"
+        ),
+    }
 
 
 def merged_inference(repeat: int) -> dict[str, Any]:
@@ -260,9 +392,12 @@ def merged_inference(repeat: int) -> dict[str, Any]:
                 models[name](**inputs)
                 times[name].append(1000.0 * (time.perf_counter() - start))
     medians = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
     return {
         "median_ms": medians,
+        "min_ms": best,
         "ratio_merged_over_base": medians["tcur_merged"] / medians["base"],
+        "ratio_of_min_merged_over_base": best["tcur_merged"] / best["base"],
     }
 
 
@@ -346,12 +481,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and token counts")
     parser.add_argument("--memory-worker", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--synthetic-worker", choices=("factored", "materialized"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--steps", type=int, default=3, help=argparse.SUPPRESS)
+    parser.add_argument("--layers", type=int, default=SYNTHETIC_LAYERS, help=argparse.SUPPRESS)
+    parser.add_argument("--width", type=int, default=SYNTHETIC_WIDTH, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_worker:
         print(json.dumps(memory_worker(args.memory_worker, args.steps)))
         return {}
+    if args.synthetic_worker:
+        print(json.dumps(synthetic_memory_worker(args.synthetic_worker, args.layers, args.width)))
+        return {}
     quick = args.quick
+    strategies = strategy_table(
+        [16, 256, 4096] if quick else [16, 64, 256, 1024, 4096], 2 if quick else 9
+    )
+    fit = fit_elementwise([256, 512, 1024, 2048], 48, 5 if quick else 9, 2 if quick else 7)
+    add_predictions(strategies, fit["elementwise_cost"])
     result = {
         "setup": {
             "model": "all-MiniLM-L6-v2 (BertForSequenceClassification, 2 labels)",
@@ -367,8 +515,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "training_step": step_times(6 if quick else 20),
         "peak_memory": peak_memory(2 if quick else 3, 1 if quick else 2),
-        "strategies": strategy_table(
-            [16, 256, 4096] if quick else [16, 64, 256, 1024, 4096], 2 if quick else 5
+        "strategies": strategies,
+        "elementwise_fit": fit,
+        "synthetic_step_memory": synthetic_memory(
+            8 if quick else SYNTHETIC_LAYERS, 512 if quick else SYNTHETIC_WIDTH, 1 if quick else 3
         ),
         "merged_inference": merged_inference(4 if quick else 15),
         "one_step_update": one_step_update([4, 16] if quick else [4, 8, 16, 32]),

@@ -346,7 +346,7 @@ class TCURLayer(nn.Module):
         """Base weight (native layout) plus ``sign * delta``, summed in the compute dtype."""
         weight = _tensor(self.base_layer, "weight")
         native = delta.T if is_conv1d(self.base_layer) else delta
-        total = weight.to(delta.dtype) + sign * native
+        total = torch.add(weight.to(delta.dtype), native, alpha=sign)
         return total.to(weight.dtype).contiguous()
 
     def _run_base(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
