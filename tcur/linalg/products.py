@@ -12,9 +12,10 @@ dense code, so the same seed gives the same indices as on ``A`` made dense:
   (4) ``A^H orth(.)``, with the extra range sketches of an oversampled side riding along in
   (3) and (4); (5) gather the columns of candidates 1-2 and the rows of candidate 3; (6) gather
   the rows of candidates 1-2 and the columns of candidate 3 (each chosen conditioned on the
-  other side); (7) ``A [Q_R1, Q_R2, Q_R3]``, which gives each candidate's exact error
+  other side); (7) ``A^H [Q_C1, Q_C2, ...]`` (or ``A [Q_R1, ...]`` when ``A`` is wide: the
+  product on the short side), which gives each candidate's exact error
   ``||A||_F^2 - ||Q_C^H A Q_R||_F^2`` and the optimal middle of the best:
-  ``U = pinv(C) (A Q_R) (Q_R^H pinv(R))``. **7 passes**, for either middle.
+  ``U = (pinv(C) Q_C) (Q_C^H A Q_R) (Q_R^H pinv(R))``. **7 passes**, for either middle.
 - ``"deim"``, ``"qdeim"``, ``"leverage"``, ``"leverage_sample"``: randomized SVD with
   :data:`POWER_ITERS` power iterations (``2 + 2 * POWER_ITERS = 6`` passes), then one gather and,
   for ``middle="optimal"``, one product: **8 passes** (7 with ``middle="pinv"``). With
@@ -105,13 +106,58 @@ def _gaussian(rng: np.random.Generator, shape: tuple[int, int], dtype: np.dtype)
 
 
 def _orth(Y: np.ndarray) -> np.ndarray:
-    return np.linalg.qr(Y)[0]
+    """Orthonormal basis of the range of a tall ``Y`` (economic Householder QR, C order)."""
+    import scipy.linalg  # deferred: keeps `import tcur` fast
+
+    return np.ascontiguousarray(scipy.linalg.qr(Y, mode="economic", check_finite=False)[0])
 
 
-def _extended(block: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
-    """Range basis of the gathered ``block``, extended by a range sketch (oversampled side)."""
-    full = block if extra is None else np.concatenate([block, extra], axis=1)
-    return numerical_range(np, full)
+def range_basis(X: np.ndarray) -> np.ndarray:
+    """:func:`tcur.linalg.pivoting.numerical_range` of one tall matrix ``X`` (``m x k``): QR, then
+    the SVD of the small triangular factor; directions of singular values at round-off level
+    (``<= max(m, k) * eps * s_max``) are set to zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.products import range_basis
+    >>> B = range_basis(np.array([[1.0, 2.0], [2.0, 4.0], [0.0, 0.0]]))
+    >>> np.round(np.abs(B), 6).tolist()
+    [[0.447214, 0.0], [0.894427, 0.0], [0.0, 0.0]]
+    """
+    import scipy.linalg  # deferred: keeps `import tcur` fast
+
+    Q, R = scipy.linalg.qr(X, mode="economic", check_finite=False)
+    u, s, _ = np.linalg.svd(R)
+    keep = s > max(X.shape) * float(np.finfo(X.dtype).eps) * (s[0] if s.size else 0.0)
+    return np.ascontiguousarray((Q @ u) * keep)
+
+
+class Gathered:
+    """Gathered columns (``"cols"``) and rows (``"rows"``) of ``A`` by index set, with their
+    numerical range bases (of ``A[:, c]`` and of ``A[r, :]^H``) computed once."""
+
+    def __init__(self) -> None:
+        self.blocks: dict[tuple[str, bytes], np.ndarray] = {}
+        self.bases: dict[tuple[str, bytes], np.ndarray] = {}
+
+    def add(self, side: str, indices: list[np.ndarray], blocks: list[np.ndarray]) -> None:
+        for idx, block in zip(indices, blocks, strict=True):
+            self.blocks[side, idx.tobytes()] = block
+
+    def block(self, side: str, idx: np.ndarray) -> np.ndarray:
+        return self.blocks[side, idx.tobytes()]
+
+    def basis(self, side: str, idx: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+        """Range basis of the block (``A[:, c]``, or ``A[r, :]^H``), extended by ``extra``."""
+        block = self.block(side, idx)
+        block = block if side == "cols" else block.conj().T
+        if extra is not None:
+            return range_basis(np.concatenate([block, extra], axis=1))
+        key = (side, idx.tobytes())
+        if key not in self.bases:
+            self.bases[key] = range_basis(block)
+        return self.bases[key]
 
 
 def _outer(
@@ -128,7 +174,7 @@ def _outer(
 
 def _pivoting_candidates(
     A: Operator, n_rows: int, n_cols: int, rule: str, seed: Any
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, dict[bytes, np.ndarray]]]:
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], Gathered]:
     """The candidates of :func:`tcur.linalg.pivoting.select_pivoted` in six passes, with the
     gathered columns and rows (keyed by the index bytes) for the final pass.
 
@@ -161,31 +207,34 @@ def _pivoting_candidates(
     is_cols = [side == "cols" for side, _, _ in specs]
     cols_first = [i for i, c in zip(first, is_cols, strict=True) if c]
     rows_first = [i for i, c in zip(first, is_cols, strict=True) if not c]
-    C_first, R_first = A.gather(cols_first, rows_first)
+    gathered = Gathered()
+    _gather(A, gathered, cols_first, rows_first)
     sketched = {"cols": iter(sketched_right), "rows": iter(sketched_left)}
-    blocks = {"cols": iter(C_first), "rows": iter(R_first)}
-    second = []
-    for (side, _, _), extra in zip(specs, extras, strict=True):
-        block = next(blocks[side])
-        basis = _extended(
-            block if side == "cols" else block.conj().T,
-            next(sketched[side]) if extra is not None else None,
-        )
+    second: list[np.ndarray] = []
+    known: dict[tuple[str, bytes], np.ndarray] = {}  # sketch_qr is deterministic: pick once
+    for (side, _, _), idx, extra in zip(specs, first, extras, strict=True):
+        key = (side, idx.tobytes())
+        if rule == "sketch_qr" and extra is None and key in known:
+            second.append(known[key])
+            continue
+        basis = gathered.basis(side, idx, next(sketched[side]) if extra is not None else None)
         second.append(pick(rule, basis, n_rows if side == "cols" else n_cols, sample_rng))
+        known[key] = second[-1]
     rows_second = [i for i, c in zip(second, is_cols, strict=True) if c]
     cols_second = [i for i, c in zip(second, is_cols, strict=True) if not c]
-    C_second, R_second = A.gather(cols_second, rows_second)
+    _gather(A, gathered, cols_second, rows_second)
     candidates = [
         (s_idx, f_idx) if c else (f_idx, s_idx)
         for f_idx, s_idx, c in zip(first, second, is_cols, strict=True)
     ]
-    all_cols = zip([*cols_first, *cols_second], [*C_first, *C_second], strict=True)
-    all_rows = zip([*rows_first, *rows_second], [*R_first, *R_second], strict=True)
-    gathered = {
-        "cols": {idx.tobytes(): M for idx, M in all_cols},
-        "rows": {idx.tobytes(): M for idx, M in all_rows},
-    }
     return candidates, gathered
+
+
+def _gather(A: Operator, into: Gathered, cols: list[np.ndarray], rows: list[np.ndarray]) -> None:
+    """One pass gathering ``A[:, c]`` and ``A[r, :]`` into ``into``."""
+    col_blocks, row_blocks = A.gather(cols, rows)
+    into.add("cols", cols, col_blocks)
+    into.add("rows", rows, row_blocks)
 
 
 def _split(X: np.ndarray, size: int, extras: list[np.ndarray | None]) -> list[np.ndarray]:
@@ -291,32 +340,36 @@ def fit_by_products(
         candidates, gathered = _pivoting_candidates(A, n_rows, n_cols, select, seed)
     else:
         candidates = [_single_candidate(A, rank, n_rows, n_cols, select, seed, svd)]
-        (C,), (R,) = A.gather([candidates[0][1]], [candidates[0][0]])
-        gathered = {
-            "cols": {candidates[0][1].tobytes(): C},
-            "rows": {candidates[0][0].tobytes(): R},
-        }
-    blocks = [(gathered["cols"][c.tobytes()], gathered["rows"][r.tobytes()]) for r, c in candidates]
+        gathered = Gathered()
+        _gather(A, gathered, [candidates[0][1]], [candidates[0][0]])
+    blocks = [(gathered.block("cols", c), gathered.block("rows", r)) for r, c in candidates]
     if middle == "pinv" and len(candidates) == 1:
         rows, cols = candidates[0]
         return Fit(rows, cols, pinv(blocks[0][1][:, cols], rtol, rank=rank))
-    bases_R = [numerical_range(np, R.conj().T) for _, R in blocks]
-    splits = np.cumsum([n_rows] * len(blocks))[:-1]
-    AQ = np.split(A.times(np.concatenate(bases_R, axis=1)), splits, axis=1)
-    captured = np.asarray(
-        [
-            _safe_norm(numerical_range(np, C).conj().T @ AQ_R)
-            for (C, _), AQ_R in zip(blocks, AQ, strict=True)
-        ]
-    )
+    bases_C = [gathered.basis("cols", c) for _, c in candidates]
+    bases_R = [gathered.basis("rows", r) for r, _ in candidates]
+    tall = A.shape[0] >= A.shape[1]  # multiply on the short side: n x (candidates * k) blocks
+    keys = [(c if tall else r).tobytes() for r, c in candidates]
+    unique = {key: Q for key, Q in zip(keys, bases_C if tall else bases_R, strict=True)}
+    widths = np.cumsum([Q.shape[1] for Q in unique.values()])[:-1]
+    product = A.adjoint_times if tall else A.times
+    blocks_out = np.split(product(np.concatenate(list(unique.values()), axis=1)), widths, axis=1)
+    projected = dict(zip(unique, blocks_out, strict=True))
+    if tall:  # (A^H Q_C)^H Q_R = Q_C^H A Q_R
+        cores = [projected[k].conj().T @ Q_R for k, Q_R in zip(keys, bases_R, strict=True)]
+    else:
+        cores = [Q_C.conj().T @ projected[k] for k, Q_C in zip(keys, bases_C, strict=True)]
+    captured = np.asarray([_safe_norm(core) for core in cores])
     # Within round-off of the best (1000 eps in the squared energies) is a tie: take the first.
     eps = float(np.finfo(A.dtype).eps)
     best = int(np.flatnonzero(captured >= captured.max() * (1 - 500 * eps))[0])
     (rows, cols), (C, R) = candidates[best], blocks[best]
     if middle == "pinv":
         return Fit(rows, cols, pinv(R[:, cols], rtol, rank=rank))
-    U = pinv(C, rtol) @ AQ[best] @ (bases_R[best].conj().T @ pinv(R, rtol))
-    return Fit(rows, cols, U)
+    # pinv(C) A pinv(R) = (pinv(C) Q_C)(Q_C^H A Q_R)(Q_R^H pinv(R)): ranges of pinv(C)^H, pinv(R).
+    left = pinv(C, rtol) @ bases_C[best]
+    right = bases_R[best].conj().T @ pinv(R, rtol)
+    return Fit(rows, cols, left @ cores[best] @ right)
 
 
 def smallest_rank_meeting(

@@ -87,13 +87,16 @@ class SparseOperator(Operator):
 
     def __init__(self, A: Any, *, check_finite: bool = False) -> None:
         self.csr, self.csc = as_sparse(A, "A", finite=check_finite)
+        # A^H in CSR without copying the entries of a real matrix (the transpose of CSC).
+        complex_ = np.iscomplexobj(self.csc.data)
+        self.adjoint = self.csc.conj().T if complex_ else self.csc.T
         super().__init__(tuple(self.csr.shape), self.csr.dtype)
 
     def products(self, right: np.ndarray | None, left: np.ndarray | None) -> list[np.ndarray]:
         self.passes += 1
-        out = [] if right is None else [np.asarray(self.csr @ right)]
+        out = [] if right is None else [np.asarray(self.csr @ np.ascontiguousarray(right))]
         if left is not None:
-            out.append(np.asarray(self.csc.conj().T @ left))
+            out.append(np.asarray(self.adjoint @ np.ascontiguousarray(left)))
         return out
 
     def gather(
