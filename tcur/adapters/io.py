@@ -13,7 +13,10 @@ by one that names the new checksums and the temporary names; then each temporary
 ``os.replace``d onto its final name. :func:`load` takes, for each file, whichever of the final and
 the temporary name has the manifest's checksum. So a crash at any point leaves a readable adapter:
 the previous one (manifest not yet replaced) or the new one (manifest replaced), never a mix.
-Under ``torch.distributed`` only rank 0 writes; every rank returns (or raises) once it is done.
+Temporary files that an interrupted save left behind (``.adapter*.<12 hex digits>.tmp``) are
+removed by the next successful save; two saves into one directory at the same time are not
+supported. Under ``torch.distributed`` only rank 0 writes; every rank returns (or raises) once
+it is done.
 
 Reading. :func:`load` validates everything before it touches the model: the checksums, the JSON
 structure and types of every field, the config, each group's members, shapes, indices, counts and
