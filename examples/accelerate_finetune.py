@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if accelerator.is_main_process:
         (args.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary))
+    accelerator.wait_for_everyone()  # no process tears down the gloo group while another works
     accelerator.end_training()
     return summary
 

@@ -58,6 +58,7 @@ def _worker(rank: int, store: str, out: str) -> None:
                 _step(model, x[part], y[part])
             if rank == 0:
                 save_file(_grads(model.module), f"{out}/{forward}.safetensors")
+        dist.barrier()  # nobody tears the group down while the other rank still works
     finally:
         dist.destroy_process_group()
 

@@ -87,6 +87,7 @@ def _worker(rank: int, store: str, out: str, with_peft: bool) -> None:
         _encoder_run(rank, out)
         if with_peft:
             _peft_run(rank, out)
+        dist.barrier()  # nobody tears the group down while the other rank still works
     finally:
         dist.destroy_process_group()
 
