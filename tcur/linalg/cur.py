@@ -11,6 +11,7 @@ from tcur._backend import (
     check_choice,
     check_rank,
     index_array,
+    is_dask,
     is_sparse,
     is_torch,
     take,
@@ -148,10 +149,10 @@ def cur(
     >>> e.rank, bool(relative_error(B, e.reconstruct()) <= 0.01)
     (5, True)
     """
-    if is_sparse(A):
-        from tcur.linalg.sparse import sparse_cur
+    if is_sparse(A) or is_dask(A):  # products with A only: tcur.linalg.products
+        from tcur.linalg.products import cur_of_kind
 
-        return sparse_cur(
+        return cur_of_kind(
             A,
             rank,
             tol=tol,

@@ -38,8 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import spawn_rngs
-from tcur.linalg.pinv import pinv
+from tcur._backend import check_choice, check_rank, is_sparse, spawn_rngs
+from tcur.linalg._svd import SVD_METHODS
+from tcur.linalg.cur import CUR, MIDDLES, index_counts
+from tcur.linalg.pinv import check_rtol, pinv
 from tcur.linalg.pivoting import (
     PIVOTING_RULES,
     SKETCH_OVERSAMPLE,
@@ -47,8 +49,8 @@ from tcur.linalg.pivoting import (
     pick,
     top_right_vectors,
 )
-from tcur.linalg.selection import BASIS_RULES, choose_indices
-from tcur.linalg.tolerance import FIRST_BLOCK
+from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
+from tcur.linalg.tolerance import FIRST_BLOCK, check_rank_or_tol
 
 POWER_ITERS = 2
 """Power iterations of the randomized SVD behind the basis rules."""
@@ -402,3 +404,74 @@ def smallest_rank_meeting(
         else:
             low = middle
     return found
+
+
+def float_dtype(dtype: Any, name: str) -> np.dtype:
+    """The floating dtype a NumPy ``dtype`` is computed in (the rules of dense input): integers
+    and booleans become float64, float16 float32; long double and non-numeric raise TypeError.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.products import float_dtype
+    >>> float_dtype(np.dtype(np.int32), "A"), float_dtype(np.dtype(np.float16), "A")
+    (dtype('float64'), dtype('float32'))
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype.kind == "f" and dtype.itemsize < 4:
+        return np.dtype(np.float32)
+    if (dtype.kind == "f" and dtype.itemsize > 8) or (dtype.kind == "c" and dtype.itemsize > 16):
+        raise TypeError(f"{name} has dtype {dtype} (long double); convert it to float64 first")
+    if dtype.kind in "fc":
+        return dtype
+    raise TypeError(f"{name} must have a numeric dtype, got dtype {dtype}")
+
+
+def cur_by_operator(
+    op: Operator,
+    rank: Any,
+    *,
+    build: Callable[[Fit, int], CUR],
+    error: Callable[[CUR], float],
+    tol: Any = None,
+    n_rows: Any = None,
+    n_cols: Any = None,
+    select: str = "sketch_qr",
+    middle: str = "optimal",
+    seed: Any = None,
+    svd: str = "auto",
+    rtol: Any = None,
+) -> CUR:
+    """:func:`tcur.linalg.cur` on an operator: the options validated as there, then one
+    :func:`fit_by_products` at ``rank``, or for ``tol=`` :func:`smallest_rank_meeting` with the
+    kind's measured ``error``. ``build(fit, rank)`` makes the result in the input's kind."""
+    check_choice(select, "select", SELECT_RULES)
+    check_choice(middle, "middle", MIDDLES)
+    check_choice(svd, "svd", SVD_METHODS)
+    options = {"select": select, "middle": middle, "seed": seed, "svd": svd}
+    options["rtol"] = check_rtol(rtol)
+    tol = check_rank_or_tol(rank, tol)
+
+    def fit(k: int, rows: int, cols: int) -> CUR:
+        return build(fit_by_products(op, k, rows, cols, **options), k)
+
+    if tol is None:
+        rank = check_rank(rank, "rank", min(op.shape))
+        return fit(rank, *index_counts(rank, n_rows, n_cols, op.shape))
+    if n_rows is not None or n_cols is not None:
+        raise ValueError("n_rows and n_cols cannot be combined with tol=; they follow the rank")
+    return smallest_rank_meeting(lambda k: fit(k, k, k), error, tol, min(op.shape))
+
+
+def cur_of_kind(A: Any, rank: Any, *, check_finite: bool = True, **options: Any) -> CUR:
+    """:func:`tcur.linalg.cur` of a ``scipy.sparse`` matrix (:mod:`tcur.linalg.sparse`) or a Dask
+    array (:mod:`tcur.linalg.lazy`); ``options`` are the other keyword arguments of ``cur``."""
+    if is_sparse(A):
+        from tcur.linalg.sparse import sparse_cur
+
+        return sparse_cur(A, rank, check_finite=check_finite, **options)
+    from tcur.linalg.lazy import dask_cur
+
+    return dask_cur(A, rank, check_finite=check_finite, **options)

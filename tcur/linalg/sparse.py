@@ -25,13 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import Array, check_choice, check_rank, is_sparse
-from tcur.linalg._svd import SVD_METHODS
-from tcur.linalg.cur import CUR, MIDDLES, index_counts
-from tcur.linalg.pinv import check_rtol
-from tcur.linalg.products import Operator, fit_by_products, smallest_rank_meeting
-from tcur.linalg.selection import SELECT_RULES
-from tcur.linalg.tolerance import check_rank_or_tol
+from tcur._backend import Array, is_sparse
+from tcur.linalg.cur import CUR
+from tcur.linalg.products import Fit, Operator, cur_by_operator, float_dtype
 
 
 def as_sparse(A: Any, name: str, *, finite: bool = True) -> tuple[Any, Any]:
@@ -51,25 +47,13 @@ def as_sparse(A: Any, name: str, *, finite: bool = True) -> tuple[Any, Any]:
         raise ValueError(f"{name} must be 2-D, got {A.ndim}-D sparse array of shape {A.shape}")
     if min(A.shape) == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(A.shape)}")
-    dtype = _float_dtype(A.dtype, name)
+    dtype = float_dtype(A.dtype, name)
     csr = A.tocsr()
     if csr.dtype != dtype:
         csr = csr.astype(dtype)
     if finite and not np.isfinite(csr.data).all():
         raise ValueError(f"{name} must not contain NaN or Inf (found in its stored entries)")
     return csr, csr.tocsc()
-
-
-def _float_dtype(dtype: np.dtype, name: str) -> np.dtype:
-    if dtype.kind in "biu":
-        return np.dtype(np.float64)
-    if dtype.kind == "f" and dtype.itemsize < 4:
-        return np.dtype(np.float32)
-    if (dtype.kind == "f" and dtype.itemsize > 8) or (dtype.kind == "c" and dtype.itemsize > 16):
-        raise TypeError(f"{name} has dtype {dtype} (long double); convert it to float64 first")
-    if dtype.kind in "fc":
-        return dtype
-    raise TypeError(f"{name} must have a numeric dtype, got dtype {dtype}")
 
 
 class SparseOperator(Operator):
@@ -168,22 +152,9 @@ def factored_error(A: Any, C: Any, U: Array, R: Any) -> float:
     return math.sqrt(max(total - 2.0 * inner + approx, 0.0) / total)
 
 
-def sparse_cur(
-    A: Any,
-    rank: int | None,
-    *,
-    tol: float | None,
-    n_rows: int | None,
-    n_cols: int | None,
-    select: str,
-    middle: str,
-    seed: Any,
-    svd: str,
-    rtol: float | None,
-    check_finite: bool,
-) -> CUR:
-    """:func:`tcur.linalg.cur` of a ``scipy.sparse`` matrix (the arguments are those of
-    ``cur``); see :mod:`tcur.linalg.sparse`.
+def sparse_cur(A: Any, rank: int | None, *, check_finite: bool, **options: Any) -> CUR:
+    """:func:`tcur.linalg.cur` of a ``scipy.sparse`` matrix (``options``: the other keyword
+    arguments of ``cur``); see :mod:`tcur.linalg.sparse`.
 
     Examples
     --------
@@ -197,27 +168,12 @@ def sparse_cur(
     True
     """
     op = SparseOperator(A, check_finite=check_finite)
-    check_choice(select, "select", SELECT_RULES)
-    check_choice(middle, "middle", MIDDLES)
-    check_choice(svd, "svd", SVD_METHODS)
-    rtol = check_rtol(rtol)
-    tol = check_rank_or_tol(rank, tol)
-    options = {"select": select, "middle": middle, "seed": seed, "svd": svd, "rtol": rtol}
 
-    def fit(k: int, rows: int, cols: int) -> CUR:
-        found = fit_by_products(op, k, rows, cols, **options)
-        C, R = op.csc[:, found.cols], op.csr[found.rows, :]
-        fmt = A.format
-        return CUR(C.asformat(fmt), found.U, R.asformat(fmt), found.rows, found.cols, k)
+    def build(found: Fit, rank: int) -> CUR:
+        C, R = op.csc[:, found.cols].asformat(A.format), op.csr[found.rows, :].asformat(A.format)
+        return CUR(C, found.U, R, found.rows, found.cols, rank)
 
-    if tol is None:
-        rank = check_rank(rank, "rank", min(op.shape))
-        return fit(rank, *index_counts(rank, n_rows, n_cols, op.shape))
-    if n_rows is not None or n_cols is not None:
-        raise ValueError("n_rows and n_cols cannot be combined with tol=; they follow the rank")
-    return smallest_rank_meeting(
-        lambda k: fit(k, k, k),
-        lambda d: factored_error(op.csr, d.C, d.U, d.R),
-        tol,
-        min(op.shape),
-    )
+    def error(d: CUR) -> float:
+        return factored_error(op.csr, d.C, d.U, d.R)
+
+    return cur_by_operator(op, rank, build=build, error=error, **options)
