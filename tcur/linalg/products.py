@@ -47,6 +47,7 @@ from tcur.linalg.pivoting import (
     SKETCH_OVERSAMPLE,
     numerical_range,
     pick,
+    pivoted_qr_indices,
     top_right_vectors,
 )
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
@@ -135,6 +136,51 @@ def range_basis(X: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((Q @ u) * keep)
 
 
+def pruned_pivots(basis: np.ndarray, count: int) -> np.ndarray:
+    """:func:`tcur.linalg.pivoting.pivoted_qr_indices` of ``basis^H`` (``basis``: ``n x k``), run
+    on the rows of largest norm only.
+
+    A pivoted QR picks, at every step, the row of largest residual norm, and a residual is never
+    longer than its row. So if the pivots found on the ``B`` longest rows all have residual norm
+    (``|R_jj|``) above the ``(B + 1)``-th longest row's norm, no other row could have been
+    picked at any step: the pivots are those of the whole matrix. ``B`` doubles until that
+    holds (rank-deficient cases take the whole matrix). For the peaked row norms of sparse data
+    this is a small fraction of a QR of the whole ``k x n`` matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.pivoting import pivoted_qr_indices
+    >>> from tcur.linalg.products import pruned_pivots
+    >>> V = np.random.default_rng(0).standard_normal((5000, 6)) ** 3
+    >>> bool(np.array_equal(pruned_pivots(V, 6), pivoted_qr_indices(V.T, 6)))
+    True
+    """
+    import scipy.linalg  # deferred: keeps `import tcur` fast
+
+    n = basis.shape[0]
+    peak = float(np.max(np.abs(basis))) if basis.size else 0.0
+    norms = np.linalg.norm(basis / peak, axis=1) * peak if peak > 0 else np.zeros(n)
+    order = np.argsort(-norms, kind="stable")
+    size = min(n, 16 * count + 256)
+    tolerance = max(basis.shape) * float(np.finfo(basis.dtype).eps)
+    while size < n:
+        subset = order[:size]
+        R, pivots = scipy.linalg.qr(basis[subset].conj().T, mode="r", pivoting=True)
+        diag = np.abs(np.diagonal(R))
+        if diag.size < count or not diag[count - 1] > tolerance * diag[0]:
+            break  # rank-deficient: the whole matrix decides the fill
+        if diag[count - 1] > norms[order[size]]:
+            return np.asarray(subset[pivots[:count]], dtype=np.int64)
+        size = min(n, 2 * size)
+    return pivoted_qr_indices(basis.conj().T, count)
+
+
+def _pick(rule: str, basis: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """:func:`tcur.linalg.pivoting.pick`, with :func:`pruned_pivots` for ``"sketch_qr"``."""
+    return pruned_pivots(basis, count) if rule == "sketch_qr" else pick(rule, basis, count, rng)
+
+
 class Gathered:
     """Gathered columns (``"cols"``) and rows (``"rows"``) of ``A`` by index set, with their
     numerical range bases (of ``A[:, c]`` and of ``A[r, :]^H``) computed once."""
@@ -170,8 +216,8 @@ def _outer(
         basis = top_right_vectors(sketch[None, ...], count)[0]
         if orthonormal:
             basis = numerical_range(np, basis)[:, :count]
-        return pick(rule, basis, count, rng)
-    return pick(rule, sketch, count, rng)
+        return _pick(rule, basis, count, rng)
+    return _pick(rule, sketch, count, rng)
 
 
 def _pivoting_candidates(
@@ -220,7 +266,7 @@ def _pivoting_candidates(
             second.append(known[key])
             continue
         basis = gathered.basis(side, idx, next(sketched[side]) if extra is not None else None)
-        second.append(pick(rule, basis, n_rows if side == "cols" else n_cols, sample_rng))
+        second.append(_pick(rule, basis, n_rows if side == "cols" else n_cols, sample_rng))
         known[key] = second[-1]
     rows_second = [i for i, c in zip(second, is_cols, strict=True) if c]
     cols_second = [i for i, c in zip(second, is_cols, strict=True) if not c]
