@@ -21,17 +21,19 @@ Two rules, both reading ``A`` only through a few products with thin random matri
 
 Each rule builds candidate selections from one sketch and keeps the one with the smallest
 exact CUR error ``||A||_F^2 - ||Q_C^H A Q_R||_F^2`` (``P_C A P_R`` is an orthogonal projection
-of ``A``), measured in one pass over ``A`` for all of them. With ``Q_0 = orth(A Omega)``: columns
-from ``Y_0 = A^H Q_0`` then rows; columns from the next subspace-iteration step
-``Y_1 = A^H orth(X_1)``, ``X_1 = A orth(Y_0)``, then rows; and the transposed order, rows from
-``X_1`` then columns conditioned on them; for ``"sketch_qr"`` also columns by pivoted QR of the
+of ``A``). With ``Q_0 = orth(A Omega)``, the candidates are: columns from ``Y_0 = A^H Q_0``
+then rows; columns from the next subspace-iteration step ``Y_1 = A^H Q_1``,
+``Q_1 = orth(X_1)``, ``X_1 = A orth(Y_0)``, then rows; the transposed order, rows from ``X_1``
+then columns conditioned on them; and, for ``"sketch_qr"``, columns by pivoted QR of the
 dominant subspace of the Fourier-averaged projector onto the slices' leading right singular
 vectors from ``Y_1`` (Q-DEIM on the sketched SVD, as the tensor ``"qdeim"`` rule: balanced over
-the Fourier slices of a tensor, where the weighted sketch is dominated by the strongest
-slice). Five passes over ``A`` in all. Keeping the best measured candidate can only lower the
-error, so ``"arp"``'s bound still holds; on the
-benchmark suite it lowered the worst ratio to SciPy's ID-CUR from 1.04-1.07 (one candidate
-alone) to the value recorded in ``benchmarks/results/bench_cur.json``.
+the Fourier slices of a tensor, where the weighted sketch is dominated by the strongest slice).
+For a matrix the candidates are pre-ranked on the sketch (``Q_1 Y_1^H``) and the best
+:data:`EXACT_CANDIDATES` are measured exactly in one pass; a tensor's candidates are all
+measured. Five passes over ``A`` in all, no SVD of ``A``. Keeping the best measured candidate
+can only lower the error, so ``"arp"``'s bound still holds. On the benchmark suite one
+candidate alone was up to 1.04-1.08x SciPy's ID-CUR error, the best of them 1.03x (see
+``benchmarks/results/bench_cur.json``).
 
 Both keep exactly ``n_cols`` columns and ``n_rows`` rows; when ``n_rows > n_cols`` the row basis
 is ``C``'s range extended by a sketch of ``A``'s range.
@@ -60,7 +62,8 @@ PIVOTING_RULES = ("sketch_qr", "arp")
 SKETCH_OVERSAMPLE = 10
 """Extra sketch columns beyond the number of indices (``l = count + SKETCH_OVERSAMPLE``)."""
 EXACT_CANDIDATES = 2
-"""Candidates whose CUR error is measured exactly (the best by the sketch's estimate)."""
+"""Candidates of a matrix whose CUR error is measured exactly (the best by the sketch's
+estimate); every candidate is measured for a tensor."""
 
 
 def pivoted_qr_indices(M: np.ndarray, count: int) -> np.ndarray:
@@ -313,7 +316,9 @@ def select_pivoted(
         candidates.append(_conditioned(rule, F, Y1, n_cols, n_rows, context, orthonormal=True))
     bases = candidate_bases(F, candidates)
     # Pre-rank on the sketch, then measure the best EXACT_CANDIDATES exactly in one pass.
-    order = np.argsort(-sketched_energy(Q1, Y1, w, bases), kind="stable")[:EXACT_CANDIDATES]
+    # A tensor's Fourier slices are measured exactly: its sketch ranks them less reliably.
+    exact = EXACT_CANDIDATES if F.shape[0] == 1 else len(candidates)
+    order = np.argsort(-sketched_energy(Q1, Y1, w, bases), kind="stable")[:exact]
     order = np.sort(order)
     energy = captured_energy(F, w, [candidates[i] for i in order], [bases[i] for i in order])
     # Candidates within round-off of the best are ties: take the first (backend-independent).

@@ -24,6 +24,9 @@ conjugate partner count twice) are independent matrices:
 - ``"inverse_norm"`` (as in CURLoRA): sampled with probability proportional to
   ``1 / (sum_k ||A_k[:, j]||)^2`` (rows likewise, on the whole tensor).
 - ``"uniform"``: uniform sampling without replacement.
+- ``"sketch_qr"`` and ``"arp"`` (:mod:`tcur.linalg.pivoting`): pivoting on weighted sketches of
+  all Fourier slices, rows conditioned on the chosen columns; ``"sketch_qr"`` also measures the
+  ``"qdeim"`` selection and keeps whichever has the smaller exact t-CUR error.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from tcur._backend import (
     as_float_array,
     check_choice,
     check_rank,
+    eps,
     index_array,
     is_complex,
     is_torch,
@@ -49,7 +53,7 @@ from tcur._backend import (
 from tcur.linalg._svd import singular_vectors
 from tcur.linalg.cur import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
 from tcur.linalg.pinv import check_rtol, pinv
-from tcur.linalg.pivoting import PIVOTING_RULES, select_pivoted
+from tcur.linalg.pivoting import PIVOTING_RULES, captured_energy, select_pivoted
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
 from tcur.linalg.tolerance import check_rank_or_tol, estimate_rank, fit_to_tolerance
 from tcur.linalg.tproduct import fourier_weights, from_fourier, to_fourier, tprod
@@ -202,7 +206,7 @@ def _select(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`select_tensor_indices` on detached Fourier slices ``F``."""
     if select in PIVOTING_RULES:
-        return select_pivoted(F, n_rows, n_cols, rule=select, seed=seed, weights=weights, real=real)
+        return _pivoted(F, weights, real, rank, n_rows, n_cols, select, seed, svd)
     sketch_rng, sample_rng = spawn_rngs(seed, 2)
     if select not in BASIS_RULES:
         return _norm_rule_indices(namespace(F), F, weights, n_rows, n_cols, select, sample_rng)
@@ -212,6 +216,34 @@ def _select(
     rows = choose_indices(select, n_rows, basis=B_rows, rng=sample_rng)
     cols = choose_indices(select, n_cols, basis=B_cols, rng=sample_rng)
     return rows, cols
+
+
+def _pivoted(
+    F: Array,
+    weights: np.ndarray,
+    real: bool,
+    rank: int,
+    n_rows: int,
+    n_cols: int,
+    select: str,
+    seed: Any,
+    svd: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pivoting rules on a tensor. ``"sketch_qr"`` also measures the ``"qdeim"`` selection
+    (from the slices' own leading singular vectors, which a sketch of a flat spectrum only
+    approximates) and keeps the one with the smaller exact t-CUR error."""
+    pivot_rng, basis_rng = spawn_rngs(seed, 2)
+    pivoted = select_pivoted(
+        F, n_rows, n_cols, rule=select, seed=pivot_rng, weights=weights, real=real
+    )
+    if select != "sketch_qr":
+        return pivoted
+    try:
+        other = _select(F, weights, real, rank, n_rows, n_cols, "qdeim", basis_rng, svd)
+    except ValueError:  # rank-deficient slices: Q-DEIM has no distinct pivots there
+        return pivoted
+    energy = captured_energy(F, weights, [pivoted, other])
+    return other if energy[1] > energy[0] * (1 + 1000 * eps(F)) else pivoted
 
 
 def tcur(
