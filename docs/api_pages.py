@@ -25,7 +25,12 @@ PAGES = {
         "tcur.linalg",
         "Pure math on NumPy arrays and torch tensors: every function returns the input's array "
         "kind on the input's device, keeps its float dtype, and lets torch autograd flow through "
-        "everything that is differentiable (index selection is not).",
+        "everything that is differentiable (index selection is not). Arrays of any other "
+        "array-API library (e.g. ``array_api_strict``) are computed on through their own "
+        "namespace and come back in their kind. Matrix CUR also takes ``scipy.sparse`` matrices "
+        "(C and R stay sparse, never densified) and Dask arrays (C and R lazy): 7 passes over "
+        "``A`` for the default rule, 8 for the basis rules, 3 for the norm rules; see "
+        ":doc:`../theory` (Array kinds and passes over the data).",
     ),
     "tcur.testing": (
         "tcur.testing",
@@ -61,6 +66,7 @@ TITLES = {
     "tcur.linalg.modewise": "Mode-wise CUR (Chidori and Fiber)",
     "tcur.linalg.tensor_ops": "Unfolding and n-mode products",
     "tcur.linalg.errors": "Error measures",
+    "tcur.linalg.sparse": "Sparse input",
     "tcur.testing.strategies": "Hypothesis strategies for matrices",
     "tcur.testing.tensors": "Hypothesis strategies for tensors",
     "tcur.testing.assertions": "Assertions",

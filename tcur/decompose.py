@@ -25,9 +25,10 @@ def decompose(
     Parameters
     ----------
     x : array
-        2-D: matrix CUR (:func:`tcur.linalg.cur`). 3-D: tensor CUR under the t-product
-        (:func:`tcur.linalg.tcur`) unless ``method`` says otherwise. N-D (N >= 3) with
-        ``method="chidori"`` or ``"fiber"``: mode-wise CUR.
+        NumPy, torch or any array-API array; ``scipy.sparse`` and Dask arrays for matrix CUR
+        (see :func:`tcur.linalg.cur`). 2-D: matrix CUR (:func:`tcur.linalg.cur`). 3-D: tensor
+        CUR under the t-product (:func:`tcur.linalg.tcur`) unless ``method`` says otherwise.
+        N-D (N >= 3) with ``method="chidori"`` or ``"fiber"``: mode-wise CUR.
     rank : int or sequence of int, optional
         Target rank (per mode for the mode-wise methods). When neither ``rank`` nor ``tol`` is
         given: ``min(x.shape) // 2`` (at least 1) for matrix and t-CUR, half of each dimension

@@ -90,7 +90,11 @@ def cur(
     Parameters
     ----------
     A : array of shape (m, n)
-        NumPy array or torch tensor (any device). Integers become float64.
+        NumPy array or torch tensor (any device), another array-API array (computed on in its
+        own namespace), a ``scipy.sparse`` matrix (C and R stay sparse, ``A`` is never
+        densified; :mod:`tcur.linalg.sparse`) or a Dask array (C and R lazy;
+        :mod:`tcur.linalg.lazy`). Sparse and Dask input is read in a fixed number of passes:
+        7 for the default rule (:mod:`tcur.linalg.products`). Integers become float64.
     rank : int, optional
         Target rank (``1 <= rank <= min(m, n)``); exactly one of ``rank`` and ``tol``.
     tol : float, optional
