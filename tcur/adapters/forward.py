@@ -48,13 +48,14 @@ from torch.nn import functional as F
 
 from tcur.linalg.tproduct import from_fourier, to_fourier
 
-ELEMENTWISE_COST = 11.0
+ELEMENTWISE_COST = 10.5
 """Multiply-adds that one element of a memory-bound pass is worth (``E`` in the module docstring).
 
 Fitted, not chosen: ``benchmarks/bench_adapters.py`` times the merge ``W + Delta`` and the build
 product ``B_k @ A`` on 256..2048-wide slices and takes the ratio of the two slopes (ms per element
-over ms per multiply-add); on this project's 2-core CPU the median over seven rounds was 11.2
-(six rounds 10.8-11.9; ``results/bench_adapters.json``, ``elementwise_fit``)."""
+over ms per multiply-add). On this project's 2-core CPU the median over seven rounds was 10.5
+(rounds 9.9-11.1; ``results/bench_adapters.json``, ``elementwise_fit``); runs under heavier load
+from other processes gave 7-11, which moves the predicted crossovers by under a third."""
 
 
 @dataclass(frozen=True)
