@@ -8,7 +8,7 @@ a ``numpy.memmap`` would count toward the process's resident memory as they are 
 counts its chunk reads, so the number of passes over the file is measured, not assumed.
 
 ``tcur.decompose(A, 50)`` (default rule, threaded scheduler, 2 threads) runs in a fresh
-subprocess whose peak resident set (``ru_maxrss``, everything: interpreter, NumPy, Dask, chunks
+subprocess whose peak resident set (``VmHWM``, everything: interpreter, NumPy, Dask, chunks
 in flight, the thin dense blocks) is compared with the budget. A second subprocess computes the
 truncated-SVD floor exactly from the Gram matrix ``A^T A`` (one more pass; it does not count
 against the budget) and the CUR's error in one pass. The machine is shared and loaded; the load
@@ -143,6 +143,12 @@ def child_check(path: Path, setup: dict[str, Any], factors: Path) -> dict[str, A
 
 
 def _peak_mb() -> float:
+    """Peak resident memory of this process (MB): ``VmHWM`` of its own address space.
+    (``ru_maxrss`` would also count the parent's resident memory at the time of the fork.)"""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -9,7 +9,7 @@ target: faster than ``svds(A, k=20)`` with error <= 2.5x its SVD floor, same run
 
 Every method runs in its own fresh subprocess (one after the other, never in parallel),
 warmed up on a small matrix and timed as the best of three calls (one on the large case), so
-that the peak resident memory (``ru_maxrss``) of each is its own; the matrix is generated inside the
+that the peak resident memory (``VmHWM``) of each is its own; the matrix is generated inside the
 subprocess from the same seed (its generation time and memory are reported separately, with the
 memory of the matrix itself). Errors never densify ``A``: the SVD floor is
 ``sqrt(||A||^2 - sum s_i^2) / ||A||`` from the ``svds`` singular values, and the CUR error comes
@@ -115,6 +115,12 @@ def run_method(method: str, case: dict[str, Any]) -> dict[str, Any]:
 
 
 def _peak_mb() -> float:
+    """Peak resident memory of this process (MB): ``VmHWM`` of its own address space.
+    (``ru_maxrss`` would also count the parent's resident memory at the time of the fork.)"""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

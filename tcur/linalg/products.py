@@ -5,17 +5,20 @@ be held as a dense array, :func:`fit_by_products` needs only an :class:`Operator
 ``A`` and ``A^H`` with thin dense blocks, a *gather* of a few whole columns and rows, and the
 row and column norms. Every call is one **pass** over ``A`` (``Operator.passes`` counts them;
 for Dask each is one ``dask.compute``, reading every chunk once). The rules are those of the
-dense code, so the same seed gives the same indices as on ``A`` made dense:
+dense code, so the same seed gives the same indices as on ``A`` made dense for ``"sketch_qr"``
+and the deterministic rules (``"arp"`` draws its samples in another order):
 
-- ``"sketch_qr"`` (default) and ``"arp"``: the three candidates of
-  :mod:`tcur.linalg.pivoting`. Passes: (1) ``Y = A Omega``; (2) ``A^H Q_0``; (3) ``A orth(.)``;
-  (4) ``A^H orth(.)``, with the extra range sketches of an oversampled side riding along in
-  (3) and (4); (5) gather the columns of candidates 1-2 and the rows of candidate 3; (6) gather
-  the rows of candidates 1-2 and the columns of candidate 3 (each chosen conditioned on the
-  other side); (7) ``A^H [Q_C1, Q_C2, ...]`` (or ``A [Q_R1, ...]`` when ``A`` is wide: the
-  product on the short side), which gives each candidate's exact error
-  ``||A||_F^2 - ||Q_C^H A Q_R||_F^2`` and the optimal middle of the best:
-  ``U = (pinv(C) Q_C) (Q_C^H A Q_R) (Q_R^H pinv(R))``. **7 passes**, for either middle.
+- ``"sketch_qr"`` (default) and ``"arp"``: the candidates of
+  :func:`tcur.linalg.pivoting.select_pivoted` (three, plus Q-DEIM on the sketch's dominant
+  subspace for ``"sketch_qr"``). Passes: (1) ``Y = A Omega``; (2) ``A^H Q_0``; (3)
+  ``A orth(.)``; (4) ``A^H orth(.)``, with the extra range sketches of an oversampled side riding
+  along in (3) and (4); (5) gather the first index set of every candidate (columns, or rows for
+  the transposed one); (6) gather the other side, chosen conditioned on the first; (7)
+  ``A^H [Q_C1, Q_C2, ...]`` (or ``A [Q_R1, ...]`` when ``A`` is wide: the product on the short
+  side), which gives every candidate's exact error ``||A||_F^2 - ||Q_C^H A Q_R||_F^2`` (the
+  dense code pre-ranks them on the sketch and measures two) and the optimal middle of the best:
+  ``U = (pinv(C) Q_C) (Q_C^H A Q_R) (Q_R^H pinv(R))``. **7 passes**, for either middle. The
+  pivots come from :func:`pruned_pivots` (the same pivots, from the longest rows only).
 - ``"deim"``, ``"qdeim"``, ``"leverage"``, ``"leverage_sample"``: randomized SVD with
   :data:`POWER_ITERS` power iterations (``2 + 2 * POWER_ITERS = 6`` passes), then one gather and,
   for ``middle="optimal"``, one product: **8 passes** (7 with ``middle="pinv"``). With
@@ -128,12 +131,19 @@ def range_basis(X: np.ndarray) -> np.ndarray:
     >>> np.round(np.abs(B), 6).tolist()
     [[0.447214, 0.0], [0.894427, 0.0], [0.0, 0.0]]
     """
+
+    return range_factor(X)[0]
+
+
+def range_factor(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(Q, T)`` with ``Q = range_basis(X)`` and ``T = Q^H X`` (``k x k``), so ``X = Q T`` up to
+    the round-off directions; from the QR and the small SVD ``R = u s v^H``: ``T = s v^H``."""
     import scipy.linalg  # deferred: keeps `import tcur` fast
 
     Q, R = scipy.linalg.qr(X, mode="economic", check_finite=False)
-    u, s, _ = np.linalg.svd(R)
+    u, s, vh = np.linalg.svd(R)
     keep = s > max(X.shape) * float(np.finfo(X.dtype).eps) * (s[0] if s.size else 0.0)
-    return np.ascontiguousarray((Q @ u) * keep)
+    return np.ascontiguousarray((Q @ u) * keep), (s * keep)[:, None] * vh
 
 
 def pruned_pivots(basis: np.ndarray, count: int) -> np.ndarray:
@@ -183,11 +193,14 @@ def _pick(rule: str, basis: np.ndarray, count: int, rng: np.random.Generator) ->
 
 class Gathered:
     """Gathered columns (``"cols"``) and rows (``"rows"``) of ``A`` by index set, with their
-    numerical range bases (of ``A[:, c]`` and of ``A[r, :]^H``) computed once."""
+    numerical range bases and small factors (``A[:, c] = Q T`` and ``A[r, :]^H = Q T``)
+    computed once. A block is dropped as soon as its basis is known: the factors carry all that
+    is needed later, so at most the bases (not the bases and the blocks) of every candidate are
+    held at once."""
 
     def __init__(self) -> None:
         self.blocks: dict[tuple[str, bytes], np.ndarray] = {}
-        self.bases: dict[tuple[str, bytes], np.ndarray] = {}
+        self.bases: dict[tuple[str, bytes], tuple[np.ndarray, np.ndarray]] = {}
 
     def add(self, side: str, indices: list[np.ndarray], blocks: list[np.ndarray]) -> None:
         for idx, block in zip(indices, blocks, strict=True):
@@ -198,14 +211,22 @@ class Gathered:
 
     def basis(self, side: str, idx: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
         """Range basis of the block (``A[:, c]``, or ``A[r, :]^H``), extended by ``extra``."""
+        key = (side, idx.tobytes())
+        if extra is None and key in self.bases:
+            return self.bases[key][0]
         block = self.block(side, idx)
         block = block if side == "cols" else block.conj().T
         if extra is not None:
             return range_basis(np.concatenate([block, extra], axis=1))
-        key = (side, idx.tobytes())
         if key not in self.bases:
-            self.bases[key] = range_basis(block)
-        return self.bases[key]
+            self.bases[key] = range_factor(block)
+            del self.blocks[key]
+        return self.bases[key][0]
+
+    def factor(self, side: str, idx: np.ndarray) -> np.ndarray:
+        """``T`` of :meth:`basis` (computed with it)."""
+        self.basis(side, idx)
+        return self.bases[side, idx.tobytes()][1]
 
 
 def _outer(
@@ -390,10 +411,9 @@ def fit_by_products(
         candidates = [_single_candidate(A, rank, n_rows, n_cols, select, seed, svd)]
         gathered = Gathered()
         _gather(A, gathered, [candidates[0][1]], [candidates[0][0]])
-    blocks = [(gathered.block("cols", c), gathered.block("rows", r)) for r, c in candidates]
     if middle == "pinv" and len(candidates) == 1:
         rows, cols = candidates[0]
-        return Fit(rows, cols, pinv(blocks[0][1][:, cols], rtol, rank=rank))
+        return Fit(rows, cols, pinv(gathered.block("rows", rows)[:, cols], rtol, rank=rank))
     bases_C = [gathered.basis("cols", c) for _, c in candidates]
     bases_R = [gathered.basis("rows", r) for r, _ in candidates]
     tall = A.shape[0] >= A.shape[1]  # multiply on the short side: n x (candidates * k) blocks
@@ -411,13 +431,22 @@ def fit_by_products(
     # Within round-off of the best (1000 eps in the squared energies) is a tie: take the first.
     eps = float(np.finfo(A.dtype).eps)
     best = int(np.flatnonzero(captured >= captured.max() * (1 - 500 * eps))[0])
-    (rows, cols), (C, R) = candidates[best], blocks[best]
-    if middle == "pinv":
-        return Fit(rows, cols, pinv(R[:, cols], rtol, rank=rank))
-    # pinv(C) A pinv(R) = (pinv(C) Q_C)(Q_C^H A Q_R)(Q_R^H pinv(R)): ranges of pinv(C)^H, pinv(R).
-    left = pinv(C, rtol) @ bases_C[best]
-    right = bases_R[best].conj().T @ pinv(R, rtol)
+    rows, cols = candidates[best]
+    T_C, T_R = gathered.factor("cols", cols), gathered.factor("rows", rows)
+    m, n = A.shape
+    if middle == "pinv":  # R[:, cols] = T_R^H Q_R[cols]^H
+        W = T_R.conj().T @ bases_R[best][cols, :].conj().T
+        return Fit(rows, cols, pinv(W, _cutoff(rtol, (n_rows, n), A.dtype), rank=rank))
+    # C = Q_C T_C and R = T_R^H Q_R^H, so pinv(C) A pinv(R) = pinv(T_C) (Q_C^H A Q_R) pinv(T_R^H),
+    # with the cutoffs pinv would use on C and R themselves.
+    left = pinv(T_C, _cutoff(rtol, (m, n_cols), A.dtype))
+    right = pinv(T_R.conj().T, _cutoff(rtol, (n_rows, n), A.dtype))
     return Fit(rows, cols, left @ cores[best] @ right)
+
+
+def _cutoff(rtol: float | None, shape: tuple[int, int], dtype: np.dtype) -> float:
+    """``rtol``, or the default cutoff of :func:`tcur.linalg.pinv.pinv` for a ``shape`` matrix."""
+    return max(shape) * float(np.finfo(dtype).eps) if rtol is None else rtol
 
 
 def smallest_rank_meeting(

@@ -10,7 +10,7 @@ by the sparse matrix, through :class:`SparseOperator` and the engine of
 seed gives the same indices as the dense code on ``A.toarray()`` for the deterministic rules
 and ``"sketch_qr"``. Only thin dense blocks are formed: sketches of ``l = max(n_rows, n_cols) +
 10`` columns, ``C`` and ``R`` made dense (``m x n_cols``, ``n_rows x n``: the size of the
-factors), and ``A Q_R`` for the optimal middle ``U = pinv(C) (A Q_R) (Q_R^H pinv(R))``.
+factors) and their range bases, one ``n x (candidates * n_cols)`` product for the middle.
 
 ``tol=`` grows the rank (doubling, then bisection) until the error measured by
 :func:`factored_error` is at most ``tol``; each trial is one fit. The validation is the dense
