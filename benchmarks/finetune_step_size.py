@@ -3,8 +3,8 @@
 The question behind tCURLoRA's default ``scaling="normalized"``: does one Adam step of
 learning rate ``lr`` change the model by the same amount whatever the rank, the number of
 stacked slices ``n3`` and the kind of layer adapted? If not, a learning rate tuned for one
-configuration is wrong for another (this is how ``tcurlora_all_linear`` collapsed when it reused
-the query/value rate).
+configuration may be wrong for another. (It answers the first step only: the learning rates the
+fine-tuning frontier chooses over whole runs are the test that matters.)
 
 For each configuration the adapter is applied to all-MiniLM-L6-v2 with a fresh classifier, the
 loss of one batch of Rotten Tomatoes training sentences is differentiated, and Adam's first step
