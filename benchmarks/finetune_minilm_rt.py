@@ -88,6 +88,8 @@ def report(name: str, budget: Budget, table: Sequence[Method], store: RecordStor
         "methods": summary,
         "records": f"{name}/ (one JSON per run: validation/test accuracy, step time, RSS, loss)",
         "units_finished": len(records),
+        "to_finish": "python benchmarks/finetune_minilm_rt.py --resume (up to two processes at "
+        "once share the remaining runs; a run cut off mid-way is simply run again)",
         "note": "2 CPU cores shared with other jobs: times are noisy; compare within this run",
     }
     path = write_json(name, payload)
