@@ -94,6 +94,16 @@ class DaskOperator(Operator):
             lazy.append((A.conj().T if self.dtype.kind == "c" else A.T) @ blocks)
         return self._compute(*lazy)
 
+    def times_each(self, blocks: list[np.ndarray], adjoint: bool) -> list[np.ndarray]:
+        """One pass for all ``blocks`` (computed together, each chunk read once), not joined."""
+        import dask.array as da
+
+        A = self._source()
+        side = (A.conj().T if self.dtype.kind == "c" else A.T) if adjoint else A
+        inner = A.chunks[0] if adjoint else A.chunks[1]
+        lazy = [side @ da.from_array(X, chunks=(inner, X.shape[1])) for X in blocks]
+        return self._compute(*lazy)
+
     def gather(
         self, cols: list[np.ndarray], rows: list[np.ndarray]
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -97,6 +97,15 @@ class Operator(ABC):
         """``A^H @ X`` (one pass)."""
         return self.products(None, X)[0]
 
+    def times_each(self, blocks: list[np.ndarray], adjoint: bool) -> list[np.ndarray]:
+        """One pass: ``A @ X`` (``A^H @ X`` with ``adjoint``) for every ``X`` of ``blocks``.
+
+        Here the blocks are joined side by side; an operator may override it to avoid the copy.
+        """
+        joined = np.concatenate(blocks, axis=1)
+        out = self.adjoint_times(joined) if adjoint else self.times(joined)
+        return np.split(out, np.cumsum([X.shape[1] for X in blocks])[:-1], axis=1)
+
 
 @dataclass(frozen=True)
 class Fit:
@@ -419,10 +428,7 @@ def fit_by_products(
     tall = A.shape[0] >= A.shape[1]  # multiply on the short side: n x (candidates * k) blocks
     keys = [(c if tall else r).tobytes() for r, c in candidates]
     unique = {key: Q for key, Q in zip(keys, bases_C if tall else bases_R, strict=True)}
-    widths = np.cumsum([Q.shape[1] for Q in unique.values()])[:-1]
-    product = A.adjoint_times if tall else A.times
-    blocks_out = np.split(product(np.concatenate(list(unique.values()), axis=1)), widths, axis=1)
-    projected = dict(zip(unique, blocks_out, strict=True))
+    projected = dict(zip(unique, A.times_each(list(unique.values()), adjoint=tall), strict=True))
     if tall:  # (A^H Q_C)^H Q_R = Q_C^H A Q_R
         cores = [projected[k].conj().T @ Q_R for k, Q_R in zip(keys, bases_R, strict=True)]
     else:
