@@ -56,6 +56,16 @@ def is_dask(x: object) -> bool:
     return dask_array is not None and isinstance(x, dask_array.Array)
 
 
+def refuse_dask(x: object, name: str, function: str) -> None:
+    """``TypeError`` for a Dask array given to a function without a lazy path (only matrix CUR
+    has one, :mod:`tcur.linalg.lazy`)."""
+    if is_dask(x):
+        raise TypeError(
+            f"{function} does not take Dask arrays ({name} is one); Dask input is supported by "
+            f"matrix CUR (tcur.linalg.cur, tcur.decompose on 2-D input); pass {name}.compute()"
+        )
+
+
 def kind_name(x: object) -> str:
     """Name of the array kind of ``x`` for error messages."""
     if is_torch(x):

@@ -106,6 +106,9 @@ def test_validation() -> None:
         cur(da.from_array(np.array([["a", "b"]])), 1)
     with pytest.raises(ValueError, match="matrix CUR only"):
         tcur.decompose(da.ones((4, 4, 4)), 2)
+    for fit in (tcur.linalg.tcur, tcur.linalg.tsvd):
+        with pytest.raises(TypeError, match="does not take Dask arrays"):
+            fit(da.ones((4, 4, 4)), 2)
 
 
 def test_distributed_local_cluster_gives_the_same_result() -> None:

@@ -46,6 +46,7 @@ from tcur._backend import (
     is_complex,
     is_torch,
     namespace,
+    refuse_dask,
     spawn_rngs,
     take,
     to_numpy,
@@ -317,6 +318,7 @@ def tcur(
     >>> e.rank
     3
     """
+    refuse_dask(A, "A", "tcur")
     A = as_float_array(A, "A", ndim=3, finite=check_finite)
     check_choice(select, "select", SELECT_RULES)
     check_choice(middle, "middle", MIDDLES)

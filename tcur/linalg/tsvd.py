@@ -24,6 +24,7 @@ from tcur._backend import (
     is_complex,
     is_torch,
     namespace,
+    refuse_dask,
     to_numpy,
 )
 from tcur.linalg.tproduct import from_fourier, to_fourier
@@ -104,6 +105,7 @@ def tsvd(
     >>> bool(np.allclose(tprod(U, S, ttranspose(V)), A))
     True
     """
+    refuse_dask(A, "A", "tsvd")
     A = as_float_array(A, "A", ndim=3, finite=check_finite)
     xp = namespace(A)
     n1, n2, n3 = A.shape
@@ -154,6 +156,7 @@ def tubal_rank(A: Array, tol: float | None = None, *, check_finite: bool = True)
     >>> tubal_rank(tprod(rng.standard_normal((6, 2, 4)), rng.standard_normal((2, 5, 4))))
     2
     """
+    refuse_dask(A, "A", "tubal_rank")
     A = as_float_array(A, "A", ndim=3, finite=check_finite)
     cutoff = None if tol is None else check_tolerance(tol, "tol")
     xp = namespace(A)
