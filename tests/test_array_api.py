@@ -164,3 +164,24 @@ def test_bad_strict_input_is_refused_by_name() -> None:
         linalg.cur(strict(TENSOR), 2)
     with pytest.raises(TypeError, match="mix array kinds"):
         linalg.tprod(strict(TENSOR[:, :3]), TENSOR[:3])
+
+
+def test_jax_arrays_on_cpu_stay_jax() -> None:
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+
+    def same(got: Any, want: np.ndarray) -> None:
+        assert isinstance(got, jax.Array), type(got)
+        np.testing.assert_allclose(np.asarray(got), want, atol=1e-9 * np.abs(want).max() + 1e-12)
+
+    d, ref = linalg.cur(jnp.asarray(MATRIX), 5, seed=0), linalg.cur(MATRIX, 5, seed=0)
+    for got, want in zip((d.C, d.U, d.R), (ref.C, ref.U, ref.R), strict=True):
+        same(got, want)
+    t, tref = linalg.tcur(jnp.asarray(TENSOR), 3, seed=0), linalg.tcur(TENSOR, 3, seed=0)
+    same(t.reconstruct(), tref.reconstruct())
+    same(linalg.tprod(jnp.asarray(TENSOR), linalg.teye(10, 4, like=jnp.asarray(TENSOR))), TENSOR)
+    U, S, V = linalg.tsvd(jnp.asarray(TENSOR), 3)
+    same(linalg.tprod(U, S, linalg.ttranspose(V)), TENSOR)
+    same(linalg.chidori_cur(jnp.asarray(CUBE), 2).reconstruct(), CUBE)
+    same(linalg.fiber_cur(jnp.asarray(CUBE), 2).reconstruct(), CUBE)

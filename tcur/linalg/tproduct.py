@@ -242,9 +242,10 @@ def teye(n: int, n3: int, *, like: Array | None = None, dtype: Any = None) -> Ar
         return out
     xp = namespace(like)
     dt = like.dtype if dtype is None else dtype
-    out = xp.zeros((n, n, n3), dtype=dt, device=device_of(like))
-    out[:, :, 0] = xp.eye(n, dtype=dt, device=device_of(like))
-    return out
+    # Concatenated, not assigned into: some array-API libraries (JAX) have immutable arrays.
+    first = xp.eye(n, dtype=dt, device=device_of(like))[:, :, None]
+    rest = xp.zeros((n, n, n3 - 1), dtype=dt, device=device_of(like))
+    return xp.concat([first, rest], axis=2)
 
 
 def fourier_weights(n3: int, n_freq: int) -> np.ndarray:
