@@ -169,3 +169,24 @@ def test_bad_seed_is_a_clear_error(seed: object) -> None:
         cur(A, 2, seed=seed)
     with pytest.raises((ValueError, TypeError), match="seed"):
         tensor_cur(A[:, :, None], 2, seed=seed)
+
+
+@pytest.mark.parametrize("select", PIVOTING_RULES)
+@pytest.mark.parametrize(
+    ("scale", "dtype"),
+    [(1e300, np.float64), (1e-300, np.float64), (1e30, np.float32), (1e-30, np.float32)],
+)
+def test_selection_is_invariant_to_scale_at_the_ends_of_the_range(
+    select: str, scale: float, dtype: type
+) -> None:
+    """Candidates are ranked by squared energies: scaled input must not overflow them."""
+    A = noisy_spectrum(5, 40, 30, 0.85, 1e-3).astype(dtype)
+    base = cur(A, 6, select=select, seed=2)
+    scaled = cur(A * dtype(scale), 6, select=select, seed=2)
+    np.testing.assert_array_equal(base.cols, scaled.cols)
+    np.testing.assert_array_equal(base.rows, scaled.rows)
+    T = noisy_spectrum(6, 24, 18, 0.8, 1e-3).reshape(12, 18, 2).astype(dtype)
+    t_base = tensor_cur(T, 4, select=select, seed=2)
+    t_scaled = tensor_cur(T * dtype(scale), 4, select=select, seed=2)
+    np.testing.assert_array_equal(t_base.cols, t_scaled.cols)
+    np.testing.assert_array_equal(t_base.rows, t_scaled.rows)

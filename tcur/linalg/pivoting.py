@@ -41,6 +41,7 @@ is ``C``'s range extended by a sketch of ``A``'s range.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -269,6 +270,26 @@ def _conditioned(
     return inner, outer
 
 
+def unit_scaled(F: Array) -> Array:
+    """``F`` times the power of two that brings its largest magnitude into ``[0.5, 1)``.
+
+    Exact (a power of two), so the pivots are unchanged; without it the squared energies that
+    rank the candidates overflow or underflow at 1e+-300 (float64) and 1e+-30 (float32). Applied
+    in two half steps so that neither factor leaves the dtype's range.
+
+    >>> import numpy as np
+    >>> float(np.abs(unit_scaled(np.array([[3e300, -1e300]]))).max())  # doctest: +ELLIPSIS
+    0.5...
+    """
+    xp = namespace(F)
+    peak = float(xp.max(xp.abs(F)))
+    if peak == 0.0 or not math.isfinite(peak):
+        return F
+    exponent = math.frexp(peak)[1]
+    half = exponent // 2
+    return (F * 2.0 ** (-half)) * 2.0 ** (half - exponent)
+
+
 def select_pivoted(
     F: Array,
     n_rows: int,
@@ -297,7 +318,7 @@ def select_pivoted(
     ((3,), (2,))
     """
     sketch_rng, sample_rng = spawn_rngs(seed, 2)
-    F = F.detach() if is_torch(F) else F
+    F = unit_scaled(F.detach() if is_torch(F) else F)
     w = np.ones(F.shape[0]) if weights is None else weights
     context = (w, real, sketch_rng, sample_rng)
     xp = namespace(F)

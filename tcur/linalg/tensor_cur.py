@@ -54,7 +54,7 @@ from tcur._backend import (
 from tcur.linalg._svd import singular_vectors
 from tcur.linalg.cur import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
 from tcur.linalg.pinv import check_rtol, pinv
-from tcur.linalg.pivoting import PIVOTING_RULES, captured_energy, select_pivoted
+from tcur.linalg.pivoting import PIVOTING_RULES, captured_energy, select_pivoted, unit_scaled
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
 from tcur.linalg.tolerance import check_rank_or_tol, estimate_rank, fit_to_tolerance
 from tcur.linalg.tproduct import fourier_weights, from_fourier, to_fourier, tprod
@@ -243,7 +243,7 @@ def _pivoted(
         other = _select(F, weights, real, rank, n_rows, n_cols, "qdeim", basis_rng, svd)
     except ValueError:  # rank-deficient slices: Q-DEIM has no distinct pivots there
         return pivoted
-    energy = captured_energy(F, weights, [pivoted, other])
+    energy = captured_energy(unit_scaled(F), weights, [pivoted, other])  # 1e+-300 safe
     return other if energy[1] > energy[0] * (1 + 1000 * eps(F)) else pivoted
 
 
