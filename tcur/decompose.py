@@ -30,9 +30,8 @@ def decompose(
         CUR under the t-product (:func:`tcur.linalg.tcur`) unless ``method`` says otherwise.
         N-D (N >= 3) with ``method="chidori"`` or ``"fiber"``: mode-wise CUR.
     rank : int or sequence of int, optional
-        Target rank (per mode for the mode-wise methods). When neither ``rank`` nor ``tol`` is
-        given: ``min(x.shape) // 2`` (at least 1) for matrix and t-CUR, half of each dimension
-        for the mode-wise methods.
+        Target rank (per mode for the mode-wise methods). Give exactly one of ``rank`` and
+        ``tol`` (the mode-wise methods need ``rank``).
     tol : float, optional
         Relative Frobenius error target in ``(0, 1)`` instead of ``rank`` (matrix and t-CUR):
         the rank is found adaptively, the result's error is ``<= tol`` and the rank found is
@@ -66,15 +65,9 @@ def decompose(
     x = as_float_array(x, "x", min_ndim=2, finite=False)
     if method == "auto":
         method = "matrix" if x.ndim == 2 else "tproduct"
-    if tol is not None:
-        if rank is not None:
-            check_rank_or_tol(rank, tol)
-        if method in ("chidori", "fiber"):
-            raise ValueError(
-                f"tol= is supported by the matrix and tproduct methods, not {method!r}"
-            )
-    elif rank is None and method in ("matrix", "tproduct"):
-        rank = max(1, min(x.shape[:2]) // 2)
+    check_rank_or_tol(rank, tol)
+    if tol is not None and method in ("chidori", "fiber"):
+        raise ValueError(f"tol= is supported by the matrix and tproduct methods, not {method!r}")
     if method == "matrix":
         as_float_array(x, "x", ndim=2, finite=False)
         return cur(x, rank, tol=tol, check_finite=check_finite, **options)
@@ -85,8 +78,6 @@ def decompose(
         return tcur(x, rank, tol=tol, check_finite=check_finite, **options)
     from tcur.linalg.modewise import chidori_cur, fiber_cur
 
-    if rank is None:
-        rank = [max(1, s // 2) for s in x.shape]
     fit = chidori_cur if method == "chidori" else fiber_cur
     return fit(x, rank, check_finite=check_finite, **options)
 
@@ -101,6 +92,4 @@ def _matrix_only(
             f"{kind_name(x)} input supports matrix CUR only (2-D, method='auto' or 'matrix'), "
             f"got method={method!r} and shape {tuple(x.shape)}"
         )
-    if rank is None and tol is None:
-        rank = max(1, min(x.shape) // 2)
     return cur(x, rank, tol=tol, check_finite=check_finite, **options)

@@ -143,8 +143,8 @@ def test_decompose_dispatches_nd_input(method: str) -> None:
     d = tcur.decompose(T, [2, 2, 2, 2], method=method)
     assert isinstance(d, TuckerCUR)
     assert_reconstructs(d, T, rtol=1e-9)
-    default = tcur.decompose(T[..., 0], method=method, select="qdeim")
-    assert default.core.shape == (3, 2, 2)  # default ranks: half of each size
+    with pytest.raises(ValueError, match="exactly one of rank and tol"):
+        tcur.decompose(T, method=method)  # no default rank: the user says what they want
 
 
 def test_bad_inputs() -> None:

@@ -177,4 +177,5 @@ def test_integer_complex_and_zero_matrices() -> None:
 def test_decompose_defaults_on_sparse_input() -> None:
     d = tcur.decompose(low_rank().tocsc(), 6)
     assert d.C.format == "csc" and d.rank == 6
-    assert tcur.decompose(low_rank()).rank == 45
+    with pytest.raises(ValueError, match="exactly one of rank and tol"):
+        tcur.decompose(low_rank())

@@ -147,8 +147,8 @@ def test_decompose_dispatches_3d_input() -> None:
     d = tcur.decompose(A, 2)
     assert isinstance(d, TCUR)
     assert_reconstructs(d, A, rtol=1e-9)
-    d = tcur.decompose(A, method="tproduct", select="qdeim", middle="optimal")
-    assert isinstance(d, TCUR) and d.C.shape == (8, 3, 4)  # default rank min(8, 6) // 2
+    d = tcur.decompose(A, 3, method="tproduct", select="qdeim", middle="optimal")
+    assert isinstance(d, TCUR) and d.C.shape == (8, 3, 4)
 
 
 def test_bad_inputs() -> None:

@@ -77,7 +77,11 @@ def test_decompose_matrix_defaults_and_passes_options() -> None:
     expected = cur(A, 3, select="leverage", middle="optimal", n_rows=4)
     np.testing.assert_array_equal(d.rows, expected.rows)
     np.testing.assert_allclose(d.U, expected.U)
-    assert tcur.decompose(A).C.shape == (6, 2)
+    for kwargs in ({}, {"rank": 2, "tol": 0.1}):
+        with pytest.raises(ValueError, match="exactly one of rank and tol"):
+            tcur.decompose(A, **kwargs)
+    with pytest.raises(ValueError, match="exactly one of rank and tol"):
+        tcur.decompose(np.ones((3, 3, 3)), method="chidori")
 
 
 def test_relative_error_of_zero_reference_is_zero_or_inf() -> None:
