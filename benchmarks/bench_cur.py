@@ -167,6 +167,70 @@ def headline(shape: tuple[int, int], k: int, repeat: int) -> dict[str, Any]:
     return out
 
 
+OLD_DEFAULT = "deim/pinv"
+"""The default before the suite existed (shown for contrast)."""
+
+
+def headline_table(
+    summary: dict[str, dict[str, Any]], speed: dict[str, Any], tols: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The headline in the ``results_render`` format, from the suite, the speed run and ``tol=``."""
+    ours = summary[DEFAULT]
+    cases = ours["cases"]
+    within_tol = sum(r["error"] <= r["tol"] for r in tols)
+    within_rank = sum(r["rank_ratio"] <= 2.0 for r in tols)
+    rows = [
+        {
+            "method": f"default {DEFAULT} vs SciPy ID-CUR ({cases} real cases, ranks 5-40)",
+            "figure": f"error ratio worst {ours['worst_vs_scipy']:.3f}x, median "
+            f"{ours['median_vs_scipy']:.3f}x",
+            "ratio": f"{ours['worst_vs_scipy']:.3f}x (worst)",
+            "target": "<= 1.05x on every case",
+            "met": ours["worst_vs_scipy"] <= 1.05,
+        },
+        {
+            "method": f"default {DEFAULT} vs truncated SVD",
+            "figure": f"error ratio worst {ours['worst_vs_svd']:.3f}x, median "
+            f"{ours['median_vs_svd']:.3f}x; NaN/Inf: {ours['non_finite']}",
+            "ratio": f"{ours['worst_vs_svd']:.3f}x (worst)",
+            "target": "<= 2.5x on every case",
+            "met": ours["worst_vs_svd"] <= 2.5 and ours["non_finite"] == 0,
+        },
+        {
+            "method": f"old default {OLD_DEFAULT} vs truncated SVD (for contrast)",
+            "figure": f"worst {summary[OLD_DEFAULT]['worst_vs_svd']:.1f}x, median "
+            f"{summary[OLD_DEFAULT]['median_vs_svd']:.2f}x",
+            "ratio": None,
+            "target": None,
+            "met": None,
+        },
+        {
+            "method": f"decompose(A, {speed['rank']}) vs SciPy ID-CUR, {speed['matrix']}",
+            "figure": f"{speed['tcur_decompose']['time_s']:.2f} s vs "
+            f"{speed['scipy_id_cur']['time_s']:.2f} s; error {speed['error_ratio_vs_scipy']:.3f}x",
+            "ratio": f"{speed['speedup_vs_scipy']:.1f}x faster",
+            "target": speed["target"],
+            "met": speed["speedup_vs_scipy"] >= 8 and speed["error_ratio_vs_scipy"] <= 1.0,
+        },
+        {
+            "method": f"cur(A, tol=t) on {len(tols)} (matrix, tol) pairs",
+            "figure": f"error <= tol on {within_tol}/{len(tols)}; rank <= 2x the SVD rank on "
+            f"{within_rank}/{len(tols)} (worst {max(r['rank_ratio'] for r in tols):.2f}x)",
+            "ratio": None,
+            "target": "error <= tol and rank <= 2x the SVD rank meeting tol",
+            "met": within_tol == len(tols) and within_rank == len(tols),
+        },
+    ]
+    return {
+        "question": "Does the default CUR hold on real matrices against SciPy's ID-CUR and the "
+        "SVD, and is it faster?",
+        "rows": rows,
+        "answer": "Every rule with the optimal middle; the table in the JSON has all of them. "
+        "A CUR with exactly k columns needs a larger rank than the SVD for the same tol on "
+        "slowly decaying spectra.",
+    }
+
+
 def tol_rows(cases: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     """``cur(A, tol=t)``: rank found, measured error, time, and the SVD rank meeting ``t``."""
     rows = []
@@ -241,7 +305,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "threads": "1 (threadpoolctl BLAS limit)",
         "targets": "default <= 1.05x SciPy ID-CUR and <= 2.5x SVD floor on every case",
         "suite_seconds": time.perf_counter() - start,
-        "headline": top,
+        "headline": headline_table(summary, top, tols),
+        "speed": top,
         "summary": summary,
         "tol": tols,
         "results": results,
