@@ -225,7 +225,7 @@ def headline_table(
         "question": "Does the default CUR hold on real matrices against SciPy's ID-CUR and the "
         "SVD, and is it faster?",
         "rows": rows,
-        "answer": "Every rule with the optimal middle; the table in the JSON has all of them. "
+        "answer": "Every rule x middle is in the JSON's summary table (the plot shows them all). "
         "A CUR with exactly k columns needs a larger rank than the SVD for the same tol on "
         "slowly decaying spectra.",
     }
