@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
+
+import tcur._backend
 
 settings.register_profile(
     "ci",
@@ -21,3 +25,17 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 # The tests use small tensors: one intra-op thread avoids thread start-up and contention costs
 # that dominate tiny FFTs and matmuls on a 2-core machine.
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the arrays scanned for NaN/Inf, in order."""
+    seen: list[str] = []
+    original = tcur._backend.check_finite
+
+    def counting(x: Any, name: str) -> None:
+        seen.append(name)
+        original(x, name)
+
+    monkeypatch.setattr(tcur._backend, "check_finite", counting)
+    return seen

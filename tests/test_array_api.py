@@ -17,6 +17,7 @@ import pytest
 import tcur
 from tcur import linalg
 from tcur.linalg import relative_error, tprod
+from tcur.linalg.selection import SELECT_RULES
 
 xps = pytest.importorskip("array_api_strict")
 
@@ -27,17 +28,7 @@ TENSOR = tprod(RNG.standard_normal((12, 3, 4)), RNG.standard_normal((3, 10, 4)))
 CUBE = linalg.multi_mode_dot(
     RNG.standard_normal((2, 2, 2)), [RNG.standard_normal((d, 2)) for d in (7, 8, 9)]
 )
-RULES = (
-    "sketch_qr",
-    "arp",
-    "deim",
-    "qdeim",
-    "leverage",
-    "leverage_sample",
-    "norm",
-    "inverse_norm",
-    "uniform",
-)
+RULES = SELECT_RULES
 
 
 def strict(a: np.ndarray) -> Any:

@@ -44,20 +44,6 @@ A = low_rank_matrix(0, 8, 6, 3)
 V = orthonormal(np.random.default_rng(0), 7, 3)
 
 
-@pytest.fixture
-def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the arrays scanned for NaN/Inf, in order."""
-    seen: list[str] = []
-    original = tcur._backend.check_finite
-
-    def counting(x: Any, name: str) -> None:
-        seen.append(name)
-        original(x, name)
-
-    monkeypatch.setattr(tcur._backend, "check_finite", counting)
-    return seen
-
-
 CASES: list[tuple[str, Callable[..., Any], list[str]]] = [
     (
         "tprod",

@@ -105,20 +105,6 @@ def test_torch_matches_torch_pinv_and_repeated_singular_values_have_finite_gradi
     torch.testing.assert_close(pinv(V), torch.linalg.pinv(V))
 
 
-@pytest.fixture
-def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the arrays scanned for NaN/Inf, in order."""
-    seen: list[str] = []
-    original = tcur._backend.check_finite
-
-    def counting(x: Any, name: str) -> None:
-        seen.append(name)
-        original(x, name)
-
-    monkeypatch.setattr(tcur._backend, "check_finite", counting)
-    return seen
-
-
 SCANNED: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("cur", lambda **kw: cur(A, 3, seed=0, **kw), ["A"]),
     ("cur pinv", lambda **kw: cur(A, 3, middle="pinv", seed=0, **kw), ["A"]),

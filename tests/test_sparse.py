@@ -12,19 +12,10 @@ import scipy.sparse as sp
 import tcur
 from tcur.linalg import cur, relative_error
 from tcur.linalg.products import fit_by_products
+from tcur.linalg.selection import SELECT_RULES
 from tcur.linalg.sparse import SparseOperator, factored_error, sparse_norms
 
-RULES = (
-    "sketch_qr",
-    "arp",
-    "deim",
-    "qdeim",
-    "leverage",
-    "leverage_sample",
-    "norm",
-    "inverse_norm",
-    "uniform",
-)
+RULES = SELECT_RULES
 FORMATS = [(fmt, kind) for fmt in ("csr", "csc", "coo") for kind in ("array", "matrix")]
 
 
