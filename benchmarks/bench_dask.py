@@ -34,6 +34,9 @@ import numpy as np
 from _common import RESULTS, pyplot, write_json
 
 FULL = {"shape": (120_000, 4_000), "rank": 50, "budget_mb": 512, "chunk_rows": 2_000}
+DEFAULT_PASSES = 5
+"""Passes of the default rule over ``A`` (``tcur.linalg.products``); a gather of rows reads only
+the chunks holding them, so the counted reads can come to a little less."""
 QUICK = {"shape": (12_000, 400), "rank": 20, "budget_mb": 256, "chunk_rows": 1_000}
 DECAY = 0.97
 NOISE = 1e-3
@@ -179,8 +182,8 @@ def headline(r: dict[str, Any]) -> dict[str, Any]:
                 "method": "passes over the file (counted chunk reads / chunks)",
                 "figure": f"{r['passes']:g} passes in {r['seconds']:.1f} s",
                 "ratio": f"{r['passes']:g} passes",
-                "target": "small fixed number (7 for the default rule)",
-                "met": bool(r["passes"] <= 7),
+                "target": f"small fixed number ({DEFAULT_PASSES} for the default rule)",
+                "met": bool(r["passes"] <= DEFAULT_PASSES),
             },
             {
                 "method": "relative error vs the truncated-SVD floor",

@@ -28,7 +28,7 @@ PAGES = {
         "everything that is differentiable (index selection is not). Arrays of any other "
         "array-API library (e.g. ``array_api_strict``) are computed on through their own "
         "namespace and come back in their kind. Matrix CUR also takes ``scipy.sparse`` matrices "
-        "(C and R stay sparse, never densified) and Dask arrays (C and R lazy): 7 passes over "
+        "(C and R stay sparse, never densified) and Dask arrays (C and R lazy): 5 passes over "
         "``A`` for the default rule, 8 for the basis rules, 3 for the norm rules; see "
         ":doc:`../theory` (Array kinds and passes over the data).",
     ),

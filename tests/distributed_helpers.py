@@ -1,4 +1,5 @@
-"""Running a test function in several gloo processes with a hard time limit."""
+"""Multi-process tests: running workers with a hard time limit, and the shared adapted model and
+batch whose one-process result the DDP and FSDP2 runs must reproduce."""
 
 from __future__ import annotations
 
@@ -6,7 +7,37 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import torch
 import torch.multiprocessing as mp
+from adapter_models import tiny_encoder
+
+from tcur.adapters import TCURLoRAConfig, adapter_groups, apply
+
+
+def adapter_config(forward: str) -> TCURLoRAConfig:
+    """tCURLoRA on query, value and the FFN up projection of :func:`tiny_encoder`, rank 2."""
+    return TCURLoRAConfig(
+        ["query", "value", "up"], rank=2, forward=forward, modules_to_save=["classifier"]
+    )
+
+
+def adapted_model(forward: str) -> torch.nn.Module:
+    """The float64 tiny encoder adapted by :func:`adapter_config`, with a fixed random ``dU``
+    (nonzero, so that every factor gets a gradient)."""
+    model = apply(tiny_encoder(seed=0, dtype=torch.float64), adapter_config(forward))
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for group in adapter_groups(model):
+            noise = torch.randn(group.dU.shape, generator=generator, dtype=torch.float64)
+            group.dU.copy_(0.3 * noise)
+    return model
+
+
+def fixed_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Four float64 sequences of three tokens for :func:`tiny_encoder`, with labels."""
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 3, 12, generator=generator, dtype=torch.float64)
+    return x, torch.tensor([0, 1, 1, 0])
 
 
 def run_workers(

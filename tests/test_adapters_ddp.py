@@ -6,36 +6,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from adapter_models import tiny_encoder
-from distributed_helpers import run_workers
+from distributed_helpers import adapted_model, fixed_batch, run_workers
 from safetensors.torch import load_file, save_file
-
-from tcur.adapters import TCURLoRAConfig, adapter_groups, apply
 
 WORLD = 2
 FORWARDS = ("factored", "materialized")
-
-
-def _model(forward: str) -> torch.nn.Module:
-    model = apply(
-        tiny_encoder(seed=0, dtype=torch.float64),
-        TCURLoRAConfig(
-            ["query", "value", "up"], rank=2, forward=forward, modules_to_save=["classifier"]
-        ),
-    )
-    generator = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        for group in adapter_groups(model):
-            group.dU.copy_(
-                0.3 * torch.randn(group.dU.shape, generator=generator, dtype=torch.float64)
-            )
-    return model
-
-
-def _batch() -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(5)
-    x = torch.randn(4, 3, 12, generator=generator, dtype=torch.float64)
-    return x, torch.tensor([0, 1, 1, 0])
 
 
 def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -50,8 +25,8 @@ def _worker(rank: int, store: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:
         for forward in FORWARDS:
-            model = torch.nn.parallel.DistributedDataParallel(_model(forward))
-            x, y = _batch()
+            model = torch.nn.parallel.DistributedDataParallel(adapted_model(forward))
+            x, y = fixed_batch()
             half = x.shape[0] // WORLD
             part = slice(rank * half, (rank + 1) * half)
             for _ in range(2):  # two passes: gradient accumulation under DDP
@@ -67,8 +42,8 @@ def test_ddp_gradients_equal_single_process_on_combined_batch(tmp_path: Path) ->
     run_workers(_worker, (str(tmp_path / "store"), str(tmp_path)), WORLD, timeout=120)
     for forward in FORWARDS:
         distributed = load_file(str(tmp_path / f"{forward}.safetensors"))
-        model = _model(forward)
-        x, y = _batch()
+        model = adapted_model(forward)
+        x, y = fixed_batch()
         for _ in range(2):
             _step(model, x, y)
         single = _grads(model)

@@ -18,39 +18,16 @@ import pytest
 import torch
 import torch.distributed as dist
 from adapter_models import tiny_encoder
-from distributed_helpers import run_workers
+from distributed_helpers import adapted_model, adapter_config, fixed_batch, run_workers
 from safetensors.torch import load_file, save_file
 
-from tcur.adapters import TCURLoRAConfig, adapter_groups, apply, load, save
+from tcur.adapters import adapter_groups, apply, load, save
 
 WORLD = 2
 FORWARDS = ("factored", "materialized")
 STEPS = 2
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="needs torch.distributed")
-
-
-def _config(forward: str) -> TCURLoRAConfig:
-    return TCURLoRAConfig(
-        ["query", "value", "up"], rank=2, forward=forward, modules_to_save=["classifier"]
-    )
-
-
-def _model(forward: str) -> torch.nn.Module:
-    model = apply(tiny_encoder(seed=0, dtype=torch.float64), _config(forward))
-    generator = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        for group in adapter_groups(model):
-            group.dU.copy_(
-                0.3 * torch.randn(group.dU.shape, generator=generator, dtype=torch.float64)
-            )
-    return model
-
-
-def _batch() -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(5)
-    x = torch.randn(4, 3, 12, generator=generator, dtype=torch.float64)
-    return x, torch.tensor([0, 1, 1, 0])
 
 
 def _train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -101,11 +78,11 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _encoder_run(rank: int, out: str) -> None:
-    x, y = _batch()
+    x, y = fixed_batch()
     half = x.shape[0] // WORLD
     part = slice(rank * half, (rank + 1) * half)
     for forward in FORWARDS:
-        model = _model(forward)
+        model = adapted_model(forward)
         _shard(model)
         _train(model, x[part], y[part])
         trained = _trainable(model)
@@ -119,7 +96,7 @@ def _encoder_run(rank: int, out: str) -> None:
             Path(f"{out}/{forward}-gap.json").write_text(json.dumps(gap))
     messages = {}
     for name, add in (
-        ("apply", lambda m: apply(m, _config("auto"))),
+        ("apply", lambda m: apply(m, adapter_config("auto"))),
         ("load", lambda m: load(m, f"{out}/adapter-factored")),
     ):
         sharded = tiny_encoder(seed=0, dtype=torch.float64)
@@ -134,10 +111,10 @@ def _encoder_run(rank: int, out: str) -> None:
 
 
 def test_fsdp2_per_block_adamw_equals_single_process_on_whole_batch(run_dir: Path) -> None:
-    x, y = _batch()
+    x, y = fixed_batch()
     for forward in FORWARDS:
         distributed = load_file(str(run_dir / f"{forward}.safetensors"))
-        model = _model(forward)
+        model = adapted_model(forward)
         start = _trainable(model)
         _train(model, x, y)
         single = _trainable(model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import tcur
 from tcur.linalg import cur, relative_error
@@ -34,9 +35,10 @@ class CountingArray:
         return np.asarray(self.data[index])
 
 
-def test_dask_in_gives_lazy_dask_out_equal_to_numpy() -> None:
+def test_dask_in_gives_lazy_dask_out_equal_to_sparse() -> None:
+    """The Dask and sparse kinds share the product engine: the same indices and middle."""
     d = cur(lazy(NOISY), 6, seed=0)
-    ref = cur(NOISY, 6, seed=0)
+    ref = cur(sp.csr_array(NOISY), 6, seed=0)
     assert isinstance(d.C, da.Array) and isinstance(d.R, da.Array) and isinstance(d.U, da.Array)
     assert isinstance(d.rows, np.ndarray) and isinstance(d.cols, np.ndarray)
     np.testing.assert_array_equal(d.rows, ref.rows)
@@ -54,9 +56,9 @@ def test_dask_in_gives_lazy_dask_out_equal_to_numpy() -> None:
 @pytest.mark.parametrize(
     ("select", "middle", "passes"),
     [
-        ("sketch_qr", "optimal", 7),
-        ("sketch_qr", "pinv", 7),
-        ("arp", "optimal", 7),
+        ("sketch_qr", "optimal", 5),
+        ("sketch_qr", "pinv", 4),
+        ("arp", "optimal", 5),
         ("deim", "optimal", 8),
         ("leverage", "pinv", 7),
         ("norm", "optimal", 3),
@@ -72,7 +74,8 @@ def test_fixed_number_of_passes_each_reading_every_chunk_once(
     op = DaskOperator(A, check_finite=True)  # the NaN/Inf scan rides along in pass 1
     fit_by_products(op, 6, 6, 6, select=select, middle=middle, seed=0, svd="auto", rtol=None)
     assert op.passes == passes
-    assert source.reads == passes * A.numblocks[0]
+    # every pass reads each chunk at most once (a gather of rows only the chunks holding them)
+    assert passes * A.numblocks[0] - 6 <= source.reads <= passes * A.numblocks[0]
 
 
 def test_results_are_exact_at_the_true_rank_and_tol_is_met() -> None:
@@ -88,6 +91,29 @@ def test_float32_and_column_chunks() -> None:
     d = cur(da.from_array(X, chunks=(50, 60)), 6, seed=0)
     assert d.C.dtype == np.float32 and d.U.dtype == np.float32
     assert float(relative_error(X, d.reconstruct().compute())) < 1e-2
+
+
+@pytest.mark.parametrize("name", ["chidori_cur", "fiber_cur"])
+def test_modewise_cur_of_a_dask_tensor_is_lazy_and_equals_numpy(name: str) -> None:
+    fit = getattr(tcur.linalg, name)
+    rng = np.random.default_rng(2)
+    core = rng.standard_normal((3, 3, 3))
+    X = np.einsum("abc,ia,jb,kc->ijk", core, *(rng.standard_normal((d, 3)) for d in (20, 18, 16)))
+    X += 1e-3 * rng.standard_normal(X.shape)
+    source = CountingArray(X)
+    T = da.from_array(source, chunks=(10, 9, 16), asarray=False)
+    source.reads = 0
+    d = fit(T, (3, 3, 3), seed=0)
+    # selection: the NaN/Inf scan, then per mode the peak, the Gram matrix and one product
+    assert source.reads == (1 + 3 * 3) * T.npartitions
+    ref = fit(X, (3, 3, 3), seed=0)
+    assert isinstance(d.core, da.Array) and all(isinstance(f, da.Array) for f in d.factors)
+    for got, want in zip(d.indices, ref.indices, strict=True):
+        np.testing.assert_array_equal(np.asarray(got), want)
+    approx = d.reconstruct()
+    assert isinstance(approx, da.Array)
+    np.testing.assert_allclose(approx.compute(), ref.reconstruct(), rtol=1e-8, atol=1e-10)
+    assert float(relative_error(X, ref.reconstruct())) < 1e-2
 
 
 def test_validation() -> None:

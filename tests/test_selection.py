@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tcur.linalg import deim, leverage_scores, qdeim
-from tcur.linalg._svd import singular_vectors
+from tcur.linalg.svd_bases import singular_vectors
 from tcur.testing import low_rank_matrix, matrices
 from tcur.testing.strategies import orthonormal
 

@@ -94,7 +94,7 @@ def cur(
         own namespace), a ``scipy.sparse`` matrix (C and R stay sparse, ``A`` is never
         densified; :mod:`tcur.linalg.sparse`) or a Dask array (C and R lazy;
         :mod:`tcur.linalg.lazy`). Sparse and Dask input is read in a fixed number of passes:
-        7 for the default rule (:mod:`tcur.linalg.products`). Integers become float64.
+        5 for the default rule (:mod:`tcur.linalg.products`). Integers become float64.
     rank : int, optional
         Target rank (``1 <= rank <= min(m, n)``); exactly one of ``rank`` and ``tol``.
     tol : float, optional

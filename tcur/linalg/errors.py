@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import Array, as_float_array, eps, is_torch, namespace, tiny
+from tcur._backend import Array, as_float_array, eps, is_sparse, is_torch, namespace, tiny
 
 
 def _power_of_two_below(xp: Any, m: Array) -> Array:
@@ -25,7 +25,8 @@ def _scaled_norm(xp: Any, v: Array) -> tuple[Array, Array]:
 
 
 def relative_error(x: Array, approx: Array, *, check_finite: bool = True) -> Array:
-    """Relative Frobenius error ``||x - approx|| / ||x||`` (0-D array of the input's kind).
+    """Relative Frobenius error ``||x - approx|| / ||x||`` (0-D array of the input's kind; NumPy
+    for ``scipy.sparse`` and Dask input).
 
     Inputs near the ends of the dtype's range (1e+-300 in float64, 1e+-30 in float32 or
     float16/bfloat16 torch tensors, which are computed in float32) give the same answer as
@@ -37,7 +38,8 @@ def relative_error(x: Array, approx: Array, *, check_finite: bool = True) -> Arr
     Parameters
     ----------
     x : array
-        The reference.
+        The reference: a NumPy, torch or array-API array, or a ``scipy.sparse`` matrix (two
+        sparse inputs are never made dense; see :func:`tcur.linalg.sparse.sparse_relative_error`).
     approx : array of the same shape
         The approximation. NaN entries give a NaN error and infinite ones an infinite error;
         they are not an input error.
@@ -63,6 +65,10 @@ def relative_error(x: Array, approx: Array, *, check_finite: bool = True) -> Arr
     >>> float(relative_error(zero, zero)), float(relative_error(zero, np.ones(3)))
     (0.0, inf)
     """
+    if is_sparse(x) or is_sparse(approx):
+        from tcur.linalg.sparse import sparse_relative_error
+
+        return sparse_relative_error(x, approx, check_finite=check_finite)
     x = as_float_array(x, "x", finite=check_finite)
     approx = as_float_array(approx, "approx", finite=False)
     xp = namespace(x, approx)

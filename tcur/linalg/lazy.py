@@ -4,10 +4,11 @@
 :func:`dask_cur`. ``A`` is read only through :class:`DaskOperator`, whose every call is **one**
 ``dask.compute`` (one pass over the chunks of ``A``; with several outputs in one call, each
 chunk is read once): products with thin NumPy blocks, gathers of a few whole columns and rows,
-the norms. The passes per rule are those of :mod:`tcur.linalg.products`: **7** for the default
-``select="sketch_qr"`` (and ``"arp"``) with either middle, 8 for the basis rules, 3 for the norm
-rules; the NaN/Inf scan of ``check_finite=True`` rides along in the first pass. ``tol=`` costs
-one such fit per trial rank plus one pass for its error (doubling, then bisection).
+the norms. The passes per rule are those of :mod:`tcur.linalg.products`: **5** for the default
+``select="sketch_qr"`` (and ``"arp"``; 4 with ``middle="pinv"``), 8 for the basis rules, 3 for
+the norm rules; the NaN/Inf scan of ``check_finite=True`` rides along in the first pass.
+``tol=`` costs one such fit per trial rank plus one pass for its error (doubling, then
+bisection).
 
 The result holds Dask arrays: ``C = A[:, cols]`` and ``R = A[rows, :]`` are lazy (not
 computed), ``U`` is the small computed middle factor wrapped as a one-chunk Dask array, so
@@ -15,7 +16,8 @@ computed), ``U`` is the small computed middle factor wrapped as a one-chunk Dask
 Whatever scheduler is active runs the passes: the threaded default, or a
 ``dask.distributed.Client`` (e.g. on a ``LocalCluster``) once one is created. Memory: a few
 chunks of ``A`` per worker, plus the thin blocks (``m x (n_rows + 10)`` and ``n x (n_cols + 10)``
-floats) and ``C``, ``R`` gathered once as NumPy arrays during selection.
+floats) and ``C``, ``R`` gathered once as NumPy arrays during selection. A gather of rows reads
+only the chunks that hold them.
 """
 
 from __future__ import annotations
@@ -92,16 +94,6 @@ class DaskOperator(Operator):
         if left is not None:
             blocks = da.from_array(left, chunks=(A.chunks[0], left.shape[1]))
             lazy.append((A.conj().T if self.dtype.kind == "c" else A.T) @ blocks)
-        return self._compute(*lazy)
-
-    def times_each(self, blocks: list[np.ndarray], adjoint: bool) -> list[np.ndarray]:
-        """One pass for all ``blocks`` (computed together, each chunk read once), not joined."""
-        import dask.array as da
-
-        A = self._source()
-        side = (A.conj().T if self.dtype.kind == "c" else A.T) if adjoint else A
-        inner = A.chunks[0] if adjoint else A.chunks[1]
-        lazy = [side @ da.from_array(X, chunks=(inner, X.shape[1])) for X in blocks]
         return self._compute(*lazy)
 
     def gather(

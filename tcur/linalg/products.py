@@ -5,20 +5,24 @@ be held as a dense array, :func:`fit_by_products` needs only an :class:`Operator
 ``A`` and ``A^H`` with thin dense blocks, a *gather* of a few whole columns and rows, and the
 row and column norms. Every call is one **pass** over ``A`` (``Operator.passes`` counts them;
 for Dask each is one ``dask.compute``, reading every chunk once). The rules are those of the
-dense code, so the same seed gives the same indices as on ``A`` made dense for ``"sketch_qr"``
-and the deterministic rules (``"arp"`` draws its samples in another order):
+dense code, so the same seed gives the same indices as on ``A`` made dense for the deterministic
+rules (``"deim"``, ``"qdeim"``, ``"norm"``; ``"sketch_qr"`` and ``"arp"`` build one candidate,
+see below):
 
-- ``"sketch_qr"`` (default) and ``"arp"``: the candidates of
-  :func:`tcur.linalg.pivoting.select_pivoted` (three, plus Q-DEIM on the sketch's dominant
-  subspace for ``"sketch_qr"``). Passes: (1) ``Y = A Omega``; (2) ``A^H Q_0``; (3)
-  ``A orth(.)``; (4) ``A^H orth(.)``, with the extra range sketches of an oversampled side riding
-  along in (3) and (4); (5) gather the first index set of every candidate (columns, or rows for
-  the transposed one); (6) gather the other side, chosen conditioned on the first; (7)
-  ``A^H [Q_C1, Q_C2, ...]`` (or ``A [Q_R1, ...]`` when ``A`` is wide: the product on the short
-  side), which gives every candidate's exact error ``||A||_F^2 - ||Q_C^H A Q_R||_F^2`` (the
-  dense code pre-ranks them on the sketch and measures two) and the optimal middle of the best:
-  ``U = (pinv(C) Q_C) (Q_C^H A Q_R) (Q_R^H pinv(R))``. **7 passes**, for either middle. The
-  pivots come from :func:`pruned_pivots` (the same pivots, from the longest rows only).
+- ``"sketch_qr"`` (default) and ``"arp"``: one selection, the first candidate of
+  :func:`tcur.linalg.pivoting.select_pivoted`. Passes: (1) ``X = A Omega``; (2)
+  ``Y = A^H orth(X)``, whose pivots (``"sketch_qr"``) or adaptive randomized pivots
+  (``"arp"``) are the columns; (3) gather ``C = A[:, cols]``; the rows are chosen on ``C``'s
+  range (extended by columns of ``X`` when ``n_rows > n_cols``); (4) gather ``R = A[rows, :]``;
+  (5) for ``middle="optimal"``, ``A^H Q_C`` (or ``A Q_R`` when ``A`` is wide: the product on the
+  short side) gives ``U = (pinv(C) Q_C) (Q_C^H A Q_R) (Q_R^H pinv(R))``. **5 passes** (4 with
+  ``middle="pinv"``). The dense code also builds three more candidates (from a second subspace
+  iteration step and the transposed order) and keeps the best; here every candidate costs passes
+  and tall QRs (on the power-law matrices of ``benchmarks/bench_sparse.py`` the four were
+  within 0.1% of each other, and the extra work made the default 3x slower than ``svds``), so
+  the product engine keeps the first. On the dense benchmark suite made sparse it was at most
+  1.15x the dense default's error. The pivots come from :func:`pruned_pivots` (the same pivots,
+  from the longest rows only).
 - ``"deim"``, ``"qdeim"``, ``"leverage"``, ``"leverage_sample"``: randomized SVD with
   :data:`POWER_ITERS` power iterations (``2 + 2 * POWER_ITERS = 6`` passes), then one gather and,
   for ``middle="optimal"``, one product: **8 passes** (7 with ``middle="pinv"``). With
@@ -42,18 +46,17 @@ from typing import Any
 import numpy as np
 
 from tcur._backend import check_choice, check_rank, is_sparse, spawn_rngs
-from tcur.linalg._svd import SVD_METHODS
 from tcur.linalg.cur import CUR, MIDDLES, index_counts
 from tcur.linalg.pinv import check_rtol, pinv
 from tcur.linalg.pivoting import (
     PIVOTING_RULES,
     SKETCH_OVERSAMPLE,
-    numerical_range,
     pick,
     pivoted_qr_indices,
     top_right_vectors,
 )
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
+from tcur.linalg.svd_bases import SVD_METHODS
 from tcur.linalg.tolerance import FIRST_BLOCK, check_rank_or_tol
 
 POWER_ITERS = 2
@@ -96,15 +99,6 @@ class Operator(ABC):
     def adjoint_times(self, X: np.ndarray) -> np.ndarray:
         """``A^H @ X`` (one pass)."""
         return self.products(None, X)[0]
-
-    def times_each(self, blocks: list[np.ndarray], adjoint: bool) -> list[np.ndarray]:
-        """One pass: ``A @ X`` (``A^H @ X`` with ``adjoint``) for every ``X`` of ``blocks``.
-
-        Here the blocks are joined side by side; an operator may override it to avoid the copy.
-        """
-        joined = np.concatenate(blocks, axis=1)
-        out = self.adjoint_times(joined) if adjoint else self.times(joined)
-        return np.split(out, np.cumsum([X.shape[1] for X in blocks])[:-1], axis=1)
 
 
 @dataclass(frozen=True)
@@ -200,129 +194,34 @@ def _pick(rule: str, basis: np.ndarray, count: int, rng: np.random.Generator) ->
     return pruned_pivots(basis, count) if rule == "sketch_qr" else pick(rule, basis, count, rng)
 
 
-class Gathered:
-    """Gathered columns (``"cols"``) and rows (``"rows"``) of ``A`` by index set, with their
-    numerical range bases and small factors (``A[:, c] = Q T`` and ``A[r, :]^H = Q T``)
-    computed once. A block is dropped as soon as its basis is known: the factors carry all that
-    is needed later, so at most the bases (not the bases and the blocks) of every candidate are
-    held at once."""
-
-    def __init__(self) -> None:
-        self.blocks: dict[tuple[str, bytes], np.ndarray] = {}
-        self.bases: dict[tuple[str, bytes], tuple[np.ndarray, np.ndarray]] = {}
-
-    def add(self, side: str, indices: list[np.ndarray], blocks: list[np.ndarray]) -> None:
-        for idx, block in zip(indices, blocks, strict=True):
-            self.blocks[side, idx.tobytes()] = block
-
-    def block(self, side: str, idx: np.ndarray) -> np.ndarray:
-        return self.blocks[side, idx.tobytes()]
-
-    def basis(self, side: str, idx: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
-        """Range basis of the block (``A[:, c]``, or ``A[r, :]^H``), extended by ``extra``."""
-        key = (side, idx.tobytes())
-        if extra is None and key in self.bases:
-            return self.bases[key][0]
-        block = self.block(side, idx)
-        block = block if side == "cols" else block.conj().T
-        if extra is not None:
-            return range_basis(np.concatenate([block, extra], axis=1))
-        if key not in self.bases:
-            self.bases[key] = range_factor(block)
-            del self.blocks[key]
-        return self.bases[key][0]
-
-    def factor(self, side: str, idx: np.ndarray) -> np.ndarray:
-        """``T`` of :meth:`basis` (computed with it)."""
-        self.basis(side, idx)
-        return self.bases[side, idx.tobytes()][1]
-
-
-def _outer(
-    rule: str, sketch: np.ndarray, count: int, orthonormal: bool, rng: np.random.Generator
-) -> np.ndarray:
-    """Indices from a sketch, as :func:`tcur.linalg.pivoting.select_pivoted` picks them."""
-    if rule == "arp" or orthonormal:
-        basis = top_right_vectors(sketch[None, ...], count)[0]
-        if orthonormal:
-            basis = numerical_range(np, basis)[:, :count]
-        return _pick(rule, basis, count, rng)
+def _outer(rule: str, sketch: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Column indices from a row-space sketch ``Y`` (``n x l``), as
+    :func:`tcur.linalg.pivoting.select_pivoted` picks them: pivots of ``Y^H`` for
+    ``"sketch_qr"``, adaptive randomized pivots on ``Y``'s leading left singular vectors for
+    ``"arp"``."""
+    if rule == "arp":
+        return _pick(rule, top_right_vectors(sketch[None, ...], count)[0], count, rng)
     return _pick(rule, sketch, count, rng)
 
 
-def _pivoting_candidates(
+def _pivoted_selection(
     A: Operator, n_rows: int, n_cols: int, rule: str, seed: Any
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], Gathered]:
-    """The candidates of :func:`tcur.linalg.pivoting.select_pivoted` in six passes, with the
-    gathered columns and rows (keyed by the index bytes) for the final pass.
-
-    Each candidate is ``(side, sketch, orthonormal)``: indices along ``side`` from the sketch,
-    then the other side conditioned on them. The range sketches of an oversampled second side
-    are drawn in the dense code's order and ride along in passes 3 and 4.
-    """
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, cols, C, R)`` of a pivoting rule in four passes: ``X = A Omega``,
+    ``Y = A^H orth(X)``, columns from ``Y`` and their gather, rows on ``C``'s range (extended by
+    the first ``n_rows - n_cols`` columns of ``X`` when more rows than columns are kept) and their
+    gather. ``C`` and ``R`` come back dense."""
     sketch_rng, sample_rng = spawn_rngs(seed, 2)
     m, n = A.shape
     size = min(max(n_rows, n_cols) + SKETCH_OVERSAMPLE, m, n)
-    omega = _gaussian(sketch_rng, (n, size), A.dtype)
-    specs = [("cols", 0, False), ("cols", 1, False), ("rows", 0, False)]
-    if rule == "sketch_qr":
-        specs.append(("cols", 1, True))
-    extras: list[np.ndarray | None] = []
-    for side, _, _ in specs:
-        missing = n_rows - n_cols if side == "cols" else n_cols - n_rows
-        shape = (n, missing) if side == "cols" else (m, missing)
-        extras.append(_gaussian(sketch_rng, shape, A.dtype) if missing > 0 else None)
-    Y0 = A.adjoint_times(_orth(A.times(omega)))
-    right = [e for (side, _, _), e in zip(specs, extras, strict=True) if side == "cols"]
-    left = [e for (side, _, _), e in zip(specs, extras, strict=True) if side == "rows"]
-    X1, *sketched_right = _split(A.times(_join(_orth(Y0), right)), size, right)
-    Y1, *sketched_left = _split(A.adjoint_times(_join(_orth(X1), left)), size, left)
-    sketches = {"cols": (Y0, Y1), "rows": (X1,)}
-    first = [
-        _outer(rule, sketches[side][k], n_cols if side == "cols" else n_rows, ortho, sample_rng)
-        for side, k, ortho in specs
-    ]
-    is_cols = [side == "cols" for side, _, _ in specs]
-    cols_first = [i for i, c in zip(first, is_cols, strict=True) if c]
-    rows_first = [i for i, c in zip(first, is_cols, strict=True) if not c]
-    gathered = Gathered()
-    _gather(A, gathered, cols_first, rows_first)
-    sketched = {"cols": iter(sketched_right), "rows": iter(sketched_left)}
-    second: list[np.ndarray] = []
-    known: dict[tuple[str, bytes], np.ndarray] = {}  # sketch_qr is deterministic: pick once
-    for (side, _, _), idx, extra in zip(specs, first, extras, strict=True):
-        key = (side, idx.tobytes())
-        if rule == "sketch_qr" and extra is None and key in known:
-            second.append(known[key])
-            continue
-        basis = gathered.basis(side, idx, next(sketched[side]) if extra is not None else None)
-        second.append(_pick(rule, basis, n_rows if side == "cols" else n_cols, sample_rng))
-        known[key] = second[-1]
-    rows_second = [i for i, c in zip(second, is_cols, strict=True) if c]
-    cols_second = [i for i, c in zip(second, is_cols, strict=True) if not c]
-    _gather(A, gathered, cols_second, rows_second)
-    candidates = [
-        (s_idx, f_idx) if c else (f_idx, s_idx)
-        for f_idx, s_idx, c in zip(first, second, is_cols, strict=True)
-    ]
-    return candidates, gathered
-
-
-def _gather(A: Operator, into: Gathered, cols: list[np.ndarray], rows: list[np.ndarray]) -> None:
-    """One pass gathering ``A[:, c]`` and ``A[r, :]`` into ``into``."""
-    col_blocks, row_blocks = A.gather(cols, rows)
-    into.add("cols", cols, col_blocks)
-    into.add("rows", rows, row_blocks)
-
-
-def _split(X: np.ndarray, size: int, extras: list[np.ndarray | None]) -> list[np.ndarray]:
-    """``X`` cut into its first ``size`` columns and one block per array of ``extras``."""
-    widths = [size, *(e.shape[1] for e in extras if e is not None)]
-    return np.split(X, np.cumsum(widths)[:-1], axis=1)
-
-
-def _join(X: np.ndarray, extras: list[np.ndarray | None]) -> np.ndarray:
-    return np.concatenate([X, *(e for e in extras if e is not None)], axis=1)
+    X = A.times(_gaussian(sketch_rng, (n, size), A.dtype))
+    cols = _outer(rule, A.adjoint_times(_orth(X)), n_cols, sample_rng)
+    (C,), _ = A.gather([cols], [])
+    missing = n_rows - n_cols
+    row_space = np.concatenate([C, X[:, :missing]], axis=1) if missing > 0 else C
+    rows = _pick(rule, range_basis(row_space), n_rows, sample_rng)
+    _, (R,) = A.gather([], [rows])
+    return rows, cols, C, R
 
 
 def randomized_svd(
@@ -368,7 +267,8 @@ def singular_vectors(
 
 def _single_candidate(
     A: Operator, rank: int, n_rows: int, n_cols: int, select: str, seed: Any, svd: str
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, cols, C, R)`` of a basis or norm rule: the SVD or the norms, then one gather."""
     sketch_rng, sample_rng = spawn_rngs(seed, 2)
     U = V = row_norms = col_norms = None
     if select in BASIS_RULES:
@@ -377,14 +277,8 @@ def _single_candidate(
         row_norms, col_norms = A.norms()
     rows = choose_indices(select, n_rows, basis=U, norms=row_norms, rng=sample_rng)
     cols = choose_indices(select, n_cols, basis=V, norms=col_norms, rng=sample_rng)
-    return rows, cols
-
-
-def _safe_norm(X: np.ndarray) -> float:
-    """Frobenius norm of ``X`` computed on ``X / max|X|`` (no overflow or underflow at 1e+-300):
-    the square root of a candidate's captured energy ``||Q_C^H A Q_R||_F^2``."""
-    peak = float(np.max(np.abs(X))) if X.size else 0.0
-    return 0.0 if peak == 0.0 else peak * float(np.linalg.norm(X / peak))
+    (C,), (R,) = A.gather([cols], [rows])
+    return rows, cols, C, R
 
 
 def fit_by_products(
@@ -412,42 +306,23 @@ def fit_by_products(
     >>> fit = fit_by_products(op, 3, 3, 3, select="sketch_qr", middle="optimal", seed=0,
     ...                       svd="auto", rtol=None)
     >>> op.passes, fit.U.shape
-    (7, (3, 3))
+    (5, (3, 3))
     """
     if select in PIVOTING_RULES:
-        candidates, gathered = _pivoting_candidates(A, n_rows, n_cols, select, seed)
+        rows, cols, C, R = _pivoted_selection(A, n_rows, n_cols, select, seed)
     else:
-        candidates = [_single_candidate(A, rank, n_rows, n_cols, select, seed, svd)]
-        gathered = Gathered()
-        _gather(A, gathered, [candidates[0][1]], [candidates[0][0]])
-    if middle == "pinv" and len(candidates) == 1:
-        rows, cols = candidates[0]
-        return Fit(rows, cols, pinv(gathered.block("rows", rows)[:, cols], rtol, rank=rank))
-    bases_C = [gathered.basis("cols", c) for _, c in candidates]
-    bases_R = [gathered.basis("rows", r) for r, _ in candidates]
-    tall = A.shape[0] >= A.shape[1]  # multiply on the short side: n x (candidates * k) blocks
-    keys = [(c if tall else r).tobytes() for r, c in candidates]
-    unique = {key: Q for key, Q in zip(keys, bases_C if tall else bases_R, strict=True)}
-    projected = dict(zip(unique, A.times_each(list(unique.values()), adjoint=tall), strict=True))
-    if tall:  # (A^H Q_C)^H Q_R = Q_C^H A Q_R
-        cores = [projected[k].conj().T @ Q_R for k, Q_R in zip(keys, bases_R, strict=True)]
-    else:
-        cores = [Q_C.conj().T @ projected[k] for k, Q_C in zip(keys, bases_C, strict=True)]
-    captured = np.asarray([_safe_norm(core) for core in cores])
-    # Within round-off of the best (1000 eps in the squared energies) is a tie: take the first.
-    eps = float(np.finfo(A.dtype).eps)
-    best = int(np.flatnonzero(captured >= captured.max() * (1 - 500 * eps))[0])
-    rows, cols = candidates[best]
-    T_C, T_R = gathered.factor("cols", cols), gathered.factor("rows", rows)
-    m, n = A.shape
-    if middle == "pinv":  # R[:, cols] = T_R^H Q_R[cols]^H
-        W = T_R.conj().T @ bases_R[best][cols, :].conj().T
-        return Fit(rows, cols, pinv(W, _cutoff(rtol, (n_rows, n), A.dtype), rank=rank))
+        rows, cols, C, R = _single_candidate(A, rank, n_rows, n_cols, select, seed, svd)
+    if middle == "pinv":
+        return Fit(rows, cols, pinv(R[:, cols], rtol, rank=rank))
     # C = Q_C T_C and R = T_R^H Q_R^H, so pinv(C) A pinv(R) = pinv(T_C) (Q_C^H A Q_R) pinv(T_R^H),
-    # with the cutoffs pinv would use on C and R themselves.
+    # with the cutoffs pinv would use on C and R themselves. The product is on the short side.
+    (Q_C, T_C), (Q_R, T_R) = range_factor(C), range_factor(R.conj().T)
+    m, n = A.shape
+    tall = m >= n  # then (A^H Q_C)^H Q_R = Q_C^H A Q_R
+    core = A.adjoint_times(Q_C).conj().T @ Q_R if tall else Q_C.conj().T @ A.times(Q_R)
     left = pinv(T_C, _cutoff(rtol, (m, n_cols), A.dtype))
     right = pinv(T_R.conj().T, _cutoff(rtol, (n_rows, n), A.dtype))
-    return Fit(rows, cols, left @ cores[best] @ right)
+    return Fit(rows, cols, left @ core @ right)
 
 
 def _cutoff(rtol: float | None, shape: tuple[int, int], dtype: np.dtype) -> float:

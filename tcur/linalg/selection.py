@@ -46,8 +46,8 @@ from tcur._backend import (
     tiny,
     to_numpy,
 )
-from tcur.linalg._svd import SVD_METHODS, singular_vectors
 from tcur.linalg.pivoting import PIVOTING_RULES, select_pivoted
+from tcur.linalg.svd_bases import SVD_METHODS, singular_vectors
 
 SELECT_RULES = (
     "sketch_qr",

@@ -51,11 +51,11 @@ from tcur._backend import (
     take,
     to_numpy,
 )
-from tcur.linalg._svd import singular_vectors
 from tcur.linalg.cur import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
 from tcur.linalg.pinv import check_rtol, pinv
 from tcur.linalg.pivoting import PIVOTING_RULES, captured_energy, select_pivoted, unit_scaled
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
+from tcur.linalg.svd_bases import singular_vectors
 from tcur.linalg.tolerance import check_rank_or_tol, estimate_rank, fit_to_tolerance
 from tcur.linalg.tproduct import fourier_weights, from_fourier, to_fourier, tprod
 
