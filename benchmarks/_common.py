@@ -7,6 +7,8 @@ import datetime as _dt
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,6 +40,30 @@ def machine() -> dict[str, Any]:
     except ImportError:
         pass
     return info
+
+
+def proc_status_kib(field: str) -> int:
+    """A memory field of ``/proc/self/status`` in KiB: ``VmHWM`` (the peak resident set of this
+    process's own address space; ``ru_maxrss`` would also count a parent's at the fork) or
+    ``VmRSS``."""
+    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (``VmHWM``)."""
+    return proc_status_kib("VmHWM") / 1024
+
+
+def run_child(script: str, *args: str) -> dict[str, Any]:
+    """``python script *args`` in a fresh interpreter with one BLAS thread; the JSON object on
+    the last line of its stdout. A child per measurement keeps each peak memory its own."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    command = [sys.executable, script, *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def best_time(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:

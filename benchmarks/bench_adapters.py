@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import RESULTS, best_time, pyplot, write_json
+from _common import RESULTS, best_time, proc_status_kib, pyplot, write_json
 
 from tcur.adapters import TCURLoRAConfig, adapter_groups, adapter_layers, apply, merge
 from tcur.adapters.forward import GroupDims, factored_cost, materialized_cost
@@ -130,22 +130,15 @@ def step_times(steps: int) -> dict[str, Any]:
     }
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def memory_worker(method: str, steps: int) -> dict[str, float]:
     """Run in a fresh process: extra peak resident memory (MiB) of ``steps`` training steps."""
     step = stepper(adapted(method))
     inputs = batch()
     Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kib("VmRSS")
+    before = proc_status_kib("VmRSS")
     for _ in range(steps):
         step(inputs)
-    peak = _status_kib("VmHWM")
+    peak = proc_status_kib("VmHWM")
     return {"extra_peak_mib": (peak - before) / 1024.0, "peak_mib": peak / 1024.0}
 
 
@@ -331,12 +324,12 @@ def synthetic_memory_worker(strategy: str, layers: int, width: int) -> dict[str,
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     x = torch.randn(*SYNTHETIC_BATCH, width, generator=torch.Generator().manual_seed(0))
     Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kib("VmRSS")
+    before = proc_status_kib("VmRSS")
     start = time.perf_counter()
     model(x).square().mean().backward()
     optimizer.step()
     seconds = time.perf_counter() - start
-    peak = _status_kib("VmHWM")
+    peak = proc_status_kib("VmHWM")
     cached = [t for g in adapter_groups(model) for c in g._caches.values() for t in c.value]
     return {
         "extra_peak_mib": (peak - before) / 1024.0,

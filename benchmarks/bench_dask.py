@@ -22,16 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import RESULTS, pyplot, write_json
+from _common import RESULTS, peak_rss_mb, pyplot, run_child, write_json
 
 FULL = {"shape": (120_000, 4_000), "rank": 50, "budget_mb": 512, "chunk_rows": 2_000}
 DEFAULT_PASSES = 5
@@ -109,7 +106,7 @@ def child_decompose(path: Path, setup: dict[str, Any], out: Path) -> dict[str, A
     import tcur
 
     A, reader = _lazy(path, setup["chunk_rows"])
-    baseline = _peak_mb()
+    baseline = peak_rss_mb()
     with dask.config.set(scheduler="threads", num_workers=2):
         start = time.perf_counter()
         d = tcur.decompose(A, setup["rank"], seed=0)
@@ -121,7 +118,7 @@ def child_decompose(path: Path, setup: dict[str, Any], out: Path) -> dict[str, A
         "chunk_reads": reader.reads,
         "chunks": chunks,
         "passes": reader.reads / chunks,
-        "peak_rss_mb": _peak_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "rss_after_imports_mb": baseline,
         "C_type": type(d.C).__module__ + "." + type(d.C).__name__,
     }
@@ -143,23 +140,6 @@ def child_check(path: Path, setup: dict[str, Any], factors: Path) -> dict[str, A
     rank = setup["rank"]
     floor = float(np.sqrt(max(total - eigen[:rank].sum(), 0.0) / total))
     return {"svd_floor": floor, "error": float(np.sqrt(residual / total))}
-
-
-def _peak_mb() -> float:
-    """Peak resident memory of this process (MB): ``VmHWM`` of its own address space.
-    (``ru_maxrss`` would also count the parent's resident memory at the time of the fork.)"""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _child(kind: str, path: Path, setup: dict[str, Any], extra: Path) -> dict[str, Any]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    command = [sys.executable, __file__, "--child", kind, str(path), json.dumps(setup), str(extra)]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def headline(r: dict[str, Any]) -> dict[str, Any]:
@@ -232,9 +212,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_matrix(path, tuple(setup["shape"]))
         write_s = time.perf_counter() - start
         result = {**setup, "file_gb": path.stat().st_size / 2**30, "write_s": write_s}
-        result.update(_child("decompose", path, setup, factors))
+        result.update(
+            run_child(__file__, "--child", "decompose", str(path), json.dumps(setup), str(factors))
+        )
         load.append(list(os.getloadavg()))
-        result.update(_child("check", path, setup, factors))
+        result.update(
+            run_child(__file__, "--child", "check", str(path), json.dumps(setup), str(factors))
+        )
     load.append(list(os.getloadavg()))
     payload = {
         "title": "Out-of-core Dask CUR under a memory budget",

@@ -30,15 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import RESULTS, pyplot, write_json
+from _common import RESULTS, peak_rss_mb, pyplot, run_child, write_json
 
 ALPHA = 0.8
 """Exponent of the Zipf-like degree weights of rows and columns."""
@@ -96,7 +93,7 @@ def run_method(method: str, case: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     A = power_law_matrix(tuple(case["shape"]), case["hits"])
     generate_s = time.perf_counter() - start
-    after_generation = _peak_mb()
+    after_generation = peak_rss_mb()
     norm2 = float(np.sum(A.data**2))
     rank = case["rank"]
     out: dict[str, Any] = {"method": method, "nnz": int(A.nnz), "generate_s": generate_s}
@@ -115,28 +112,10 @@ def run_method(method: str, case: dict[str, Any]) -> dict[str, Any]:
         out["error"] = factored_error(A, result.C, result.U, result.R)
         out["C_format"], out["C_nnz"] = result.C.format, int(result.C.nnz)
         out["R_nnz"] = int(result.R.nnz)
-    out["peak_rss_mb"] = _peak_mb()
+    out["peak_rss_mb"] = peak_rss_mb()
     out["peak_rss_after_generation_mb"] = after_generation
     out["matrix_mb"] = (A.data.nbytes + A.indices.nbytes + A.indptr.nbytes) / 2**20
     return out
-
-
-def _peak_mb() -> float:
-    """Peak resident memory of this process (MB): ``VmHWM`` of its own address space.
-    (``ru_maxrss`` would also count the parent's resident memory at the time of the fork.)"""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def in_subprocess(method: str, case: dict[str, Any]) -> dict[str, Any]:
-    """:func:`run_method` in a fresh interpreter; its JSON comes back on stdout."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", method, json.dumps(case)]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def summarise(case: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -282,7 +261,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load = [list(os.getloadavg())]
     results = []
     for case in cases:
-        runs = [in_subprocess(method, case) for method in METHODS]
+        runs = [run_child(__file__, "--child", method, json.dumps(case)) for method in METHODS]
         results.append(summarise(case, runs))
         load.append(list(os.getloadavg()))
         print(json.dumps(results[-1]), flush=True)
