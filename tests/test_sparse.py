@@ -200,3 +200,15 @@ def test_relative_error_of_sparse_input_validates_like_dense() -> None:
     assert np.isnan(float(relative_error(NOISY, bad)))
     with pytest.raises(ValueError, match="same shape"):
         relative_error(NOISY, sp.eye_array(3))
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+def test_sketch_qr_picks_the_same_indices_at_any_scale(scale: float) -> None:
+    ref = cur(NOISY, 6, seed=0)
+    d = cur(NOISY * scale, 6, seed=0)
+    np.testing.assert_array_equal(d.rows, ref.rows)
+    np.testing.assert_array_equal(d.cols, ref.cols)
+    assert np.isfinite(d.U).all()
+    assert float(relative_error(NOISY * scale, d.C @ d.U @ d.R)) == pytest.approx(
+        float(relative_error(NOISY, ref.C @ ref.U @ ref.R)), rel=1e-6
+    )

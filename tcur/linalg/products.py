@@ -37,6 +37,7 @@ cap of :func:`tcur.linalg.pinv.pinv`.
 
 from __future__ import annotations
 
+import math
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -115,10 +116,26 @@ def _gaussian(rng: np.random.Generator, shape: tuple[int, int], dtype: np.dtype)
 
 
 def _orth(Y: np.ndarray) -> np.ndarray:
-    """Orthonormal basis of the range of a tall ``Y`` (economic Householder QR, C order)."""
-    import scipy.linalg  # deferred: keeps `import tcur` fast
+    """Orthonormal basis (C order, ``Y``'s dtype) of the range of a tall ``Y`` (``m x l``), by two
+    rounds of Gram orthonormalization: ``Q <- Q V w^(-1/2)`` from ``eig(Q^H Q) = (w, V)``.
 
-    return np.ascontiguousarray(scipy.linalg.qr(Y, mode="economic", check_finite=False)[0])
+    Directions with ``w <= l eps max(w)`` (singular values below about ``1e-7`` of the largest,
+    in float64) are set to zero; the second round restores orthogonality to round-off. Computed in
+    double precision; a ``Y`` with entries beyond ``2^+-400`` is first divided by a power of two
+    near its largest entry (no overflow or underflow at 1e+-300). Two products with the ``m x l``
+    block per round: cheaper than a Householder QR and its Fortran-order copies of the block.
+    """
+    peak = float(np.max(np.abs(Y))) if Y.size else 0.0
+    if not peak > 0:
+        return np.zeros_like(Y)
+    Q = np.asarray(Y, dtype=np.result_type(Y.dtype, np.float64))
+    if not 2.0**-400 < peak < 2.0**400:  # else the Gram matrix cannot under- or overflow
+        Q = Q / math.ldexp(1.0, math.frexp(peak)[1])
+    for _ in range(2):
+        w, V = np.linalg.eigh(Q.conj().T @ Q)
+        keep = w > Q.shape[1] * float(np.finfo(w.dtype).eps) * w[-1]
+        Q = Q @ (V * np.where(keep, 1.0 / np.sqrt(np.where(keep, w, 1.0)), 0.0))
+    return np.ascontiguousarray(Q, dtype=Y.dtype)
 
 
 def range_basis(X: np.ndarray) -> np.ndarray:
@@ -204,24 +221,35 @@ def _outer(rule: str, sketch: np.ndarray, count: int, rng: np.random.Generator) 
     return _pick(rule, sketch, count, rng)
 
 
-def _pivoted_selection(
-    A: Operator, n_rows: int, n_cols: int, rule: str, seed: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(rows, cols, C, R)`` of a pivoting rule in four passes: ``X = A Omega``,
-    ``Y = A^H orth(X)``, columns from ``Y`` and their gather, rows on ``C``'s range (extended by
-    the first ``n_rows - n_cols`` columns of ``X`` when more rows than columns are kept) and their
-    gather. ``C`` and ``R`` come back dense."""
+@dataclass(frozen=True)
+class Selection:
+    """Chosen indices with the gathered ``C = A[:, cols]`` and ``R = A[rows, :]`` (dense), and
+    ``C``'s :func:`range_factor` when the rule already computed it."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    C: np.ndarray
+    R: np.ndarray
+    C_factor: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _pivoted_selection(A: Operator, n_rows: int, n_cols: int, rule: str, seed: Any) -> Selection:
+    """A pivoting rule in four passes: ``X = A Omega``, ``Y = A^H orth(X)``, columns from ``Y``
+    and their gather, rows on ``C``'s range (extended by the first ``n_rows - n_cols`` columns of
+    ``X`` when more rows than columns are kept) and their gather."""
     sketch_rng, sample_rng = spawn_rngs(seed, 2)
     m, n = A.shape
     size = min(max(n_rows, n_cols) + SKETCH_OVERSAMPLE, m, n)
     X = A.times(_gaussian(sketch_rng, (n, size), A.dtype))
     cols = _outer(rule, A.adjoint_times(_orth(X)), n_cols, sample_rng)
     (C,), _ = A.gather([cols], [])
+    Q_C, T_C = range_factor(C)
     missing = n_rows - n_cols
-    row_space = np.concatenate([C, X[:, :missing]], axis=1) if missing > 0 else C
-    rows = _pick(rule, range_basis(row_space), n_rows, sample_rng)
+    # The pivots depend only on the subspace: an orthonormal basis of [Q_C, X'] spans [C, X'].
+    basis = range_basis(np.concatenate([Q_C, X[:, :missing]], axis=1)) if missing > 0 else Q_C
+    rows = _pick(rule, basis, n_rows, sample_rng)
     _, (R,) = A.gather([], [rows])
-    return rows, cols, C, R
+    return Selection(rows, cols, C, R, (Q_C, T_C))
 
 
 def randomized_svd(
@@ -267,8 +295,8 @@ def singular_vectors(
 
 def _single_candidate(
     A: Operator, rank: int, n_rows: int, n_cols: int, select: str, seed: Any, svd: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(rows, cols, C, R)`` of a basis or norm rule: the SVD or the norms, then one gather."""
+) -> Selection:
+    """A basis or norm rule: the SVD or the norms, then one gather."""
     sketch_rng, sample_rng = spawn_rngs(seed, 2)
     U = V = row_norms = col_norms = None
     if select in BASIS_RULES:
@@ -278,7 +306,7 @@ def _single_candidate(
     rows = choose_indices(select, n_rows, basis=U, norms=row_norms, rng=sample_rng)
     cols = choose_indices(select, n_cols, basis=V, norms=col_norms, rng=sample_rng)
     (C,), (R,) = A.gather([cols], [rows])
-    return rows, cols, C, R
+    return Selection(rows, cols, C, R)
 
 
 def fit_by_products(
@@ -309,14 +337,16 @@ def fit_by_products(
     (5, (3, 3))
     """
     if select in PIVOTING_RULES:
-        rows, cols, C, R = _pivoted_selection(A, n_rows, n_cols, select, seed)
+        picked = _pivoted_selection(A, n_rows, n_cols, select, seed)
     else:
-        rows, cols, C, R = _single_candidate(A, rank, n_rows, n_cols, select, seed, svd)
+        picked = _single_candidate(A, rank, n_rows, n_cols, select, seed, svd)
+    rows, cols = picked.rows, picked.cols
     if middle == "pinv":
-        return Fit(rows, cols, pinv(R[:, cols], rtol, rank=rank))
+        return Fit(rows, cols, pinv(picked.R[:, cols], rtol, rank=rank))
     # C = Q_C T_C and R = T_R^H Q_R^H, so pinv(C) A pinv(R) = pinv(T_C) (Q_C^H A Q_R) pinv(T_R^H),
     # with the cutoffs pinv would use on C and R themselves. The product is on the short side.
-    (Q_C, T_C), (Q_R, T_R) = range_factor(C), range_factor(R.conj().T)
+    Q_C, T_C = picked.C_factor or range_factor(picked.C)
+    Q_R, T_R = range_factor(picked.R.conj().T)
     m, n = A.shape
     tall = m >= n  # then (A^H Q_C)^H Q_R = Q_C^H A Q_R
     core = A.adjoint_times(Q_C).conj().T @ Q_R if tall else Q_C.conj().T @ A.times(Q_R)
