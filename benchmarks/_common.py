@@ -53,8 +53,14 @@ def proc_status_kib(field: str) -> int:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB (``VmHWM``)."""
+    """Peak resident memory of this process in MiB (``VmHWM``; since the last
+    :func:`reset_peak_rss`)."""
     return proc_status_kib("VmHWM") / 1024
+
+
+def reset_peak_rss() -> None:
+    """Reset this process's peak resident set (``VmHWM``) to its current size."""
+    Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
 
 
 def run_child(script: str, *args: str) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import RESULTS, best_time, proc_status_kib, pyplot, write_json
+from _common import RESULTS, best_time, proc_status_kib, pyplot, reset_peak_rss, write_json
 
 from tcur.adapters import TCURLoRAConfig, adapter_groups, adapter_layers, apply, merge
 from tcur.adapters.forward import GroupDims, factored_cost, materialized_cost
@@ -134,7 +134,7 @@ def memory_worker(method: str, steps: int) -> dict[str, float]:
     """Run in a fresh process: extra peak resident memory (MiB) of ``steps`` training steps."""
     step = stepper(adapted(method))
     inputs = batch()
-    Path("/proc/self/clear_refs").write_text("5")
+    reset_peak_rss()
     before = proc_status_kib("VmRSS")
     for _ in range(steps):
         step(inputs)
@@ -323,7 +323,7 @@ def synthetic_memory_worker(strategy: str, layers: int, width: int) -> dict[str,
     apply(model, TCURLoRAConfig(targets, rank=RANK, forward=strategy, select="norm"))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     x = torch.randn(*SYNTHETIC_BATCH, width, generator=torch.Generator().manual_seed(0))
-    Path("/proc/self/clear_refs").write_text("5")
+    reset_peak_rss()
     before = proc_status_kib("VmRSS")
     start = time.perf_counter()
     model(x).square().mean().backward()

@@ -44,6 +44,7 @@ FULL = Budget(
     batch_size=16,
     max_length=40,
     seeds=(0, 1, 2),
+    grid_size=4,
 )
 QUICK = Budget(
     validation_size=32,
@@ -80,7 +81,8 @@ def report(name: str, budget: Budget, table: Sequence[Method], store: RecordStor
             "seeds": list(budget.seeds),
         },
         "protocol": "per method: seed 0 over a 3-rate grid on the 1-3-10 ladder, extended past "
-        f"an edge up to {budget.max_extensions} times; best validation accuracy chosen; its "
+        f"an edge up to {budget.max_extensions} times and padded to {budget.grid_size} rates on "
+        "the side of the best's better neighbour; best validation accuracy chosen; its "
         "seed-0 run tested once; the other seeds trained at that rate and tested",
         "optimizer": "AdamW, linear warm-up 10% then linear decay, gradient norm clipped at 1, "
         "one learning rate for adapter and classifier",

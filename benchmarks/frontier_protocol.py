@@ -6,7 +6,9 @@ trains on all training sentences with the same budget (epochs, batch size, trunc
 
 Learning rate, per method, on validation only: seed 0 is trained at the three rates of the
 method's first grid; if the best validation accuracy is at an edge of the grid, the grid is
-extended by the next rate beyond that edge (the 1-3-10 ladder), up to ``max_extensions`` times.
+extended by the next rate beyond that edge (the 1-3-10 ladder), up to ``max_extensions`` times;
+a grid that ends with fewer than ``grid_size`` rates is padded on the side of the best rate's
+better neighbour, so that every method's final grid has the same size.
 The best rate is then final; its seed-0 run (kept on disk) is evaluated once on the test split,
 and seeds 1 and 2 train at that rate and are evaluated on validation and test. Seeds set the
 classifier's initialisation, batch order and dropout (and a randomized selection rule's draw).
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from _common import peak_rss_mb, reset_peak_rss
 from frontier_methods import (
     Method,
     adapter_file_bytes,
@@ -49,6 +52,9 @@ class Budget:
     max_length: int
     seeds: tuple[int, ...]
     max_extensions: int = 2
+    grid_size: int = 3
+    """Rates every method's final grid has at least: a grid that ends smaller is padded on the
+    side of the best rate's better neighbour, so that no method gets more tuning than another."""
 
 
 @dataclass(frozen=True)
@@ -87,13 +93,27 @@ def grid_state(method: Method, records: Mapping[str, Any], budget: Budget) -> Gr
         if missing:
             return GridState(tuple(grid), missing, None, validation)
         best = max(grid, key=lambda lr: (validation[lr], -lr))  # ties: the smaller rate
-        if best not in (grid[0], grid[-1]) or extensions == budget.max_extensions:
+        at_edge = best in (grid[0], grid[-1])
+        if at_edge and extensions < budget.max_extensions:
+            extensions += 1
+            downward = best == grid[0]
+        elif len(grid) < budget.grid_size:
+            downward = _pad_downward(grid, validation, best)
+        else:
             return GridState(tuple(grid), (), best, validation)
-        if best == grid[0]:
+        if downward:
             grid.insert(0, lr_ladder(grid[0], -1))
         else:
             grid.append(lr_ladder(grid[-1], 1))
-        extensions += 1
+
+
+def _pad_downward(grid: list[float], validation: Mapping[float, float], best: float) -> bool:
+    """Whether a grid is padded below (else above): beyond the edge the best rate sits on, or
+    for an interior best on the side of its better neighbour (ties: below)."""
+    i = grid.index(best)
+    if i in (0, len(grid) - 1):
+        return i == 0
+    return validation[grid[i - 1]] >= validation[grid[i + 1]]
 
 
 def pending(
@@ -253,26 +273,3 @@ def _save_state(model: Any, path: Any) -> None:
 def _drop_states(method: Method, store: RecordStore) -> None:
     for path in store.state_dir.glob(f"{method.name}__lr*__seed*.safetensors"):
         path.unlink(missing_ok=True)
-
-
-def reset_peak_rss() -> None:
-    """Reset this process's peak resident set size (Linux; a no-op elsewhere)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-    except OSError:
-        pass
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process since the last reset, in MiB."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

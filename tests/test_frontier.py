@@ -6,6 +6,7 @@ summaries are checked on synthetic records.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -77,6 +78,20 @@ def test_grid_extends_past_the_edge_of_its_best() -> None:
     low = _grid("m", {1e-3: 0.7, 3e-3: 0.65, 1e-2: 0.6, 3e-4: 0.72, 1e-4: 0.73})
     capped = fp.grid_state(m, low, BUDGET)  # two extensions, the best still at the edge
     assert capped.chosen == 1e-4 and capped.grid == (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+
+
+def test_grid_is_padded_to_its_size_on_the_side_of_the_better_neighbour() -> None:
+    m, padded = _method(), dataclasses.replace(BUDGET, grid_size=4)
+    records = _grid("m", {1e-3: 0.6, 3e-3: 0.7, 1e-2: 0.65})
+    state = fp.grid_state(m, records, padded)
+    assert state.chosen is None and state.missing == (3e-2,)
+    records.update(_grid("m", {3e-2: 0.5}))
+    state = fp.grid_state(m, records, padded)
+    assert state.chosen == 3e-3 and state.grid == (1e-3, 3e-3, 1e-2, 3e-2)
+    records.update(_grid("m", {3e-2: 0.8}))  # the pad became the best: extended past it
+    assert fp.grid_state(m, records, padded).missing == (0.1,)
+    extended = _grid("m", {1e-3: 0.6, 3e-3: 0.65, 1e-2: 0.7, 3e-2: 0.66})
+    assert fp.grid_state(m, extended, padded).chosen == 1e-2  # already 4 rates: no pad
 
 
 def test_pending_runs_every_seed_0_before_other_seeds() -> None:
