@@ -23,10 +23,12 @@ layer's share of building ``G`` (``F`` complex products of ``d_out x c`` by ``c 
 the group's ``n3`` layers):
 
 - factored: ``b * (T * n3 * r * (d_in + d_out) + g)``
-- materialized, without dropout: ``b * (n3 * r * d_out * d_in + g)`` (the product ``B_k @ A``)
-  ``+ E * d_out * d_in * (2 if gradients else 1)`` (forming ``W_k + Delta_k`` and, in the
-  backward pass, passing its gradient on: memory-bound passes) ``+ T * d_in * d_out`` when
-  gradients are recorded (the gradient of the merged weight, which a frozen base never needs).
+- materialized, without dropout: ``b' * n3 * r * d_out * d_in + b * g`` (the product
+  ``B_k @ A``; ``b' = 4`` with gradients, since the backward pass forms it again instead of
+  keeping the merged weight alive, :mod:`tcur.adapters.merged_linear`; else 1)
+  ``+ E * d_out * d_in * (2 if gradients else 1)`` (forming ``W_k + Delta_k``, again in the
+  backward pass: memory-bound passes) ``+ T * d_in * d_out`` when gradients are recorded (the
+  gradient of the merged weight, which a frozen base never needs).
 - materialized with active dropout: the base layer sees ``x`` and the update the dropped-out
   input, so no merged weight is formed: ``b * (n3 * r * d_out * d_in + g + T * d_in * d_out)``.
 
@@ -34,7 +36,8 @@ the group's ``n3`` layers):
 a matrix product; it is fitted by ``benchmarks/bench_adapters.py`` (least squares over the
 measured times of both strategies). The base layer's own work is the same for both and is left
 out. In inference materialising wins once ``T`` exceeds about ``d_out * d_in / (d_in + d_out)``
-(plus the ``E`` term); in training only when ``3 * n3 * r * (d_in + d_out) > d_in * d_out``.
+(plus the ``E`` term); in training only when ``3 * n3 * r * (d_in + d_out) > d_in * d_out``
+(roughly: the extra ``B_k @ A`` and ``E`` terms push it further).
 ``benchmarks/bench_adapters.py`` compares the predicted and measured crossovers.
 """
 
@@ -53,9 +56,12 @@ ELEMENTWISE_COST = 10.5
 
 Fitted, not chosen: ``benchmarks/bench_adapters.py`` times the merge ``W + Delta`` and the build
 product ``B_k @ A`` on 256..2048-wide slices and takes the ratio of the two slopes (ms per element
-over ms per multiply-add). On this project's 2-core CPU the median over seven rounds was 10.5
-(rounds 9.9-11.1; ``results/bench_adapters.json``, ``elementwise_fit``); runs under heavier load
-from other processes gave 7-11, which moves the predicted crossovers by under a third."""
+over ms per multiply-add). On this project's 2-core CPU, shared with other jobs, the median over
+seven rounds was 10.5 (rounds 9.9-11.1) and runs under heavier load gave 7-11; a later run on the
+quiet machine, where the matrix products ran faster, gave 15.4 (13-22; the current
+``results/bench_adapters.json``, ``elementwise_fit``). The constant is the shared-machine value;
+for rank-8 groups of six layers (``n3 r = 48``) 10.5 against 15.4 moves the predicted inference
+crossover ``T ~ (n3 r + E) d_out d_in / (n3 r (d_in + d_out))`` by 8%."""
 
 
 @dataclass(frozen=True)
@@ -96,11 +102,12 @@ def materialized_cost(
     """
     b = 3 if grad else 1
     weight = dims.d_out * dims.d_in
-    build = b * (dims.n3 * dims.n_rows * weight + left_factor_share(dims))
+    product, share = dims.n3 * dims.n_rows * weight, left_factor_share(dims)
     if dropout:
-        return float(build + b * tokens * weight)
+        return float(b * (product + share + tokens * weight))
+    rebuilt = b + 1 if grad else b  # merged_linear forms B_k @ A again in backward
     merge = elementwise_cost * weight * (2 if grad else 1)
-    return float(build + merge + (tokens * weight if grad else 0))
+    return float(rebuilt * product + b * share + merge + (tokens * weight if grad else 0))
 
 
 def choose_strategy(dims: Sequence[GroupDims], tokens: int, grad: bool, dropout: bool) -> str:

@@ -21,7 +21,10 @@ when it is added: the factored sum ``base(x) + update`` is rounded once, the mat
 
 Per-pass cache: a forward pass builds a group's small operands ``A`` and ``G`` once (both
 strategies) and each layer forms only what it needs from them (its factored update, or its own
-``(d_out, d_in)`` slice of the update); a full ``(d_out, d_in, n3)`` update is never held.
+``(d_out, d_in)`` slice of the update); a full ``(d_out, d_in, n3)`` update is never held. The
+materialized strategy without dropout runs through
+:func:`tcur.adapters.merged_linear.merged_linear`, so no layer's merged weight is kept from the
+forward pass to the backward pass either.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ from tcur.adapters.forward import (
     factored_apply,
     factored_operands,
     full_delta,
+    shifted_left,
 )
+from tcur.adapters.merged_linear import merged_linear
 from tcur.adapters.targets import is_conv1d
 
 IDENTITY_BUFFERS = ("index_rows", "index_cols", "scale_bits", "config_sha256", "weights_sha256")
@@ -235,6 +240,11 @@ class TCURGroup(nn.Module):
         A, G = self._operands() if fresh else self._per_pass("operands", k, self._operands)
         return delta_from_operands(A, G, k)
 
+    def slice_factors(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B_k, A)`` with ``Delta_k = B_k @ A`` (compute dtype); ``(A, G)`` shared per pass."""
+        A, G = self._per_pass("operands", k, self._operands)
+        return shifted_left(G, k), A
+
     def update(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """``x @ Delta_k^T`` in the factored form (compute dtype); ``(A, G)`` shared per pass."""
         A, G = self._per_pass("operands", k, self._operands)
@@ -328,8 +338,11 @@ class TCURLayer(nn.Module):
             return self.base_layer(x)
         strategy = self.resolve_strategy(x)
         dropout = self.training and isinstance(self.adapter_dropout, nn.Dropout)
-        if strategy == "materialized" and not dropout:
-            return self._run_base(x, self._weight_plus(self.delta(), sign=1.0))
+        if strategy == "materialized" and not dropout:  # no merged weight kept for backward
+            factors = tuple(t for g, k in self.parts for t in g.slice_factors(k))
+            weight = _tensor(self.base_layer, "weight")
+            bias = _optional_tensor(self.base_layer, "bias")
+            return merged_linear(x, weight, bias, factors, transposed=is_conv1d(self.base_layer))
         out = self.base_layer(x)
         h = self.adapter_dropout(x)
         if strategy == "materialized":
@@ -348,15 +361,6 @@ class TCURLayer(nn.Module):
         native = delta.T if is_conv1d(self.base_layer) else delta
         total = torch.add(weight.to(delta.dtype), native, alpha=sign)
         return total.to(weight.dtype).contiguous()
-
-    def _run_base(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """The base layer's own computation with ``weight`` (native layout) in place of its own."""
-        bias = _optional_tensor(self.base_layer, "bias")
-        if not is_conv1d(self.base_layer):
-            return F.linear(x, weight, bias)
-        flat = x.reshape(-1, x.shape[-1])
-        out = torch.addmm(bias, flat, weight) if bias is not None else flat @ weight
-        return out.view(*x.shape[:-1], weight.shape[1])
 
     @torch.no_grad()
     def apply_delta(self, delta: torch.Tensor, sign: float) -> None:
