@@ -338,26 +338,37 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     return str(value)
 
 
-def eps(x: Array) -> float:
-    """Machine epsilon of the (real part of the) dtype of ``x``."""
+def binary_scale(peak: float) -> float:
+    """A power of two near a finite ``peak >= 0`` (1.0 for 0): dividing by it is exact, and
+    brings the largest entry into ``[0.5, 1)`` so squares neither over- nor underflow.
+
+    Examples
+    --------
+    >>> from tcur._backend import binary_scale
+    >>> binary_scale(3.0), binary_scale(0.0), 1e-300 / binary_scale(1e-300) < 1
+    (4.0, 1.0, True)
+    """
+    return math.ldexp(1.0, math.frexp(peak)[1]) if peak > 0 else 1.0
+
+
+def _finfo(x: Array) -> Any:
+    """Floating-point limits of the (real part of the) dtype of ``x``, in its own library."""
     if is_torch(x):
         torch = sys.modules["torch"]
-        real = x.real if x.is_complex() else x
-        return float(torch.finfo(real.dtype).eps)
+        return torch.finfo((x.real if x.is_complex() else x).dtype)
     if is_foreign(x):
-        return float(array_api_compat.array_namespace(x).finfo(x.dtype).eps)
-    return float(np.finfo(np.asarray(x).dtype).eps)
+        return array_api_compat.array_namespace(x).finfo(x.dtype)
+    return np.finfo(np.asarray(x).dtype)
+
+
+def eps(x: Array) -> float:
+    """Machine epsilon of the (real part of the) dtype of ``x``."""
+    return float(_finfo(x).eps)
 
 
 def tiny(x: Array) -> float:
     """Smallest positive normal number of the (real part of the) dtype of ``x``."""
-    if is_torch(x):
-        torch = sys.modules["torch"]
-        real = x.real if x.is_complex() else x
-        return float(torch.finfo(real.dtype).tiny)
-    if is_foreign(x):
-        return float(array_api_compat.array_namespace(x).finfo(x.dtype).smallest_normal)
-    return float(np.finfo(np.asarray(x).dtype).tiny)
+    return float(_finfo(x).smallest_normal)
 
 
 def _check_seed(seed: Any) -> None:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from spectra import noisy_spectrum
 
 import tcur
 from tcur.linalg import cur, relative_error
@@ -20,15 +21,6 @@ from tcur.linalg.pivoting import (
 from tcur.testing import assert_reconstructs, low_tubal_rank_tensor, matrices, tubal_tensors
 
 EPS = np.finfo(np.float64).eps
-
-
-def noisy_spectrum(seed: int, m: int, n: int, decay: float, noise: float) -> np.ndarray:
-    """``U diag(decay^i) V^T + noise * G``: a decaying spectrum without exact low rank."""
-    rng = np.random.default_rng(seed)
-    r = min(m, n)
-    U, _ = np.linalg.qr(rng.standard_normal((m, r)))
-    V, _ = np.linalg.qr(rng.standard_normal((n, r)))
-    return (U * decay ** np.arange(r)) @ V.T + noise * rng.standard_normal((m, n))
 
 
 def svd_floor(A: np.ndarray, k: int) -> float:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from spectra import noisy_spectrum
 
 import tcur
 from tcur.linalg import cur, relative_error
@@ -14,14 +15,6 @@ from tcur.linalg import tcur as tensor_cur
 from tcur.linalg.tolerance import estimate_rank
 from tcur.linalg.tproduct import fourier_weights, to_fourier
 from tcur.testing import low_rank_matrix, low_tubal_rank_tensor
-
-
-def noisy_spectrum(seed: int, m: int, n: int, decay: float, noise: float) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    r = min(m, n)
-    U, _ = np.linalg.qr(rng.standard_normal((m, r)))
-    V, _ = np.linalg.qr(rng.standard_normal((n, r)))
-    return (U * decay ** np.arange(r)) @ V.T + noise * rng.standard_normal((m, n))
 
 
 def svd_rank_meeting(A: np.ndarray, tol: float) -> int:

@@ -67,7 +67,6 @@ class _MergedLinear(torch.autograd.Function):
         needs = ctx.needs_input_grad
         dtype = grad.dtype  # the dtype the forward products ran in
         g = grad.reshape(-1, grad.shape[-1])
-        flat = x.reshape(-1, x.shape[-1]).to(dtype)
         grad_x = grad_w = grad_b = None
         if needs[0]:
             total = merged_weight(weight, tuple(factors), ctx.transposed).to(dtype)
@@ -76,7 +75,7 @@ class _MergedLinear(torch.autograd.Function):
         wants_factors = any(needs[4:])
         grad_factors: list[torch.Tensor | None] = [None] * len(factors)
         if needs[1] or wants_factors:
-            grad_delta = g.T @ flat  # (d_out, d_in)
+            grad_delta = g.T @ x.reshape(-1, x.shape[-1]).to(dtype)  # (d_out, d_in)
             if needs[1]:
                 grad_w = (grad_delta.T if ctx.transposed else grad_delta).to(weight.dtype)
             if wants_factors:

@@ -40,6 +40,7 @@ import numpy as np
 from tcur._backend import (
     Array,
     as_float_array,
+    binary_scale,
     check_choice,
     check_rank,
     eps,
@@ -142,7 +143,7 @@ def _gram_scale(M: Array) -> float:
     safe = 2.0**300 if eps(M) < 1e-10 else 2.0**30  # float64, else float32
     if peak == 0 or 1 / safe <= peak <= safe:
         return 1.0
-    return math.ldexp(1.0, math.frexp(peak)[1])
+    return binary_scale(peak)
 
 
 def _complete(B: np.ndarray, total: int) -> np.ndarray:

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import check_choice, check_rank, is_sparse, spawn_rngs
+from tcur._backend import binary_scale, check_choice, check_rank, is_sparse, spawn_rngs
 from tcur.linalg.cur import CUR, MIDDLES, index_counts
 from tcur.linalg.pinv import check_rtol, pinv
 from tcur.linalg.pivoting import (
@@ -121,20 +121,26 @@ def _orth(Y: np.ndarray) -> np.ndarray:
 
     Directions with ``w <= l eps max(w)`` (singular values below about ``1e-7`` of the largest,
     in float64) are set to zero; the second round restores orthogonality to round-off. Computed in
-    double precision; a ``Y`` with entries beyond ``2^+-400`` is first divided by a power of two
-    near its largest entry (no overflow or underflow at 1e+-300). Two products with the ``m x l``
-    block per round: cheaper than a Householder QR and its Fortran-order copies of the block.
+    double precision; when the Gram matrix over- or underflows (entries beyond about ``1e+-240``)
+    ``Y`` is first divided by a power of two near its largest entry. Two products with the
+    ``m x l`` block per round: cheaper than a Householder QR and its Fortran-order copies.
     """
-    peak = float(np.max(np.abs(Y))) if Y.size else 0.0
-    if not peak > 0:
-        return np.zeros_like(Y)
     Q = np.asarray(Y, dtype=np.result_type(Y.dtype, np.float64))
-    if not 2.0**-400 < peak < 2.0**400:  # else the Gram matrix cannot under- or overflow
-        Q = Q / math.ldexp(1.0, math.frexp(peak)[1])
-    for _ in range(2):
-        w, V = np.linalg.eigh(Q.conj().T @ Q)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        gram = Q.conj().T @ Q
+    top = float(np.max(gram.diagonal().real)) if gram.size else 0.0
+    if not (math.isfinite(top) and top > 2.0**-800):  # rare: rescale, then form it again
+        peak = float(np.max(np.abs(Q))) if Q.size else 0.0
+        if not peak > 0:
+            return np.zeros_like(Y)
+        Q = Q / binary_scale(peak)
+        gram = Q.conj().T @ Q
+    for second in (False, True):
+        w, V = np.linalg.eigh(gram)
         keep = w > Q.shape[1] * float(np.finfo(w.dtype).eps) * w[-1]
         Q = Q @ (V * np.where(keep, 1.0 / np.sqrt(np.where(keep, w, 1.0)), 0.0))
+        if not second:
+            gram = Q.conj().T @ Q
     return np.ascontiguousarray(Q, dtype=Y.dtype)
 
 

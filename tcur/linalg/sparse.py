@@ -26,21 +26,21 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import Array, is_sparse
+from tcur._backend import Array, binary_scale, is_sparse
 from tcur.linalg.cur import CUR
 from tcur.linalg.products import Fit, Operator, cur_by_operator, float_dtype
 
 
-def as_sparse(A: Any, name: str, *, finite: bool = True) -> tuple[Any, Any]:
-    """Validate a ``scipy.sparse`` matrix; return its CSR and CSC forms (floating dtype).
+def as_csr(A: Any, name: str, *, finite: bool = True) -> Any:
+    """Validate a ``scipy.sparse`` matrix; return its CSR form (floating dtype).
 
     Examples
     --------
     >>> import scipy.sparse as sp
-    >>> from tcur.linalg.sparse import as_sparse
-    >>> csr, csc = as_sparse(sp.eye_array(3, format="coo", dtype=int), "A")
-    >>> csr.format, csc.format, csr.dtype
-    ('csr', 'csc', dtype('float64'))
+    >>> from tcur.linalg.sparse import as_csr
+    >>> csr = as_csr(sp.eye_array(3, format="coo", dtype=int), "A")
+    >>> csr.format, csr.dtype
+    ('csr', dtype('float64'))
     """
     if not is_sparse(A):
         raise TypeError(f"{name} must be a scipy.sparse array or matrix, got {type(A).__name__}")
@@ -54,7 +54,7 @@ def as_sparse(A: Any, name: str, *, finite: bool = True) -> tuple[Any, Any]:
         csr = csr.astype(dtype)
     if finite and not np.isfinite(csr.data).all():
         raise ValueError(f"{name} must not contain NaN or Inf (found in its stored entries)")
-    return csr, csr.tocsc()
+    return csr
 
 
 class SparseOperator(Operator):
@@ -71,7 +71,8 @@ class SparseOperator(Operator):
     """
 
     def __init__(self, A: Any, *, check_finite: bool = False) -> None:
-        self.csr, self.csc = as_sparse(A, "A", finite=check_finite)
+        self.csr = as_csr(A, "A", finite=check_finite)
+        self.csc = self.csr.tocsc()
         # A^H in CSR without copying the entries of a real matrix (the transpose of CSC).
         complex_ = np.iscomplexobj(self.csc.data)
         self.adjoint = self.csc.conj().T if complex_ else self.csc.T
@@ -110,7 +111,7 @@ def sparse_norms(A: Any, axis: int) -> np.ndarray:
     [5e-300, 0.0]
     """
     peak = float(np.max(np.abs(A.data))) if A.nnz else 0.0
-    scale = math.ldexp(1.0, math.frexp(peak)[1]) if peak > 0 else 1.0
+    scale = binary_scale(peak)
     scaled = abs(A) / scale
     squares = np.asarray(scaled.multiply(scaled).sum(axis=axis), dtype=np.float64).ravel()
     return np.asarray(np.sqrt(squares) * scale)
@@ -141,7 +142,7 @@ def factored_error(A: Any, C: Any, U: Array, R: Any) -> float:
     peak = float(np.max(np.abs(A.data))) if A.nnz else 0.0
     if peak == 0.0:  # C and R are parts of A, so C U R is zero as well
         return 0.0
-    scale = math.ldexp(1.0, math.frexp(peak)[1])
+    scale = binary_scale(peak)
     A, C, R = A / scale, C / scale, R / scale
     U = U * scale  # (C / s)(U s)(R / s) = C U R / s, like A / s
     total = float(np.sum(np.abs(A.data) ** 2))
@@ -177,8 +178,8 @@ def sparse_relative_error(x: Any, approx: Any, *, check_finite: bool) -> np.ndar
         raise ValueError(
             f"x and approx must have the same shape, got {tuple(x.shape)} and {tuple(approx.shape)}"
         )
-    x, _ = as_sparse(x, "x", finite=check_finite)
-    approx, _ = as_sparse(approx, "approx", finite=False)
+    x = as_csr(x, "x", finite=check_finite)
+    approx = as_csr(approx, "approx", finite=False)
     reference = _scaled_data_norm(x.data)
     difference = _scaled_data_norm((x - approx).data)
     if reference == 0.0:
@@ -189,9 +190,9 @@ def sparse_relative_error(x: Any, approx: Any, *, check_finite: bool) -> np.ndar
 def _scaled_data_norm(data: np.ndarray) -> float:
     """2-norm of stored entries, computed on ``data / 2^e`` with ``2^e`` near the largest."""
     peak = float(np.max(np.abs(data))) if data.size else 0.0
-    if not math.isfinite(peak):
-        return peak if not math.isnan(peak) else math.nan
-    scale = math.ldexp(1.0, math.frexp(peak)[1]) if peak > 0 else 1.0
+    if not math.isfinite(peak):  # NaN or Inf among the entries: the norm is that too
+        return peak
+    scale = binary_scale(peak)
     return float(np.linalg.norm(data / scale)) * scale
 
 
