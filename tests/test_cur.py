@@ -9,9 +9,11 @@ import pytest
 import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from spectra import noisy_spectrum
 
 import tcur
 from tcur.linalg import cur, relative_error
+from tcur.linalg.pivoting import PIVOTING_RULES
 from tcur.linalg.selection import RANDOM_RULES, SELECT_RULES
 from tcur.testing import assert_reconstructs, low_rank_matrix, matrices
 
@@ -108,16 +110,58 @@ def test_deim_cur_respects_sorensen_embree_bound(seed: int, k: int) -> None:
     assert err <= (eta_p + eta_q) * s[k] * (1 + 1e-8) + 1e-12
 
 
+def _backend_tolerance(A: np.ndarray, d: Any) -> float:
+    """Round-off bound for a CUR reconstruction relative to ``||A||_F``: ``10 eps sqrt(mn)``
+    times the condition number of the rank-k part of the intersection (what the middle
+    inverts)."""
+    W = A[np.asarray(d.rows)][:, np.asarray(d.cols)]
+    s = np.linalg.svd(W, compute_uv=False)
+    k = int(np.sum(s > max(W.shape) * EPS64 * s[0]))
+    return 10 * EPS64 * np.sqrt(A.size) * float(s[0] / s[k - 1])
+
+
+def _assert_same_reconstruction(A: np.ndarray, dn: Any, dt: Any) -> None:
+    assert isinstance(dt.C, torch.Tensor) and isinstance(dt.rows, torch.Tensor)
+    tol = max(_backend_tolerance(A, dn), _backend_tolerance(A, dt))
+    gap = np.linalg.norm(dn.reconstruct() - dt.reconstruct().numpy()) / np.linalg.norm(A)
+    assert gap <= tol, (gap, tol)
+
+
 @pytest.mark.parametrize("select", SELECT_RULES)
 @pytest.mark.parametrize("middle", ["pinv", "optimal"])
-def test_numpy_equals_torch(select: str, middle: str) -> None:
-    A = low_rank_matrix(3, 20, 16, 5)
-    dn = cur(A, 5, select=select, middle=middle, seed=7, n_rows=6, n_cols=7)
-    dt = cur(torch.as_tensor(A), 5, select=select, middle=middle, seed=7, n_rows=6, n_cols=7)
-    assert isinstance(dt.C, torch.Tensor) and isinstance(dt.rows, torch.Tensor)
+def test_numpy_equals_torch_on_a_generic_matrix(select: str, middle: str) -> None:
+    # No exact low rank (spectrum 0.7^i plus 1e-3 noise: numerical rank 16 > 7 indices): every
+    # pivot, score, sampling probability and candidate energy differs by far more than round-off,
+    # so the selection is a deterministic function of (A, seed) and both backends must agree.
+    A = noisy_spectrum(3, 20, 16, decay=0.7, noise=1e-3)
+    opts: dict[str, Any] = {"select": select, "middle": middle, "seed": 7, "n_rows": 6, "n_cols": 7}
+    dn, dt = cur(A, 5, **opts), cur(torch.as_tensor(A), 5, **opts)
     np.testing.assert_array_equal(dn.rows, dt.rows.numpy())
     np.testing.assert_array_equal(dn.cols, dt.cols.numpy())
-    np.testing.assert_allclose(dn.reconstruct(), dt.reconstruct().numpy(), atol=1e-10)
+    _assert_same_reconstruction(A, dn, dt)
+
+
+@pytest.mark.parametrize("select", SELECT_RULES)
+@pytest.mark.parametrize("middle", ["pinv", "optimal"])
+def test_numpy_equals_torch_past_the_numerical_rank(select: str, middle: str) -> None:
+    # Exact rank 5, 6 rows and 7 columns: the pivoting rules' picks past the rank (and the
+    # choice among their candidates, which all capture A exactly) are decided by round-off, so
+    # they depend on the BLAS build and the processor. What is promised is the reconstruction.
+    # The other rules act on well-separated quantities (row/column norms, leverage scores and
+    # DEIM pivots of the exact rank-5 singular subspace, the seeded draws made from them), so
+    # their indices are also backend-independent.
+    A = low_rank_matrix(3, 20, 16, 5)
+    opts: dict[str, Any] = {"select": select, "middle": middle, "seed": 7, "n_rows": 6, "n_cols": 7}
+    dn, dt = cur(A, 5, **opts), cur(torch.as_tensor(A), 5, **opts)
+    for d in (dn, dt):
+        rows, cols = np.asarray(d.rows), np.asarray(d.cols)
+        assert len(set(rows.tolist())) == 6 and len(set(cols.tolist())) == 7
+        assert np.linalg.matrix_rank(A[rows][:, cols]) == 5
+        assert_reconstructs(d, A, rtol=_backend_tolerance(A, d))
+    _assert_same_reconstruction(A, dn, dt)
+    if select not in PIVOTING_RULES:
+        np.testing.assert_array_equal(dn.rows, dt.rows.numpy())
+        np.testing.assert_array_equal(dn.cols, dt.cols.numpy())
 
 
 @pytest.mark.parametrize("middle", ["pinv", "optimal"])
