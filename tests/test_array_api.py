@@ -49,14 +49,18 @@ def assert_same(strict_out: Any, numpy_out: np.ndarray) -> None:
 @pytest.mark.parametrize("select", RULES)
 @pytest.mark.parametrize("middle", ["optimal", "pinv"])
 def test_cur_returns_strict_arrays_equal_to_numpy(select: str, middle: str) -> None:
-    d = linalg.cur(strict(MATRIX), 5, select=select, middle=middle, seed=0)
-    ref = linalg.cur(MATRIX, 5, select=select, middle=middle, seed=0)
+    # Same indices on NOISY (rank 5 plus noise: every pivot and candidate energy is separated
+    # by far more than round-off). On the exactly rank-5 MATRIX the pivoting rules' candidates
+    # all reproduce it, so which one is kept is round-off: there only exactness is compared.
+    d = linalg.cur(strict(NOISY), 5, select=select, middle=middle, seed=0)
+    ref = linalg.cur(NOISY, 5, select=select, middle=middle, seed=0)
     for got, want in zip((d.C, d.U, d.R), (ref.C, ref.U, ref.R), strict=True):
         assert_same(got, want)
     assert d.rows.dtype == xps.int64 and d.cols.dtype == xps.int64
     np.testing.assert_array_equal(host(d.rows), ref.rows)
     np.testing.assert_array_equal(host(d.cols), ref.cols)
-    assert float(relative_error(strict(MATRIX), d.reconstruct())) < 1e-9
+    exact = linalg.cur(strict(MATRIX), 5, select=select, middle=middle, seed=0)
+    assert float(relative_error(strict(MATRIX), exact.reconstruct())) < 1e-9
 
 
 @pytest.mark.parametrize("select", ["sketch_qr", "deim", "norm", "uniform"])

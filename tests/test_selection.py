@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from tcur.linalg import deim, leverage_scores, qdeim
@@ -33,8 +33,11 @@ def test_leverage_scores_match_svd_definition(pair: tuple[np.ndarray, int], axis
 @given(V=bases)
 def test_deim_matches_lu_partial_pivoting(V: np.ndarray) -> None:
     # DEIM's greedy choice equals the pivot order of LU with partial pivoting on V
-    # (Sorensen & Embree 2016, Sec. 3), an independent construction.
-    p, _, _ = scipy.linalg.lu(V, p_indices=True)  # V == L[p] @ U
+    # (Sorensen & Embree 2016, Sec. 3), an independent construction. Both take an argmax at
+    # every step, so they must agree only where it is well separated: a near tie shows up as
+    # a multiplier |L[i, j]| within round-off of 1 (partial pivoting keeps |L| <= 1).
+    p, L, _ = scipy.linalg.lu(V, p_indices=True)  # V == L[p] @ U
+    assume(np.abs(np.tril(L, -1)).max(initial=0.0) < 1 - 1e3 * np.finfo(V.dtype).eps * V.shape[0])
     pivot_rows = np.argsort(p)  # V[pivot_rows] == L @ U, L unit lower triangular
     np.testing.assert_array_equal(deim(V), pivot_rows[: V.shape[1]])
 
