@@ -17,7 +17,10 @@ looked up in ``sys.modules``.
 from __future__ import annotations
 
 import math
+import os
 import sys
+import types
+import warnings
 from typing import Any
 
 import array_api_compat
@@ -414,3 +417,14 @@ def spawn_rngs(seed: Any, n: int) -> list[np.random.Generator]:
         return list(seed.spawn(count))
     sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     return [np.random.default_rng(child) for child in sequence.spawn(count)]
+
+
+def warn_user(message: str, category: type[Warning]) -> None:
+    """Issue a warning attributed to the first frame outside the ``tcur`` package: the user's
+    line, whatever route (``decompose``, ``cur``, the sparse or Dask engine) led here."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    level = 2
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)

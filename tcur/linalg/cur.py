@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from tcur._backend import (
@@ -16,59 +15,19 @@ from tcur._backend import (
     is_torch,
     take,
 )
-from tcur.linalg.pinv import check_rtol, pinv
+from tcur.linalg.lazy import dask_cur
+from tcur.linalg.middle import middle_factors
+from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
+from tcur.linalg.pinv import check_rtol
+from tcur.linalg.results import CUR
 from tcur.linalg.selection import SELECT_RULES, select_matrix_indices
-from tcur.linalg.tolerance import check_rank_or_tol, estimate_rank, fit_to_tolerance
-
-MIDDLES = ("optimal", "pinv")
-DEFAULT_SELECT = "sketch_qr"
-"""Default selection rule of :func:`cur` and :func:`tcur.linalg.tcur`, chosen by the
-benchmark suite (``benchmarks/bench_cur.py``; see :mod:`tcur.linalg.pivoting`)."""
-DEFAULT_MIDDLE = "optimal"
-"""Default middle factor: ``pinv(C) @ A @ pinv(R)``, stable on data that is not low-rank."""
-
-
-@dataclass(frozen=True)
-class CUR:
-    """Result of :func:`cur`: ``A ~ C @ U @ R`` with ``C = A[:, cols]`` and ``R = A[rows, :]``.
-
-    Attributes
-    ----------
-    C : array of shape (m, n_cols)
-    U : array of shape (n_cols, n_rows)
-    R : array of shape (n_rows, n)
-    rows, cols : integer arrays
-        Selected row and column indices, of the input's array kind.
-    rank : int or None
-        The target rank of the decomposition: the ``rank`` passed, or the one found for
-        ``tol=``.
-    """
-
-    C: Array
-    U: Array
-    R: Array
-    rows: Array
-    cols: Array
-    rank: int | None = None
-
-    def reconstruct(self) -> Array:
-        """Return ``C @ U @ R``."""
-        return self.C @ (self.U @ self.R)
-
-
-def middle_optimal(C: Array, A: Array, R: Array, rtol: float | None = None) -> Array:
-    """``pinv(C) @ A @ pinv(R)`` through SVD-based pseudo-inverses (never normal equations)."""
-    return pinv(C, rtol) @ (A @ pinv(R, rtol))
-
-
-def index_counts(rank: int, n_rows: int | None, n_cols: int | None, shape: Any) -> tuple[int, int]:
-    """Validated ``(n_rows, n_cols)``: default ``rank``, at least ``rank``, within ``shape``."""
-    m, n = shape
-    n_rows = check_rank(rank if n_rows is None else n_rows, "n_rows", m)
-    n_cols = check_rank(rank if n_cols is None else n_cols, "n_cols", n)
-    if n_rows < rank or n_cols < rank:
-        raise ValueError(f"n_rows={n_rows} and n_cols={n_cols} must be >= rank={rank}")
-    return n_rows, n_cols
+from tcur.linalg.sparse import sparse_cur
+from tcur.linalg.tolerance import (
+    check_rank_or_tol,
+    estimate_rank,
+    fit_to_tolerance,
+    measured_error,
+)
 
 
 def cur(
@@ -112,19 +71,19 @@ def cur(
     middle : {"optimal", "pinv"}
         ``"optimal"`` (default): ``U = pinv(C) @ A @ pinv(R)``, the least Frobenius error for
         these C and R. ``"pinv"``: ``U = pinv(A[rows][:, cols])`` truncated to ``rank``
-        singular values; it reads only the sampled entries, and is exact when ``A`` has exact
-        rank ``rank``, but it is **unstable on data without exact low-rank structure** when the
-        intersection is square (``n_rows = n_cols = rank``): its small singular values amplify
-        the tail (relative errors above 1, e.g. 5.2 on the grey ``china.jpg`` at rank 20).
-        Oversample one side (``n_rows=2 * rank``) if only sampled entries can be read.
+        singular values; it reads only the sampled entries and is exact when ``A`` has exact
+        rank ``rank``. Its error is that of interpolating ``A`` on ``C``'s range through the
+        chosen rows: close to ``"optimal"`` when the rows are pivots of ``C``'s range (the
+        default rule) and oversampled (``n_rows=2 * rank``; Park & Nakatsukasa 2024), larger
+        with a square intersection or sampled rows.
     seed : None, int or numpy.random.Generator
         Randomness of the sketches and of the sampled rules (independent streams spawned from
         it); ``None`` is random every call.
     svd : {"auto", "exact", "randomized"}
         How leading singular vectors are found for the DEIM/leverage rules.
     rtol : float, optional
-        Relative cutoff of the pseudo-inverses (default ``max(shape) * eps``; see
-        :func:`tcur.linalg.pinv.pinv`).
+        Relative cutoff of the pseudo-inverses in the explicit ``U`` (default ``sqrt(eps)`` of
+        the dtype, :func:`tcur.linalg.options.explicit_rtol`; see :func:`tcur.linalg.pinv.pinv`).
     check_finite : bool
         Scan ``A`` for NaN/Inf (default). ``False`` skips the scan (a device synchronisation
         on GPU); results on non-finite input are then undefined.
@@ -133,7 +92,11 @@ def cur(
     -------
     CUR
         Frozen dataclass with ``C``, ``U``, ``R``, ``rows``, ``cols``, ``rank`` and
-        ``.reconstruct()``. Exact when ``rank(A[rows][:, cols]) == rank(A)``. Autograd flows
+        ``.reconstruct()``. Exact when ``rank(A[rows][:, cols]) == rank(A)``.
+        ``reconstruct()`` is accurate to a few ``eps ||A||`` beyond the error of the chosen
+        columns and rows at every rank (it works in orthonormal coordinates,
+        :mod:`tcur.linalg.orthonormal`); ``C @ U @ R`` multiplied by hand to about
+        ``sqrt(eps)`` relative, since an explicit ``U`` amplifies round-off. Autograd flows
         from ``C``, ``U``, ``R`` back to ``A`` for torch input (the indices are not
         differentiable).
 
@@ -154,9 +117,8 @@ def cur(
     (5, True)
     """
     if is_sparse(A) or is_dask(A):  # products with A only: tcur.linalg.products
-        from tcur.linalg.products import cur_of_kind
-
-        return cur_of_kind(
+        kind_cur = sparse_cur if is_sparse(A) else dask_cur
+        return kind_cur(
             A,
             rank,
             tol=tol,
@@ -184,7 +146,11 @@ def cur(
     detached = A.detach()[None, ...] if is_torch(A) else A[None, ...]
     first = estimate_rank(detached, tol, seed=seed)
     return fit_to_tolerance(
-        lambda k: _fit(A, k, k, k, **options), A, tol, first, full, CUR.reconstruct
+        lambda k: _fit(A, k, k, k, **options),
+        lambda d: measured_error(A, d.reconstruct()),
+        tol,
+        first,
+        full,
     )
 
 
@@ -195,8 +161,5 @@ def _fit(
     rows, cols = select_matrix_indices(A, rank, n_rows, n_cols, select=select, seed=seed, svd=svd)
     rows_x, cols_x = index_array(rows, A), index_array(cols, A)
     C, R = take(A, cols_x, axis=1), take(A, rows_x, axis=0)
-    if middle == "pinv":
-        U = pinv(take(R, cols_x, axis=1), rtol, rank=rank)
-    else:
-        U = middle_optimal(C, A, R, rtol)
-    return CUR(C=C, U=U, R=R, rows=rows_x, cols=cols_x, rank=rank)
+    U, form = middle_factors(A, C, R, rows_x, cols_x, middle=middle, rank=rank, rtol=rtol)
+    return CUR(C=C, U=U, R=R, rows=rows_x, cols=cols_x, rank=rank, form=form)

@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import is_dask
-from tcur.linalg.cur import CUR
+from tcur._backend import binary_scale, is_dask
+from tcur.linalg.orthonormal import Projection
 from tcur.linalg.products import Fit, Operator, cur_by_operator, float_dtype
+from tcur.linalg.results import CUR
 
 
 class DaskOperator(Operator):
@@ -110,12 +111,27 @@ class DaskOperator(Operator):
         row, col = self._compute(da.sqrt(squares.sum(axis=1)), da.sqrt(squares.sum(axis=0)))
         return np.asarray(row, dtype=np.float64), np.asarray(col, dtype=np.float64)
 
-    def error(self, d: CUR) -> float:
-        """One pass: ``||A - C U R||_F / ||A||_F`` of a result on this ``A``."""
-        residual = (abs(self.A - d.reconstruct()) ** 2).sum()
-        total = (abs(self.A) ** 2).sum()
-        num, den = self._compute(residual, total)
-        return 0.0 if float(den) == 0.0 else math.sqrt(float(num) / float(den))
+    def frobenius_norm(self) -> float:
+        """One pass (two when the squares over- or underflow): ``||A||_F``."""
+
+        source = self._source()
+        peak, squares = self._compute(abs(source).max(), (abs(source) ** 2).sum())
+        if math.isfinite(float(squares)) and float(squares) > 2.0**-900:
+            return math.sqrt(float(squares))
+        scale = binary_scale(float(peak))
+        (squares,) = self._compute((abs(source / scale) ** 2).sum())
+        return math.sqrt(float(squares)) * scale if float(peak) > 0 else 0.0
+
+    def residual_norm(self, form: Projection) -> float:
+        """One pass: ``||A - form.value()||_F``, chunk by chunk (``form.value()`` is lazy)."""
+
+        residual = self.A - form.value()
+        peak, squares = self._compute(abs(residual).max(), (abs(residual) ** 2).sum())
+        if math.isfinite(float(squares)) and (float(squares) > 2.0**-900 or float(peak) == 0):
+            return math.sqrt(float(squares))
+        scale = binary_scale(float(peak))
+        (squares,) = self._compute((abs(residual / scale) ** 2).sum())
+        return math.sqrt(float(squares)) * scale
 
 
 def dask_cur(A: Any, rank: int | None, *, check_finite: bool, **options: Any) -> CUR:
@@ -140,6 +156,9 @@ def dask_cur(A: Any, rank: int | None, *, check_finite: bool, **options: Any) ->
 
     def build(found: Fit, rank: int) -> CUR:
         U = da.from_array(found.U, chunks=found.U.shape)
-        return CUR(op.A[:, found.cols], U, op.A[found.rows, :], found.rows, found.cols, rank)
+        left = da.from_array(found.form.left, chunks=(op.A.chunks[0], found.form.left.shape[1]))
+        form = Projection(left, found.form.core, found.form.right)
+        C, R = op.A[:, found.cols], op.A[found.rows, :]
+        return CUR(C, U, R, found.rows, found.cols, rank, form)
 
-    return cur_by_operator(op, rank, build=build, error=op.error, **options)
+    return cur_by_operator(op, rank, build=build, **options)

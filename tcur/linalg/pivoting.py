@@ -58,6 +58,7 @@ from tcur._backend import (
     take,
     to_numpy,
 )
+from tcur.linalg.orthonormal import hermitian, numerical_range
 
 PIVOTING_RULES = ("sketch_qr", "arp")
 SKETCH_OVERSAMPLE = 10
@@ -142,23 +143,6 @@ def gaussian(rng: np.random.Generator, shape: tuple[int, ...], ref: Array) -> Ar
 def _orth(xp: Any, Y: Array) -> Array:
     Q, _ = xp.linalg.qr(Y)
     return Q
-
-
-def numerical_range(xp: Any, X: Array) -> Array:
-    """Orthonormal range bases of a batch ``X`` (``(b, m, k)``, ``k <= m``) by SVD, with the
-    directions of singular values at round-off level (``<= max(m, k) * eps * s_max``, ``s_max``
-    over the batch) set to zero: a rank-deficient ``X`` contributes only its true range, so
-    the pivots do not depend on round-off."""
-    Q, R = xp.linalg.qr(X)  # then the SVD of the small R: cheaper than an SVD of X
-    u, s, _ = xp.linalg.svd(R, full_matrices=False)
-    keep = s > max(X.shape[-2:]) * eps(X) * xp.max(s)
-    return (Q @ u) * xp.astype(keep, u.dtype)[..., None, :]
-
-
-def hermitian(xp: Any, X: Array) -> Array:
-    """Conjugate transpose of the last two axes (no copy for real input)."""
-    transposed = xp.matrix_transpose(X)
-    return xp.conj(transposed) if xp.isdtype(X.dtype, "complex floating") else transposed
 
 
 def range_basis(F: Array, cols: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

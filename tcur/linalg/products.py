@@ -38,7 +38,6 @@ cap of :func:`tcur.linalg.pinv.pinv`.
 from __future__ import annotations
 
 import math
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,8 +45,15 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import binary_scale, check_choice, check_rank, is_sparse, spawn_rngs
-from tcur.linalg.cur import CUR, MIDDLES, index_counts
+from tcur._backend import binary_scale, check_choice, check_rank, namespace, spawn_rngs
+from tcur.linalg.middle import explicit_optimal
+from tcur.linalg.options import MIDDLES, explicit_rtol, index_counts
+from tcur.linalg.orthonormal import (
+    Projection,
+    interpolation_core,
+    numerical_range,
+    range_factor,
+)
 from tcur.linalg.pinv import check_rtol, pinv
 from tcur.linalg.pivoting import (
     PIVOTING_RULES,
@@ -56,12 +62,15 @@ from tcur.linalg.pivoting import (
     pivoted_qr_indices,
     top_right_vectors,
 )
+from tcur.linalg.results import CUR
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
 from tcur.linalg.svd_bases import SVD_METHODS
-from tcur.linalg.tolerance import FIRST_BLOCK, check_rank_or_tol
+from tcur.linalg.tolerance import check_rank_or_tol, estimate_rank, fit_to_tolerance
 
 POWER_ITERS = 2
 """Power iterations of the randomized SVD behind the basis rules."""
+EXACT_BELOW = 100
+""":func:`operator_error` measures exactly (one pass) below ``EXACT_BELOW * sqrt(eps)``."""
 
 
 class Operator(ABC):
@@ -93,6 +102,14 @@ class Operator(ABC):
     def norms(self) -> tuple[np.ndarray, np.ndarray]:
         """One pass: 2-norms of the rows and of the columns (host float64)."""
 
+    @abstractmethod
+    def frobenius_norm(self) -> float:
+        """``||A||_F`` without overflow or underflow (at most one pass)."""
+
+    @abstractmethod
+    def residual_norm(self, form: Projection) -> float:
+        """One pass: ``||A - form.value()||_F``, formed block by block."""
+
     def times(self, X: np.ndarray) -> np.ndarray:
         """``A @ X`` (one pass)."""
         return self.products(X, None)[0]
@@ -104,11 +121,12 @@ class Operator(ABC):
 
 @dataclass(frozen=True)
 class Fit:
-    """Indices and the dense middle factor found by :func:`fit_by_products`."""
+    """Indices, the dense middle factor and the stable form found by :func:`fit_by_products`."""
 
     rows: np.ndarray
     cols: np.ndarray
     U: np.ndarray
+    form: Projection
 
 
 def _gaussian(rng: np.random.Generator, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
@@ -142,34 +160,6 @@ def _orth(Y: np.ndarray) -> np.ndarray:
         if not second:
             gram = Q.conj().T @ Q
     return np.ascontiguousarray(Q, dtype=Y.dtype)
-
-
-def range_basis(X: np.ndarray) -> np.ndarray:
-    """:func:`tcur.linalg.pivoting.numerical_range` of one tall matrix ``X`` (``m x k``): QR, then
-    the SVD of the small triangular factor; directions of singular values at round-off level
-    (``<= max(m, k) * eps * s_max``) are set to zero.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from tcur.linalg.products import range_basis
-    >>> B = range_basis(np.array([[1.0, 2.0], [2.0, 4.0], [0.0, 0.0]]))
-    >>> np.round(np.abs(B), 6).tolist()
-    [[0.447214, 0.0], [0.894427, 0.0], [0.0, 0.0]]
-    """
-
-    return range_factor(X)[0]
-
-
-def range_factor(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(Q, T)`` with ``Q = range_basis(X)`` and ``T = Q^H X`` (``k x k``), so ``X = Q T`` up to
-    the round-off directions; from the QR and the small SVD ``R = u s v^H``: ``T = s v^H``."""
-    import scipy.linalg  # deferred: keeps `import tcur` fast
-
-    Q, R = scipy.linalg.qr(X, mode="economic", check_finite=False)
-    u, s, vh = np.linalg.svd(R)
-    keep = s > max(X.shape) * float(np.finfo(X.dtype).eps) * (s[0] if s.size else 0.0)
-    return np.ascontiguousarray((Q @ u) * keep), (s * keep)[:, None] * vh
 
 
 def pruned_pivots(basis: np.ndarray, count: int) -> np.ndarray:
@@ -249,10 +239,11 @@ def _pivoted_selection(A: Operator, n_rows: int, n_cols: int, rule: str, seed: A
     X = A.times(_gaussian(sketch_rng, (n, size), A.dtype))
     cols = _outer(rule, A.adjoint_times(_orth(X)), n_cols, sample_rng)
     (C,), _ = A.gather([cols], [])
-    Q_C, T_C = range_factor(C)
+    Q_C, T_C = range_factor(np, C)
     missing = n_rows - n_cols
     # The pivots depend only on the subspace: an orthonormal basis of [Q_C, X'] spans [C, X'].
-    basis = range_basis(np.concatenate([Q_C, X[:, :missing]], axis=1)) if missing > 0 else Q_C
+    extended = np.concatenate([Q_C, X[:, :missing]], axis=1)
+    basis = numerical_range(np, extended) if missing > 0 else Q_C
     rows = _pick(rule, basis, n_rows, sample_rng)
     _, (R,) = A.gather([], [rows])
     return Selection(rows, cols, C, R, (Q_C, T_C))
@@ -347,55 +338,24 @@ def fit_by_products(
     else:
         picked = _single_candidate(A, rank, n_rows, n_cols, select, seed, svd)
     rows, cols = picked.rows, picked.cols
+    cutoff = explicit_rtol(rtol, float(np.finfo(A.dtype).eps))
+    Q_C, T_C = picked.C_factor or range_factor(np, picked.C)
+    Q_R, T_R = range_factor(np, picked.R.conj().T)
     if middle == "pinv":
-        return Fit(rows, cols, pinv(picked.R[:, cols], rtol, rank=rank))
-    # C = Q_C T_C and R = T_R^H Q_R^H, so pinv(C) A pinv(R) = pinv(T_C) (Q_C^H A Q_R) pinv(T_R^H),
-    # with the cutoffs pinv would use on C and R themselves. The product is on the short side.
-    Q_C, T_C = picked.C_factor or range_factor(picked.C)
-    Q_R, T_R = range_factor(picked.R.conj().T)
+        U = pinv(picked.R[:, cols], cutoff, rank=rank)
+        capped = rank < min(n_rows, n_cols)
+        core = interpolation_core(np, (Q_C, T_C, Q_R, T_R), rows, cols, U, capped)
+        return Fit(rows, cols, U, Projection(Q_C, core, Q_R))
+    core = _coordinates(A, Q_C, Q_R)
+    return Fit(rows, cols, explicit_optimal(T_C, core, T_R, cutoff), Projection(Q_C, core, Q_R))
+
+
+def _coordinates(A: Operator, Q_C: np.ndarray, Q_R: np.ndarray) -> np.ndarray:
+    """``Q_C^H A Q_R`` in one pass, the product taken on ``A``'s short side."""
     m, n = A.shape
-    tall = m >= n  # then (A^H Q_C)^H Q_R = Q_C^H A Q_R
-    core = A.adjoint_times(Q_C).conj().T @ Q_R if tall else Q_C.conj().T @ A.times(Q_R)
-    left = pinv(T_C, _cutoff(rtol, (m, n_cols), A.dtype))
-    right = pinv(T_R.conj().T, _cutoff(rtol, (n_rows, n), A.dtype))
-    return Fit(rows, cols, left @ core @ right)
-
-
-def _cutoff(rtol: float | None, shape: tuple[int, int], dtype: np.dtype) -> float:
-    """``rtol``, or the default cutoff of :func:`tcur.linalg.pinv.pinv` for a ``shape`` matrix."""
-    return max(shape) * float(np.finfo(dtype).eps) if rtol is None else rtol
-
-
-def smallest_rank_meeting(
-    fit: Callable[[int], Any], error: Callable[[Any], float], tol: float, full: int
-) -> Any:
-    """The fit of the smallest rank found by doubling from :data:`FIRST_BLOCK`, then bisection,
-    whose measured ``error`` is ``<= tol`` (about ``2 log2(rank)`` fits). At ``full`` rank
-    without success, that fit with a :class:`RuntimeWarning`."""
-    low, high = 0, min(FIRST_BLOCK, full)
-    while True:
-        result = fit(high)
-        measured = error(result)
-        if measured <= tol:
-            break
-        if high == full:
-            warnings.warn(
-                f"tol={tol} not reached: relative error {measured:.3e} at the full rank {full}; "
-                "returning the full-rank decomposition",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            return result
-        low, high = high, min(2 * high, full)
-    found = result
-    while high - low > 1:
-        middle = (low + high) // 2
-        result = fit(middle)
-        if error(result) <= tol:
-            found, high = result, middle
-        else:
-            low = middle
-    return found
+    if m >= n:  # (A^H Q_C)^H Q_R = Q_C^H A Q_R
+        return np.asarray(A.adjoint_times(Q_C).conj().T @ Q_R)
+    return np.asarray(Q_C.conj().T @ A.times(Q_R))
 
 
 def float_dtype(dtype: Any, name: str) -> np.dtype:
@@ -426,7 +386,6 @@ def cur_by_operator(
     rank: Any,
     *,
     build: Callable[[Fit, int], CUR],
-    error: Callable[[CUR], float],
     tol: Any = None,
     n_rows: Any = None,
     n_cols: Any = None,
@@ -437,33 +396,75 @@ def cur_by_operator(
     rtol: Any = None,
 ) -> CUR:
     """:func:`tcur.linalg.cur` on an operator: the options validated as there, then one
-    :func:`fit_by_products` at ``rank``, or for ``tol=`` :func:`smallest_rank_meeting` with the
-    kind's measured ``error``. ``build(fit, rank)`` makes the result in the input's kind."""
+    :func:`fit_by_products` at ``rank``; for ``tol=`` the search of :mod:`tcur.linalg.tolerance`
+    (the rank estimated by the range finder on the operator, then grown until
+    :func:`operator_error` meets ``tol``). ``build(fit, rank)`` makes the result in the input's
+    kind."""
     check_choice(select, "select", SELECT_RULES)
     check_choice(middle, "middle", MIDDLES)
     check_choice(svd, "svd", SVD_METHODS)
     options = {"select": select, "middle": middle, "seed": seed, "svd": svd}
     options["rtol"] = check_rtol(rtol)
     tol = check_rank_or_tol(rank, tol)
-
-    def fit(k: int, rows: int, cols: int) -> CUR:
-        return build(fit_by_products(op, k, rows, cols, **options), k)
-
     if tol is None:
         rank = check_rank(rank, "rank", min(op.shape))
-        return fit(rank, *index_counts(rank, n_rows, n_cols, op.shape))
+        fit = fit_by_products(op, rank, *index_counts(rank, n_rows, n_cols, op.shape), **options)
+        return build(fit, rank)
     if n_rows is not None or n_cols is not None:
         raise ValueError("n_rows and n_cols cannot be combined with tol=; they follow the rank")
-    return smallest_rank_meeting(lambda k: fit(k, k, k), error, tol, min(op.shape))
+    products = OperatorProducts(op)
+    first = estimate_rank(products, tol, seed=seed)
+    found = fit_to_tolerance(
+        lambda k: fit_by_products(op, k, k, k, **options),
+        lambda f: operator_error(op, f, middle, products.norm),
+        tol,
+        first,
+        min(op.shape),
+    )
+    return build(found, found.rows.size)
 
 
-def cur_of_kind(A: Any, rank: Any, *, check_finite: bool = True, **options: Any) -> CUR:
-    """:func:`tcur.linalg.cur` of a ``scipy.sparse`` matrix (:mod:`tcur.linalg.sparse`) or a Dask
-    array (:mod:`tcur.linalg.lazy`); ``options`` are the other keyword arguments of ``cur``."""
-    if is_sparse(A):
-        from tcur.linalg.sparse import sparse_cur
+class OperatorProducts:
+    """An :class:`Operator` as the batch of one matrix that
+    :func:`tcur.linalg.tolerance.estimate_rank` reads, divided by a power of two near its
+    Frobenius norm (exact; no overflow or underflow at 1e+-300)."""
 
-        return sparse_cur(A, rank, check_finite=check_finite, **options)
-    from tcur.linalg.lazy import dask_cur
+    def __init__(self, op: Operator) -> None:
+        self.op, self.xp = op, namespace(np.zeros(0))
+        self.norm = op.frobenius_norm()
+        self.scale = binary_scale(self.norm)
+        self.shape = (1, *op.shape)
 
-    return dask_cur(A, rank, check_finite=check_finite, **options)
+    def times(self, X: np.ndarray) -> np.ndarray:
+        return (self.op.times(np.asarray(X[0])) / self.scale)[None]
+
+    def adjoint_times(self, X: np.ndarray) -> np.ndarray:
+        return (self.op.adjoint_times(np.asarray(X[0])) / self.scale)[None]
+
+    def squared_norms(self) -> np.ndarray:
+        return np.array([(self.norm / self.scale) ** 2])
+
+    def gaussian(self, rng: np.random.Generator, width: int) -> np.ndarray:
+        return _gaussian(rng, (self.op.shape[1], width), self.op.dtype)[None]
+
+
+def operator_error(op: Operator, fit: Fit, middle: str, norm: float) -> float:
+    """Relative Frobenius error ``||A - form.value()|| / ||A||`` of a fit (``norm = ||A||_F``).
+
+    In orthonormal coordinates, without forming ``A - Q_C M Q_R^H``: with ``M = Q_C^H A Q_R``,
+    ``||A - Q_C N Q_R^H||^2 = ||A||^2 - ||M||^2 + ||M - N||^2`` (for ``middle="optimal"``
+    ``N = M``, and no pass is needed). The difference of squares is accurate to about
+    ``eps / error^2`` relative, so below :data:`EXACT_BELOW` times ``sqrt(eps)`` the error is
+    measured exactly by :meth:`Operator.residual_norm` (one more pass).
+    """
+    if norm == 0.0:
+        return 0.0
+    scale = binary_scale(norm)
+    core = fit.form.core / scale
+    M = core if middle == "optimal" else _coordinates(op, fit.form.left, fit.form.right) / scale
+    squared = (norm / scale) ** 2 - float(np.sum(np.abs(M) ** 2))
+    squared += float(np.sum(np.abs(M - core) ** 2))
+    error = math.sqrt(max(squared, 0.0)) * scale / norm
+    if error >= EXACT_BELOW * math.sqrt(float(np.finfo(op.dtype).eps)):
+        return error
+    return op.residual_norm(fit.form) / norm

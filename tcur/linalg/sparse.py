@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from tcur._backend import Array, binary_scale, is_sparse
-from tcur.linalg.cur import CUR
+from tcur.linalg.orthonormal import Projection, range_factor
 from tcur.linalg.products import Fit, Operator, cur_by_operator, float_dtype
+from tcur.linalg.results import CUR
 
 
 def as_csr(A: Any, name: str, *, finite: bool = True) -> Any:
@@ -55,6 +56,10 @@ def as_csr(A: Any, name: str, *, finite: bool = True) -> Any:
     if finite and not np.isfinite(csr.data).all():
         raise ValueError(f"{name} must not contain NaN or Inf (found in its stored entries)")
     return csr
+
+
+RESIDUAL_BLOCK = 1 << 20
+"""Entries per dense block when :meth:`SparseOperator.residual_norm` forms ``A - Q_C M Q_R^H``."""
 
 
 class SparseOperator(Operator):
@@ -98,6 +103,22 @@ class SparseOperator(Operator):
         self.passes += 1
         return sparse_norms(self.csr, axis=1), sparse_norms(self.csc, axis=0)
 
+    def frobenius_norm(self) -> float:
+        return _scaled_data_norm(self.csr.data)
+
+    def residual_norm(self, form: Projection) -> float:
+        self.passes += 1
+        m, n = self.shape
+        step = max(1, RESIDUAL_BLOCK // max(n, 1))
+        right = form.core @ form.right.conj().T  # (a, n)
+        scale = binary_scale(float(np.max(np.abs(self.csr.data))) if self.csr.nnz else 0.0)
+        squares = 0.0
+        for start in range(0, m, step):
+            stop = min(m, start + step)
+            block = self.csr[start:stop].toarray() - form.left[start:stop] @ right
+            squares += float(np.sum(np.abs(block / scale) ** 2))
+        return math.sqrt(squares) * scale
+
 
 def sparse_norms(A: Any, axis: int) -> np.ndarray:
     """2-norms of the rows (``axis=1``) or columns (``axis=0``) from the stored entries, scaled by
@@ -121,9 +142,12 @@ def factored_error(A: Any, C: Any, U: Array, R: Any) -> float:
     """Relative Frobenius error ``||A - C U R||_F / ||A||_F`` without forming ``C U R`` or
     densifying ``A``.
 
-    From ``||A||^2 - 2 Re <A, C U R> + ||C U R||^2`` with ``<A, C U R> = <C^H A R^H, U>`` and
-    ``||C U R||^2 = <C^H C U R R^H, U>``: products of ``A`` with the sparse factors and small
-    dense matrices. The subtraction limits the accuracy to about ``sqrt(eps)`` relative.
+    In orthonormal coordinates: with ``C = Q_C T_C``, ``R^H = Q_R T_R``
+    (:func:`tcur.linalg.orthonormal.range_factor` of ``C`` and ``R^H`` made dense: ``m x k`` and
+    ``n x k``), ``M = Q_C^H A Q_R`` and ``N = T_C U T_R^H``,
+    ``||A - C U R||^2 = ||A||^2 - ||M||^2 + ||M - N||^2`` (the two parts are orthogonal). Only the
+    difference of squares cancels, so the result is within 1% of the true error whenever that
+    is at least ``100 sqrt(eps)``; below, it is accurate to about ``eps / error`` (absolute).
 
     Examples
     --------
@@ -134,24 +158,23 @@ def factored_error(A: Any, C: Any, U: Array, R: Any) -> float:
     >>> d = cur(A, 5, seed=0)
     >>> dense = A.toarray()
     >>> truth = np.linalg.norm(dense - d.C @ d.U @ d.R) / np.linalg.norm(dense)
-    >>> bool(abs(factored_error(A, d.C, d.U, d.R) - truth) < 1e-6)
+    >>> bool(abs(factored_error(A, d.C, d.U, d.R) / truth - 1) < 1e-10)
     True
     """
-    A, C, R = (M.tocsr() for M in (A, C, R))
-    U = np.asarray(U)
-    peak = float(np.max(np.abs(A.data))) if A.nnz else 0.0
-    if peak == 0.0:  # C and R are parts of A, so C U R is zero as well
+    A = as_csr(A, "A", finite=False)
+    total = _scaled_data_norm(A.data)
+    if total == 0.0:  # C and R are parts of A, so C U R is zero as well
         return 0.0
-    scale = binary_scale(peak)
-    A, C, R = A / scale, C / scale, R / scale
-    U = U * scale  # (C / s)(U s)(R / s) = C U R / s, like A / s
-    total = float(np.sum(np.abs(A.data) ** 2))
-    CH, RH = C.conj().T, R.conj().T
-    cross = np.asarray((CH @ A @ RH).toarray())
-    gram_c, gram_r = np.asarray((CH @ C).toarray()), np.asarray((R @ RH).toarray())
-    inner = float(np.real(np.sum(cross * U.conj())))
-    approx = float(np.real(np.sum((gram_c @ U @ gram_r) * U.conj())))
-    return math.sqrt(max(total - 2.0 * inner + approx, 0.0) / total)
+    scale = binary_scale(total)
+    A = A / scale
+    C, R = (np.asarray(M.toarray() if is_sparse(M) else M) / scale for M in (C, R))
+    Q_C, T_C = range_factor(np, C)
+    Q_R, T_R = range_factor(np, R.conj().T)
+    M = np.asarray((A.conj().T @ Q_C).conj().T @ Q_R)
+    N = T_C @ (np.asarray(U) * scale) @ T_R.conj().T
+    squared = (total / scale) ** 2 - float(np.sum(np.abs(M) ** 2))
+    squared += float(np.sum(np.abs(M - N) ** 2))
+    return math.sqrt(max(squared, 0.0)) * scale / total
 
 
 def sparse_relative_error(x: Any, approx: Any, *, check_finite: bool) -> np.ndarray:
@@ -215,9 +238,6 @@ def sparse_cur(A: Any, rank: int | None, *, check_finite: bool, **options: Any) 
 
     def build(found: Fit, rank: int) -> CUR:
         C, R = op.csc[:, found.cols].asformat(A.format), op.csr[found.rows, :].asformat(A.format)
-        return CUR(C, found.U, R, found.rows, found.cols, rank)
+        return CUR(C, found.U, R, found.rows, found.cols, rank, found.form)
 
-    def error(d: CUR) -> float:
-        return factored_error(op.csr, d.C, d.U, d.R)
-
-    return cur_by_operator(op, rank, build=build, error=error, **options)
+    return cur_by_operator(op, rank, build=build, **options)

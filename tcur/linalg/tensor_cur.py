@@ -31,7 +31,6 @@ conjugate partner count twice) are independent matrices:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,43 +50,20 @@ from tcur._backend import (
     take,
     to_numpy,
 )
-from tcur.linalg.cur import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
-from tcur.linalg.pinv import check_rtol, pinv
+from tcur.linalg.middle import middle_factors
+from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
+from tcur.linalg.pinv import check_rtol
 from tcur.linalg.pivoting import PIVOTING_RULES, captured_energy, select_pivoted, unit_scaled
+from tcur.linalg.results import TCUR
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
 from tcur.linalg.svd_bases import singular_vectors
-from tcur.linalg.tolerance import check_rank_or_tol, estimate_rank, fit_to_tolerance
-from tcur.linalg.tproduct import fourier_weights, from_fourier, to_fourier, tprod
-
-
-@dataclass(frozen=True)
-class TCUR:
-    """Result of :func:`tcur`: ``A ~ C * U * R`` under the t-product.
-
-    Attributes
-    ----------
-    C : array of shape (n1, n_cols, n3)
-        ``A[:, cols, :]``.
-    U : array of shape (n_cols, n_rows, n3)
-    R : array of shape (n_rows, n2, n3)
-        ``A[rows, :, :]``.
-    rows, cols : integer arrays
-        Selected horizontal and lateral slice indices, of the input's array kind.
-    rank : int or None
-        The target tubal rank: the ``rank`` passed, or the one found for ``tol=``.
-    """
-
-    C: Array
-    U: Array
-    R: Array
-    rows: Array
-    cols: Array
-    rank: int | None = None
-
-    def reconstruct(self) -> Array:
-        """Return the t-product ``C * U * R`` (differentiable for torch input; the factors are
-        not scanned for NaN/Inf again)."""
-        return tprod(self.C, self.U, self.R, check_finite=False)
+from tcur.linalg.tolerance import (
+    check_rank_or_tol,
+    estimate_rank,
+    fit_to_tolerance,
+    measured_error,
+)
+from tcur.linalg.tproduct import fourier_weights, from_fourier, to_fourier
 
 
 def _detached_fourier(A: Array) -> tuple[Array, np.ndarray]:
@@ -292,7 +268,8 @@ def tcur(
     svd : {"auto", "exact", "randomized"}
         How leading singular vectors of the Fourier slices are found (DEIM/leverage rules).
     rtol : float, optional
-        Relative cutoff of the t-pseudo-inverses (see :func:`tcur.linalg.tpinv`).
+        Relative cutoff of the t-pseudo-inverses in the explicit ``U`` (default ``sqrt(eps)``,
+        as :func:`tcur.linalg.cur`; see :func:`tcur.linalg.tpinv`).
     check_finite : bool
         Scan ``A`` for NaN/Inf (default); ``False`` skips the scan.
 
@@ -334,7 +311,11 @@ def tcur(
         raise ValueError("n_rows and n_cols cannot be combined with tol=; they follow the rank")
     first = estimate_rank(fit.detached, tol, weights=weights, seed=seed)
     return fit_to_tolerance(
-        lambda k: fit(k, k, k), A, tol, first, min(A.shape[:2]), TCUR.reconstruct
+        lambda k: fit(k, k, k),
+        lambda d: measured_error(A, d.reconstruct()),
+        tol,
+        first,
+        min(A.shape[:2]),
     )
 
 
@@ -372,9 +353,9 @@ class _TensorFit:
         )
         rows_x, cols_x = index_array(rows, A), index_array(cols, A)
         F_cols, F_rows = take(F, cols_x, axis=2), take(F, rows_x, axis=1)
-        if self.middle == "pinv":
-            U_F = pinv(take(F_rows, cols_x, axis=2), self.rtol, rank)
-        else:
-            U_F = pinv(F_cols, self.rtol) @ F @ pinv(F_rows, self.rtol)
+        U_F, form = middle_factors(
+            F, F_cols, F_rows, rows_x, cols_x, middle=self.middle, rank=rank, rtol=self.rtol
+        )
         U = from_fourier(U_F, A.shape[2], self.real)
-        return TCUR(take(A, cols_x, axis=1), U, take(A, rows_x, axis=0), rows_x, cols_x, rank)
+        C, R = take(A, cols_x, axis=1), take(A, rows_x, axis=0)
+        return TCUR(C, U, R, rows_x, cols_x, rank, form)

@@ -17,14 +17,14 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
 
-from tcur._backend import Array, is_integer, namespace, spawn_rngs, to_numpy
-from tcur.linalg.pivoting import gaussian, hermitian
+from tcur._backend import Array, is_integer, namespace, spawn_rngs, to_numpy, warn_user
+from tcur.linalg.orthonormal import hermitian
+from tcur.linalg.pivoting import gaussian, unit_scaled
 
 FIRST_BLOCK = 16
 """Width of the first block of the range finder (later blocks double the basis)."""
@@ -61,20 +61,62 @@ def check_rank_or_tol(rank: Any, tol: Any) -> float | None:
     return value
 
 
+class BatchProducts:
+    """A batch of matrices ``F`` (``(b, m, n)``: one matrix, or the Fourier slices of a tensor)
+    seen through products, as :func:`estimate_rank` reads it. The sparse and Dask engines pass
+    their own object with the same four members.
+
+    ``F`` is divided by a power of two near its largest entry (exact), so that squared norms
+    neither overflow nor underflow at 1e+-300.
+    """
+
+    def __init__(self, F: Array) -> None:
+        self.xp = namespace(F)
+        self.F = unit_scaled(F)
+        self.Fh = hermitian(self.xp, self.F)
+        self.shape = tuple(F.shape)
+
+    def times(self, X: Array) -> Array:
+        """``F @ X`` (``X``: ``(b, n, l)``)."""
+        return self.F @ X
+
+    def adjoint_times(self, X: Array) -> Array:
+        """``F^H @ X`` (``X``: ``(b, m, l)``)."""
+        return self.Fh @ X
+
+    def squared_norms(self) -> np.ndarray:
+        """Per-matrix squared Frobenius norms (host float64)."""
+        return _sq_norms(self.xp, self.F)
+
+    def gaussian(self, rng: np.random.Generator, width: int) -> Array:
+        """A standard normal ``(b, n, width)`` block of ``F``'s kind."""
+        return gaussian(rng, (self.shape[0], self.shape[2], width), self.F)
+
+
 def _sq_norms(xp: Any, X: Array) -> np.ndarray:
     """Per-matrix squared Frobenius norms of a batch, on the host."""
     return np.asarray(to_numpy(xp.sum(xp.abs(X) ** 2, axis=(-2, -1))), dtype=np.float64)
 
 
+def _orthonormal(xp: Any, Y: Array, Q: Array | None) -> Array:
+    """Orthonormal basis of ``Y`` with ``Q``'s range projected out (twice: stable Gram-Schmidt)."""
+    for _ in range(2):
+        if Q is not None:
+            Y = Y - Q @ (hermitian(xp, Q) @ Y)
+        Y, _ = xp.linalg.qr(Y)
+    return Y
+
+
 def estimate_rank(
-    F: Array, tol: float, *, weights: np.ndarray | None = None, seed: Any = None
+    F: Any, tol: float, *, weights: np.ndarray | None = None, seed: Any = None
 ) -> int:
     """Smallest rank ``k`` whose rank-``k`` truncation within a randomized range meets ``tol``.
 
     Parameters
     ----------
-    F : array of shape (b, m, n)
-        Detached batch: one matrix (``b = 1``) or the Fourier slices of a tensor.
+    F : array of shape (b, m, n), or BatchProducts-like
+        Detached batch: one matrix (``b = 1``) or the Fourier slices of a tensor; or any object
+        with the members of :class:`BatchProducts` (the sparse and Dask engines).
     tol : float
         Relative Frobenius error target in ``(0, 1)``.
     weights : array of shape (b,), optional
@@ -87,6 +129,13 @@ def estimate_rank(
         A rank ``1 <= k <= min(m, n)``, never below the truncated-SVD rank that meets ``tol``
         (the range finder's subspace can only be worse than the singular subspace).
 
+    Notes
+    -----
+    Each block is one power iteration of the *deflated* matrix ``(I - Q Q^H) F``, orthonormalized
+    after every product, so that blocks far down a fast-decaying spectrum (a smooth kernel, whose
+    singular values fall below ``eps * ||F||`` within a few blocks) still find the next singular
+    directions instead of round-off.
+
     Examples
     --------
     >>> import numpy as np
@@ -96,30 +145,29 @@ def estimate_rank(
     >>> estimate_rank(A[None], 1e-3, seed=0)  # 0.5^k / sqrt(4/3) <= 1e-3 from k = 10
     10
     """
-    xp = namespace(F)
-    w = np.ones(F.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    op = F if hasattr(F, "adjoint_times") else BatchProducts(F)
+    xp = op.xp
+    w = np.ones(op.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
     (rng,) = spawn_rngs(seed, 1)
-    total = float(w @ _sq_norms(xp, F))
+    total = float(w @ op.squared_norms())
     if total == 0.0:
         return 1
     target = tol**2 * total
-    full = min(F.shape[1:])
-    Fh = hermitian(xp, F)
-    Q = None
+    full = min(op.shape[1:])
+    Q, B = None, None
     remaining, block = total, FIRST_BLOCK
     while True:
         width = min(block, full - (0 if Q is None else Q.shape[-1]))
-        Y = F @ (Fh @ (F @ gaussian(rng, (F.shape[0], F.shape[2], width), F)))
-        for _ in range(2):  # project out the basis so far twice (stable Gram-Schmidt)
-            if Q is not None:
-                Y = Y - Q @ (hermitian(xp, Q) @ Y)
-            Y, _ = xp.linalg.qr(Y)
+        Y = _orthonormal(xp, op.times(op.gaussian(rng, width)), Q)
+        Y = _orthonormal(xp, op.times(_orthonormal(xp, op.adjoint_times(Y), None)), Q)
+        block_rows = hermitian(xp, op.adjoint_times(Y))  # Y^H F
         Q = Y if Q is None else xp.concat([Q, Y], axis=-1)
-        remaining -= float(w @ _sq_norms(xp, hermitian(xp, Y) @ F))
+        B = block_rows if B is None else xp.concat([B, block_rows], axis=-2)
+        remaining -= float(w @ _sq_norms(xp, block_rows))
         if remaining <= target or Q.shape[-1] >= full:
             break
         block = Q.shape[-1]
-    s = np.linalg.svd(to_numpy(hermitian(xp, Q) @ F), compute_uv=False)
+    s = np.linalg.svd(to_numpy(B), compute_uv=False)
     tail = np.cumsum((w[:, None] * s**2).sum(axis=0)[::-1])[::-1]  # tail[k] = sum_{j >= k}
     outside = max(remaining, 0.0)
     meets = np.flatnonzero(outside + np.append(tail[1:], 0.0) <= target)
@@ -139,30 +187,29 @@ def measured_error(x: Array, approx: Array) -> float:
 
 def fit_to_tolerance(
     fit: Callable[[int], Result],
-    x: Array,
+    error: Callable[[Result], float],
     tol: float,
     first_rank: int,
     max_rank: int,
-    reconstruct: Callable[[Result], Array],
 ) -> Result:
     """Fit at ``first_rank``, then grow the rank until the measured error is ``<= tol``.
 
-    ``fit(k)`` returns a decomposition of rank ``k``; ``reconstruct`` turns it back into an
-    array of ``x``'s shape. Returns the first fit whose relative Frobenius error is at most
-    ``tol``; at ``max_rank`` without success, that fit with a :class:`RuntimeWarning`.
+    ``fit(k)`` returns a decomposition of rank ``k`` and ``error(result)`` its relative Frobenius
+    error. Returns the first fit whose error is at most ``tol``; the rank grows by
+    :data:`GROWTH` (at least one). At ``max_rank`` without success, that fit with a
+    :class:`RuntimeWarning` that points at the caller's line.
     """
     k = max(1, min(first_rank, max_rank))
     while True:
         result = fit(k)
-        error = measured_error(x, reconstruct(result))
-        if error <= tol:
+        measured = error(result)
+        if measured <= tol:
             return result
         if k >= max_rank:
-            warnings.warn(
-                f"tol={tol} not reached: relative error {error:.3e} at the full rank {k} "
+            warn_user(
+                f"tol={tol} not reached: relative error {measured:.3e} at the full rank {k} "
                 "(round-off of this dtype); returning the full-rank decomposition",
                 RuntimeWarning,
-                stacklevel=3,
             )
             return result
         k = min(max_rank, max(k + 1, math.ceil(k * GROWTH)))
