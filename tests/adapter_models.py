@@ -59,3 +59,42 @@ def tiny_gpt2(seed: int = 0) -> nn.Module:
         attn_pdrop=0.0,
     )
     return GPT2LMHeadModel(config).eval()
+
+
+class AttentionNet(nn.Module):
+    """``nn.MultiheadAttention`` (``attn``) and a ``head``; input ``(batch, tokens, d)``."""
+
+    def __init__(self, d: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.attn(x, x, x, need_weights=False)[0])
+
+
+class EncoderNet(nn.Module):
+    """Two ``nn.TransformerEncoderLayer`` in an ``nn.TransformerEncoder`` (``enc``), batch first."""
+
+    def __init__(self, d: int = 16, nested: bool = False) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(d, 2, 2 * d, dropout=0.0, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=nested)
+
+    def forward(
+        self, x: torch.Tensor, src_key_padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        out: torch.Tensor = self.enc(x, src_key_padding_mask=src_key_padding_mask)
+        return out
+
+
+def attention_net(seed: int = 0) -> AttentionNet:
+    """A seeded :class:`AttentionNet` in eval mode."""
+    torch.manual_seed(seed)
+    return AttentionNet().eval()
+
+
+def encoder_net(seed: int = 0, nested: bool = False) -> EncoderNet:
+    """A seeded :class:`EncoderNet` in eval mode (PyTorch's fused inference path applies)."""
+    torch.manual_seed(seed)
+    return EncoderNet(nested=nested).eval()

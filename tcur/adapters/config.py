@@ -161,8 +161,10 @@ class CURLoRAConfig(_ConfigIO):
     ----------
     target_modules : str or list of str
         A regex (full match on the module path, e.g. ``r".*\\.(query|value)"``) or names matched as
-        the exact path or its dotted suffix (``["query", "value"]``). ``nn.Linear`` and
-        transformers ``Conv1D`` modules are supported.
+        the exact path or its dotted suffix (``["query", "value"]``). ``nn.Linear``,
+        transformers ``Conv1D`` and ``nn.MultiheadAttention`` (all its projections; or target
+        its ``out_proj`` alone) are supported; anything else is refused with a ``ValueError``
+        (:mod:`tcur.adapters.targets`).
     rank : int
         Rows and columns selected per matrix (``dU`` is ``rank x rank``).
     select : str
@@ -183,6 +185,13 @@ class CURLoRAConfig(_ConfigIO):
     autocast_adapter_dtype : bool
         Keep ``dU`` in float32 when the base weights are float16/bfloat16 (PEFT's option of the
         same name; the forward casts per call). ``False``: ``dU`` takes the weights' dtype.
+    exact_unmerge : bool
+        ``True`` (default): merging keeps a copy of every targeted weight until it is unmerged,
+        so unmerge and ``unload`` give back the base weights bit for bit in every dtype (memory:
+        one copy of the targeted weights, held only while merged; 2 bytes per weight entry in
+        bfloat16). ``False`` saves that memory: unmerge subtracts the update again, which gives
+        the weights back only within one rounding of their dtype (in bfloat16 about a quarter
+        of the entries of a 64 x 64 weight change by one unit in the last place).
 
     Examples
     --------
@@ -201,6 +210,7 @@ class CURLoRAConfig(_ConfigIO):
     scaling: str = "normalized"
     forward: str = "auto"
     autocast_adapter_dtype: bool = True
+    exact_unmerge: bool = True
 
     def __post_init__(self) -> None:
         _validate_common(self)
@@ -217,7 +227,9 @@ class TCURLoRAConfig(_ConfigIO):
 
     Parameters
     ----------
-    target_modules, alpha, scaling, dropout, modules_to_save, forward, seed, autocast_adapter_dtype
+    target_modules, alpha, scaling, dropout, modules_to_save, forward, seed
+        As in :class:`CURLoRAConfig`.
+    autocast_adapter_dtype, exact_unmerge
         As in :class:`CURLoRAConfig`.
     rank : int
         Rank targeted by the selection rule.
@@ -259,6 +271,7 @@ class TCURLoRAConfig(_ConfigIO):
     scaling: str = "normalized"
     split_fused: dict[str, int] | None = None
     autocast_adapter_dtype: bool = True
+    exact_unmerge: bool = True
 
     def __post_init__(self) -> None:
         _validate_common(self)
@@ -288,3 +301,4 @@ def _validate_common(config: CURLoRAConfig | TCURLoRAConfig) -> None:
     config.autocast_adapter_dtype = _check_flag(
         config.autocast_adapter_dtype, "autocast_adapter_dtype"
     )
+    config.exact_unmerge = _check_flag(config.exact_unmerge, "exact_unmerge")

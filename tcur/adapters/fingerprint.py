@@ -11,7 +11,7 @@ is *not* guaranteed to match (rounding through float16 first can land on another
 save and load in float16 on both sides, or use float32/bfloat16.
 
 :func:`config_digest` hashes the fields of a config that define the adapter (everything except the
-run-time options ``forward``, ``dropout`` and ``autocast_adapter_dtype``).
+run-time options ``forward``, ``dropout``, ``autocast_adapter_dtype`` and ``exact_unmerge``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-RUNTIME_FIELDS = ("forward", "dropout", "autocast_adapter_dtype")
+RUNTIME_FIELDS = ("forward", "dropout", "autocast_adapter_dtype", "exact_unmerge")
 """Config fields that change how an adapter runs, not what it is."""
 
 

@@ -53,8 +53,15 @@ from tcur.adapters.model import (
     inject,
     is_adapted,
 )
-from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, check_counts, counts
-from tcur.adapters.targets import TargetSlice, find_targets, match_modules
+from tcur.adapters.plan import (
+    AdapterConfig,
+    GroupSpec,
+    build_group,
+    check_counts,
+    config_targets,
+    counts,
+)
+from tcur.adapters.targets import TargetSlice, match_modules
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter.safetensors"
@@ -440,8 +447,7 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
     meta, config = _parse_meta(
         _read_verified(directory, CONFIG_FILE, manifest[CONFIG_FILE]), directory / CONFIG_FILE
     )
-    split = config.split_fused if isinstance(config, TCURLoRAConfig) else None
-    slices = {s.label: s for s in find_targets(model, config.target_modules, split)}
+    slices = {s.label: s for s in config_targets(model, config)}
     _check_coverage(meta["groups"], slices)
     specs = [_spec_from_record(i, r, slices, config) for i, r in enumerate(meta["groups"])]
     weights_path = directory / WEIGHTS_FILE

@@ -4,7 +4,14 @@ A :class:`TCURGroup` holds the frozen buffers ``C: (d_out, n_cols, n3)`` and
 ``R: (n_rows, d_in, n3)`` and the trainable ``dU: (n_cols, n_rows, n3)`` (zero at the start).
 CURLoRA is the case ``n3 = 1``. A :class:`TCURLayer` replaces an ``nn.Linear`` or ``Conv1D``, keeps
 it as ``base_layer`` and adds the update of one or more ``(group, slice)`` parts (several parts when
-a fused projection was split; they are stacked along the output).
+a fused projection was split; they are stacked along the output). A :class:`TCURAttention`
+replaces an ``nn.MultiheadAttention``, whose forward reads its weights itself: it runs that
+forward with ``W + Delta`` substituted for each adapted weight (:func:`substituted_forward`).
+Both derive from :class:`AdapterLayer` (``sites``: weight path -> parts; merge and unmerge).
+``nn.TransformerEncoderLayer``'s fused inference path, which reads ``linear1.weight`` and the
+attention weights directly, is kept off layers that hold adapters (:func:`guard_fast_paths`).
+The PEFT layers (:mod:`tcur.adapters.peft`) run the same forward functions
+(:func:`linear_forward`, :func:`substituted_forward`).
 
 Ownership: every group of a model is registered once, in a :class:`TCURGroups` container on the
 model's root (attribute ``tcur_groups``; ``state_dict`` keys ``tcur_groups.<i>.dU``/``C``/``R``),
@@ -48,7 +55,7 @@ from tcur.adapters.forward import (
     full_delta,
     shifted_left,
 )
-from tcur.adapters.merged_linear import merged_linear
+from tcur.adapters.merged_linear import add_update, merged_linear, merged_weight
 from tcur.adapters.targets import is_conv1d
 
 IDENTITY_BUFFERS = ("index_rows", "index_cols", "scale_bits", "config_sha256", "weights_sha256")
@@ -290,7 +297,244 @@ class TCURGroups(nn.ModuleDict):
         return x
 
 
-class TCURLayer(nn.Module):
+Parts = list[tuple[TCURGroup, int]]
+"""The ``(group, slice)`` parts of one adapted weight, in output order."""
+
+
+def parts_delta(parts: Parts, *, fresh: bool = False) -> torch.Tensor:
+    """The ``(out, in)`` update of one weight from its parts (compute dtype)."""
+    pieces = [g.delta_slice(k, fresh=fresh) for g, k in parts]
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
+
+
+def parts_factors(parts: Parts) -> tuple[torch.Tensor, ...]:
+    """``(B_1, A_1, B_2, A_2, ...)`` of one weight's parts (:mod:`tcur.adapters.merged_linear`)."""
+    return tuple(t for g, k in parts for t in g.slice_factors(k))
+
+
+def parts_update(parts: Parts, x: torch.Tensor) -> torch.Tensor:
+    """``x @ Delta^T`` of one weight's parts in the factored form (compute dtype)."""
+    pieces = [g.update(x, k) for g, k in parts]
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
+
+
+def site_tensor(module: nn.Module, site: str) -> torch.Tensor:
+    """The tensor at path ``site`` under ``module`` (``"weight"``, ``"out_proj.weight"``)."""
+    owner, attr = site_owner(module, site)
+    return _tensor(owner, attr)
+
+
+def site_owner(module: nn.Module, site: str) -> tuple[nn.Module, str]:
+    """``(submodule, attribute)`` that holds the tensor at path ``site`` under ``module``."""
+    prefix, _, attr = site.rpartition(".")
+    return (module.get_submodule(prefix) if prefix else module), attr
+
+
+def linear_strategy(
+    strategy: str, parts: Parts, x: torch.Tensor, training: bool, dropout: nn.Module
+) -> str:
+    """The strategy of one layer call: the configured one, or the cost model's choice."""
+    if strategy != "auto":
+        return strategy
+    tokens = x.numel() // max(x.shape[-1], 1)
+    grad = torch.is_grad_enabled() and any(g.dU.requires_grad for g, _ in parts)
+    active = training and isinstance(dropout, nn.Dropout)
+    return choose_strategy([g.dims for g, _ in parts], tokens, grad, active)
+
+
+def linear_forward(
+    base_layer: nn.Module,
+    parts: Parts,
+    x: torch.Tensor,
+    strategy: str,
+    dropout: nn.Module,
+    training: bool,
+) -> torch.Tensor:
+    """``base_layer(x)`` plus the update of ``parts``: the forward pass of both hosts' layers.
+
+    ``strategy`` is resolved (``"factored"`` or ``"materialized"``). Materialized without
+    active dropout runs through :func:`~tcur.adapters.merged_linear.merged_linear`, which keeps
+    no merged weight for the backward pass; with dropout the base layer sees ``x`` and the
+    update the dropped-out input. The sum is rounded once to the base output's dtype.
+    """
+    active_dropout = training and isinstance(dropout, nn.Dropout)
+    if strategy == "materialized" and not active_dropout:
+        weight = _tensor(base_layer, "weight")
+        bias = _optional_tensor(base_layer, "bias")
+        factors = parts_factors(parts)
+        return merged_linear(x, weight, bias, factors, transposed=is_conv1d(base_layer))
+    out = base_layer(x)
+    h = dropout(x)
+    if strategy == "materialized":
+        delta = parts_delta(parts)
+        update = F.linear(h.to(delta.dtype), delta)
+    else:
+        update = parts_update(parts, h)
+    if update.dtype == out.dtype:
+        return out + update
+    return (out.to(update.dtype) + update).to(out.dtype)  # one rounding of the sum
+
+
+def substituted_forward(
+    base_layer: nn.Module, sites: Mapping[str, torch.Tensor], args: Any, kwargs: Any
+) -> Any:
+    """Run ``base_layer`` with the tensors at the paths of ``sites`` replaced (not mutated).
+
+    The way an update reaches a module whose forward reads its weights itself
+    (``nn.MultiheadAttention``; :mod:`tcur.adapters.targets`): ``sites`` maps a weight's path
+    to ``W + Delta`` and :func:`torch.func.functional_call` runs the module's own forward with
+    it, so gradients flow to the adapter and PyTorch's fused inference path (taken without
+    gradients) uses the adapted weights too.
+    """
+    return torch.func.functional_call(base_layer, dict(sites), tuple(args), dict(kwargs))
+
+
+class AttentionAttributes:
+    """Read-only views of a wrapped ``nn.MultiheadAttention``'s settings.
+
+    ``nn.TransformerEncoderLayer`` and ``nn.TransformerEncoder`` read these from their
+    ``self_attn`` to decide on their fused inference path; the weights themselves are not
+    exposed (reading them directly would bypass the adapter).
+    """
+
+    base_layer: nn.Module
+
+    @property
+    def _attention(self) -> nn.MultiheadAttention:
+        base = self.base_layer
+        if not isinstance(base, nn.MultiheadAttention):
+            raise TypeError(f"base_layer is a {type(base).__name__}, not nn.MultiheadAttention")
+        return base
+
+    @property
+    def embed_dim(self) -> int:
+        """As ``nn.MultiheadAttention.embed_dim``."""
+        return int(self._attention.embed_dim)
+
+    @property
+    def kdim(self) -> int:
+        """As ``nn.MultiheadAttention.kdim``."""
+        return int(self._attention.kdim)
+
+    @property
+    def vdim(self) -> int:
+        """As ``nn.MultiheadAttention.vdim``."""
+        return int(self._attention.vdim)
+
+    @property
+    def num_heads(self) -> int:
+        """As ``nn.MultiheadAttention.num_heads``."""
+        return int(self._attention.num_heads)
+
+    @property
+    def head_dim(self) -> int:
+        """As ``nn.MultiheadAttention.head_dim``."""
+        return int(self._attention.head_dim)
+
+    @property
+    def batch_first(self) -> bool:
+        """As ``nn.MultiheadAttention.batch_first``."""
+        return bool(self._attention.batch_first)
+
+    @property
+    def _qkv_same_embed_dim(self) -> bool:
+        return bool(self._attention._qkv_same_embed_dim)
+
+    @property
+    def add_zero_attn(self) -> bool:
+        """As ``nn.MultiheadAttention.add_zero_attn``."""
+        return bool(self._attention.add_zero_attn)
+
+    @property
+    def in_proj_bias(self) -> torch.Tensor | None:
+        """As ``nn.MultiheadAttention.in_proj_bias`` (biases are not adapted)."""
+        return _optional_tensor(self.base_layer, "in_proj_bias")
+
+    @property
+    def bias_k(self) -> torch.Tensor | None:
+        """As ``nn.MultiheadAttention.bias_k``."""
+        return _optional_tensor(self.base_layer, "bias_k")
+
+    @property
+    def bias_v(self) -> torch.Tensor | None:
+        """As ``nn.MultiheadAttention.bias_v``."""
+        return _optional_tensor(self.base_layer, "bias_v")
+
+
+class AdapterLayer(nn.Module):
+    """Base of the native adapter modules: a base layer and the parts of each adapted weight.
+
+    ``sites`` maps a weight's path under ``base_layer`` (``"weight"``, ``"in_proj_weight"``,
+    ``"out_proj.weight"``) to its parts. Merging adds each update into its weight; by default a
+    copy of every weight is kept while merged so that unmerging restores it bit for bit
+    (:meth:`merge_updates`).
+    """
+
+    def __init__(self, base_layer: nn.Module) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.sites: dict[str, Parts] = {}
+        self.merged = False
+        self._originals: dict[str, torch.Tensor] = {}
+
+    def add_part(self, group: TCURGroup, k: int, site: str = "weight") -> None:
+        """Add the next output part of weight ``site``: slice ``k`` of ``group`` (by reference)."""
+        self.sites.setdefault(site, []).append((group, k))
+
+    @property
+    def parts(self) -> Parts:
+        """The parts of the weight called ``weight`` (``[]`` if it is not adapted)."""
+        return self.sites.get("weight", [])
+
+    def extra_repr(self) -> str:
+        sites = "; ".join(
+            f"{site}: " + ", ".join(g.members[k] for g, k in parts)
+            for site, parts in self.sites.items()
+        )
+        return f"merged={self.merged}, sites=[{sites}]"
+
+    def site_transposed(self, site: str) -> bool:
+        """True if the weight at ``site`` is stored ``(in, out)`` (``Conv1D``)."""
+        return site == "weight" and is_conv1d(self.base_layer)
+
+    def site_delta(self, site: str, *, fresh: bool = False) -> torch.Tensor:
+        """The ``(out, in)`` update of the weight at ``site`` (compute dtype)."""
+        return parts_delta(self.sites[site], fresh=fresh)
+
+    def site_deltas(self) -> dict[str, torch.Tensor]:
+        """Every adapted weight's update, computed fresh (merge)."""
+        return {site: self.site_delta(site, fresh=True) for site in self.sites}
+
+    @torch.no_grad()
+    def merge_updates(self, deltas: Mapping[str, torch.Tensor], keep_original: bool) -> None:
+        """Add ``deltas`` into the weights in place; keep copies of them if ``keep_original``.
+
+        With the copies :meth:`unmerge_updates` puts back exactly the weights of merge time
+        (memory: one copy of every adapted weight, held only while merged). Without them it
+        subtracts the update again, which restores the weights within one rounding of their
+        dtype.
+        """
+        for site, delta in deltas.items():
+            weight = site_tensor(self.base_layer, site)
+            if keep_original:
+                self._originals[site] = weight.detach().clone()
+            weight.copy_(add_update(weight, delta, self.site_transposed(site)))
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge_updates(self) -> None:
+        """Undo :meth:`merge_updates`: restore the kept copies, or subtract the updates."""
+        for site in self.sites:
+            weight = site_tensor(self.base_layer, site)
+            original = self._originals.pop(site, None)
+            if original is None:
+                delta = self.site_delta(site, fresh=True)
+                original = add_update(weight, delta, self.site_transposed(site), sign=-1.0)
+            weight.copy_(original)
+        self.merged = False
+
+
+class TCURLayer(AdapterLayer):
     """A wrapped ``nn.Linear``/``Conv1D``: ``base_layer(x)`` plus the t-CUR update of its parts.
 
     Parameters
@@ -301,19 +545,32 @@ class TCURLayer(nn.Module):
         Dropout probability on the adapter input.
     strategy : {"auto", "factored", "materialized"}
         Forward strategy (:mod:`tcur.adapters.forward`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters import CURLoRAConfig, TCURLayer, apply
+    >>> model = apply(torch.nn.Sequential(torch.nn.Linear(6, 4)), CURLoRAConfig(["0"], rank=2))
+    >>> isinstance(model[0], TCURLayer), model[0].in_features, model[0].out_features
+    (True, 6, 4)
     """
 
     def __init__(self, base_layer: nn.Module, dropout: float, strategy: str) -> None:
-        super().__init__()
-        self.base_layer = base_layer
+        super().__init__(base_layer)
         self.adapter_dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.strategy = strategy
-        self.merged = False
-        self.parts: list[tuple[TCURGroup, int]] = []
 
-    def add_part(self, group: TCURGroup, k: int) -> None:
-        """Append the next output part: slice ``k`` of ``group`` (a reference, not a submodule)."""
-        self.parts.append((group, k))
+    @property
+    def in_features(self) -> int:
+        """Input size of the base layer (as ``nn.Linear.in_features``)."""
+        weight = _tensor(self.base_layer, "weight")
+        return int(weight.shape[0 if self.site_transposed("weight") else 1])
+
+    @property
+    def out_features(self) -> int:
+        """Output size of the base layer (as ``nn.Linear.out_features``)."""
+        weight = _tensor(self.base_layer, "weight")
+        return int(weight.shape[1 if self.site_transposed("weight") else 0])
 
     def extra_repr(self) -> str:
         slices = ", ".join(f"{g.members[k]}" for g, k in self.parts)
@@ -321,51 +578,93 @@ class TCURLayer(nn.Module):
 
     def resolve_strategy(self, x: torch.Tensor) -> str:
         """The strategy for input ``x``: the configured one, or the cost model's choice."""
-        if self.strategy != "auto":
-            return self.strategy
-        tokens = x.numel() // max(x.shape[-1], 1)
-        grad = torch.is_grad_enabled() and any(g.dU.requires_grad for g, _ in self.parts)
-        dropout = self.training and isinstance(self.adapter_dropout, nn.Dropout)
-        return choose_strategy([g.dims for g, _ in self.parts], tokens, grad, dropout)
+        return linear_strategy(self.strategy, self.parts, x, self.training, self.adapter_dropout)
 
     def delta(self, *, fresh: bool = False) -> torch.Tensor:
         """The ``(out, in)`` update of this layer (compute dtype); ``fresh`` bypasses the cache."""
-        pieces = [g.delta_slice(k, fresh=fresh) for g, k in self.parts]
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
+        return parts_delta(self.parts, fresh=fresh)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base_layer(x)
         strategy = self.resolve_strategy(x)
-        dropout = self.training and isinstance(self.adapter_dropout, nn.Dropout)
-        if strategy == "materialized" and not dropout:  # no merged weight kept for backward
-            factors = tuple(t for g, k in self.parts for t in g.slice_factors(k))
-            weight = _tensor(self.base_layer, "weight")
-            bias = _optional_tensor(self.base_layer, "bias")
-            return merged_linear(x, weight, bias, factors, transposed=is_conv1d(self.base_layer))
-        out = self.base_layer(x)
-        h = self.adapter_dropout(x)
-        if strategy == "materialized":
-            delta = self.delta()
-            update = F.linear(h.to(delta.dtype), delta)
+        return linear_forward(
+            self.base_layer, self.parts, x, strategy, self.adapter_dropout, self.training
+        )
+
+
+class TCURAttention(AttentionAttributes, AdapterLayer):
+    """A wrapped ``nn.MultiheadAttention`` running with ``W + Delta`` for each adapted weight.
+
+    Called like the attention module (same arguments, same outputs). Each call forms the
+    adapted weights (:func:`~tcur.adapters.merged_linear.merged_weight`) and runs the module's
+    own ``forward`` with them (:func:`substituted_forward`); merged, it runs the base module.
+
+    Parameters
+    ----------
+    base_layer : nn.MultiheadAttention
+        The frozen original module.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters import TCURLoRAConfig, apply
+    >>> class Net(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.attn = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+    ...     def forward(self, x):
+    ...         return self.attn(x, x, x, need_weights=False)[0]
+    >>> net = apply(Net(), TCURLoRAConfig(["attn"], rank=2))
+    >>> type(net.attn).__name__, list(net.attn.sites)
+    ('TCURAttention', ['in_proj_weight', 'out_proj.weight'])
+    """
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.merged:
+            return self.base_layer(*args, **kwargs)
+        weights = {
+            site: merged_weight(site_tensor(self.base_layer, site), parts_factors(parts), False)
+            for site, parts in self.sites.items()
+        }
+        return substituted_forward(self.base_layer, weights, args, kwargs)
+
+
+def _slow_path(module: nn.Module, args: Any) -> None:
+    """Forward pre-hook that only exists to keep PyTorch off its fused encoder path."""
+
+
+def guard_fast_paths(model: nn.Module, is_adapter: Callable[[nn.Module], bool]) -> list[Any]:
+    """Keep PyTorch's fused transformer paths off the layers that hold adapters.
+
+    In inference ``nn.TransformerEncoderLayer`` calls one fused kernel that reads
+    ``linear1.weight``, ``self_attn.in_proj_weight``, ... directly, skipping any wrapper; it
+    takes its ordinary path (which calls ``self.linear1`` etc.) whenever a forward (pre-)hook
+    is attached to the layer or a submodule, so every encoder layer holding an adapter gets a
+    no-op pre-hook. ``nn.TransformerEncoder`` can also turn padded inputs into nested tensors
+    for that path, which the ordinary path of its layers does not take: its
+    ``use_nested_tensor`` is switched off. Returns the handles to undo both
+    (:func:`release_fast_paths`).
+    """
+    undo: list[Any] = []
+    for module in model.modules():
+        if not any(is_adapter(m) for m in module.modules()):
+            continue
+        if isinstance(module, nn.TransformerEncoderLayer):
+            undo.append(module.register_forward_pre_hook(_slow_path))
+        elif isinstance(module, nn.TransformerEncoder) and module.use_nested_tensor:
+            module.use_nested_tensor = False
+            undo.append(module)
+    return undo
+
+
+def release_fast_paths(undo: Sequence[Any]) -> None:
+    """Undo :func:`guard_fast_paths`."""
+    for item in undo:
+        if isinstance(item, nn.TransformerEncoder):
+            item.use_nested_tensor = True
         else:
-            pieces = [g.update(h, k) for g, k in self.parts]
-            update = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
-        if update.dtype == out.dtype:
-            return out + update
-        return (out.to(update.dtype) + update).to(out.dtype)  # one rounding of the sum
-
-    def _weight_plus(self, delta: torch.Tensor, sign: float) -> torch.Tensor:
-        """Base weight (native layout) plus ``sign * delta``, summed in the compute dtype."""
-        weight = _tensor(self.base_layer, "weight")
-        native = delta.T if is_conv1d(self.base_layer) else delta
-        total = torch.add(weight.to(delta.dtype), native, alpha=sign)
-        return total.to(weight.dtype).contiguous()
-
-    @torch.no_grad()
-    def apply_delta(self, delta: torch.Tensor, sign: float) -> None:
-        """Add ``sign * delta`` (``(out, in)``) into the base weight in place (merge/unmerge)."""
-        _tensor(self.base_layer, "weight").copy_(self._weight_plus(delta, sign))
+            item.remove()
 
 
 def _optional_tensor(module: nn.Module, name: str) -> torch.Tensor | None:

@@ -22,6 +22,38 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 
+def add_update(
+    weight: torch.Tensor,
+    delta: torch.Tensor,
+    transposed: bool = False,
+    sign: float = 1.0,
+) -> torch.Tensor:
+    """``W + sign * Delta`` in ``W``'s layout and dtype, summed in ``Delta``'s dtype.
+
+    The one place an update meets a base weight: the materialized forward pass, the weights an
+    attention module runs with, merge and unmerge all use it. ``delta`` is ``(d_out, d_in)``;
+    ``transposed`` for a ``Conv1D`` weight (``(d_in, d_out)``). The sum is rounded once.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters.merged_linear import add_update
+    >>> W = torch.zeros(2, 3, dtype=torch.bfloat16)
+    >>> add_update(W, torch.ones(3, 2), transposed=True, sign=-1.0)
+    tensor([[-1., -1., -1.],
+            [-1., -1., -1.]], dtype=torch.bfloat16)
+    """
+    native = delta.T if transposed else delta
+    return torch.add(weight.to(delta.dtype), native, alpha=sign).to(weight.dtype)
+
+
+def factored_delta(factors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """``Delta = [B_1 A_1; B_2 A_2; ...]`` from ``factors = (B_1, A_1, B_2, A_2, ...)``."""
+    pairs = zip(factors[0::2], factors[1::2], strict=True)
+    blocks = [B @ A for B, A in pairs]
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=0)
+
+
 def merged_weight(
     weight: torch.Tensor, factors: tuple[torch.Tensor, ...], transposed: bool
 ) -> torch.Tensor:
@@ -30,11 +62,7 @@ def merged_weight(
     ``factors`` is ``(B_1, A_1, B_2, A_2, ...)``; ``transposed`` for a ``Conv1D`` weight
     (``(d_in, d_out)``).
     """
-    pairs = zip(factors[0::2], factors[1::2], strict=True)
-    blocks = [B @ A for B, A in pairs]
-    delta = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=0)
-    native = delta.T if transposed else delta
-    return torch.add(weight.to(delta.dtype), native).to(weight.dtype)
+    return add_update(weight, factored_delta(factors), transposed)
 
 
 def _apply(x: torch.Tensor, weight: torch.Tensor, bias: Any, transposed: bool) -> torch.Tensor:

@@ -19,7 +19,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from tcur.adapters.layers import PassCounter, TCURGroup, TCURGroups, TCURLayer, check_identity
+from tcur.adapters.layers import (
+    AdapterLayer,
+    PassCounter,
+    TCURAttention,
+    TCURGroup,
+    TCURGroups,
+    TCURLayer,
+    check_identity,
+    guard_fast_paths,
+    release_fast_paths,
+    site_owner,
+)
 from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, plan
 from tcur.adapters.targets import match_modules
 
@@ -77,10 +88,11 @@ def check_tied_targets(specs: Sequence[GroupSpec]) -> None:
     owners: dict[int, str] = {}
     for spec in specs:
         for target in spec.slices:
-            first = owners.setdefault(id(target.module.weight), target.name)
-            if first != target.name:
+            label = target.weight_label
+            first = owners.setdefault(id(target.parameter()), label)
+            if first != label:
                 raise ValueError(
-                    f"target modules {first!r} and {target.name!r} share one weight Parameter "
+                    f"target modules {first!r} and {label!r} share one weight Parameter "
                     "(tied weights): merging would add both updates to it; target only one"
                 )
 
@@ -151,11 +163,16 @@ def inject(
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    for name, parts in _parts_by_module(built).items():
+    for name, sites in _sites_by_host(built).items():
         base = model.get_submodule(name)
-        layer = TCURLayer(base, config.dropout, config.forward)
-        for _, group, k in sorted(parts, key=lambda item: item[0]):
-            layer.add_part(group, k)
+        layer: AdapterLayer
+        if isinstance(base, nn.MultiheadAttention):
+            layer = TCURAttention(base)
+        else:
+            layer = TCURLayer(base, config.dropout, config.forward)
+        for site, parts in sites.items():
+            for _, group, k in sorted(parts, key=lambda item: item[0]):
+                layer.add_part(group, k, site)
         _replace(model, name, layer)
     model.add_module(GROUPS_ATTR, TCURGroups({str(i): group for i, (group, _) in enumerate(built)}))
     if config.modules_to_save is not None:
@@ -166,22 +183,31 @@ def inject(
         group.passes = passes
     hook = model.register_forward_pre_hook(_start_pass)
     identity = model.register_load_state_dict_pre_hook(_check_state_dict)
+    fast_paths = guard_fast_paths(model, lambda m: isinstance(m, AdapterLayer))
     setattr(model, CONFIG_ATTR, config)
     setattr(
         model,
         _STATE_ATTR,
-        {"requires_grad": flags, "hook": hook, "identity": identity, "passes": passes},
+        {
+            "requires_grad": flags,
+            "hook": hook,
+            "identity": identity,
+            "passes": passes,
+            "fast_paths": fast_paths,
+        },
     )
 
 
-def _parts_by_module(
+def _sites_by_host(
     built: Sequence[tuple[TCURGroup, GroupSpec]],
-) -> dict[str, list[tuple[int, TCURGroup, int]]]:
-    parts: dict[str, list[tuple[int, TCURGroup, int]]] = {}
+) -> dict[str, dict[str, list[tuple[int, TCURGroup, int]]]]:
+    """``host path -> weight site -> [(part, group, slice)]`` of the built groups."""
+    hosts: dict[str, dict[str, list[tuple[int, TCURGroup, int]]]] = {}
     for group, spec in built:
         for k, target in enumerate(spec.slices):
-            parts.setdefault(target.name, []).append((target.part, group, k))
-    return parts
+            sites = hosts.setdefault(target.host_name, {})
+            sites.setdefault(target.site, []).append((target.part, group, k))
+    return hosts
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -207,9 +233,10 @@ def _start_pass(module: nn.Module, args: Any) -> None:
     getattr(module, _STATE_ATTR)["passes"].start(module)
 
 
-def adapter_layers(model: nn.Module) -> list[tuple[str, TCURLayer]]:
-    """``(name, layer)`` of every adapter layer of ``model``, in module order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, TCURLayer)]
+def adapter_layers(model: nn.Module) -> list[tuple[str, AdapterLayer]]:
+    """``(name, layer)`` of every adapter layer of ``model`` (:class:`TCURLayer`,
+    :class:`~tcur.adapters.layers.TCURAttention`), in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, AdapterLayer)]
 
 
 def adapter_groups(model: nn.Module) -> list[TCURGroup]:
@@ -283,7 +310,7 @@ def merge(model: nn.Module, *, safe: bool = True) -> None:
     _merge_layers(model, safe)
 
 
-def _layers_or_raise(model: nn.Module, action: str) -> list[tuple[str, TCURLayer]]:
+def _layers_or_raise(model: nn.Module, action: str) -> list[tuple[str, AdapterLayer]]:
     layers = adapter_layers(model)
     if not layers:
         raise ValueError(
@@ -292,15 +319,19 @@ def _layers_or_raise(model: nn.Module, action: str) -> list[tuple[str, TCURLayer
     return layers
 
 
-def _check_untied(model: nn.Module, pending: Sequence[tuple[str, TCURLayer]]) -> None:
+def _check_untied(model: nn.Module, pending: Sequence[tuple[str, AdapterLayer]]) -> None:
     """``ValueError`` if a weight to merge into is also used by a module outside its layer."""
-    weights = {id(layer.base_layer.weight): (name, layer) for name, layer in pending}
+    weights: dict[int, tuple[str, nn.Module]] = {}
+    for name, layer in pending:
+        for site in layer.sites:
+            owner, attr = site_owner(layer.base_layer, site)
+            weights[id(getattr(owner, attr))] = (name, owner)
     for module_name, module in model.named_modules(remove_duplicate=False):
         for parameter in module._parameters.values():
-            owner = weights.get(id(parameter))
-            if owner is not None and module is not owner[1].base_layer:
+            found = weights.get(id(parameter))
+            if found is not None and module is not found[1]:
                 raise ValueError(
-                    f"refusing to merge: the weight of adapted layer {owner[0]!r} is tied to "
+                    f"refusing to merge: the weight of adapted layer {found[0]!r} is tied to "
                     f"module {module_name!r}; merging would change that module's outputs too"
                 )
 
@@ -310,14 +341,24 @@ def _merge_layers(model: nn.Module, safe: bool) -> None:
         (name, layer) for name, layer in _layers_or_raise(model, "merge") if not layer.merged
     ]
     _check_untied(model, pending)
-    deltas = [layer.delta(fresh=True) for _, layer in pending]
+    deltas = [layer.site_deltas() for _, layer in pending]
     if safe:
-        for (name, _), delta in zip(pending, deltas, strict=True):
-            if not bool(torch.isfinite(delta).all()):
-                raise ValueError(f"refusing to merge: the update of layer {name!r} is not finite")
-    for (_, layer), delta in zip(pending, deltas, strict=True):
-        layer.apply_delta(delta, 1.0)
-        layer.merged = True
+        for (name, _), updates in zip(pending, deltas, strict=True):
+            for site, delta in updates.items():
+                if not bool(torch.isfinite(delta).all()):
+                    where = name if site == "weight" else f"{name}.{site}"
+                    raise ValueError(
+                        f"NaNs detected in the merged weights. The adapter of layer {where!r} "
+                        "seems to be broken: its update is not finite; nothing was merged"
+                    )
+    keep = keep_originals(model)
+    for (_, layer), updates in zip(pending, deltas, strict=True):
+        layer.merge_updates(updates, keep)
+
+
+def keep_originals(model: nn.Module) -> bool:
+    """Whether merging keeps a copy of the targeted weights (the config's ``exact_unmerge``)."""
+    return bool(getattr(adapter_config(model), "exact_unmerge", True))
 
 
 @torch.no_grad()
@@ -325,8 +366,7 @@ def unmerge(model: nn.Module) -> None:
     """Subtract the updates that :func:`merge` added (up to rounding) and re-enable the adapters."""
     for _, layer in _layers_or_raise(model, "unmerge"):
         if layer.merged:
-            layer.apply_delta(layer.delta(fresh=True), -1.0)
-            layer.merged = False
+            layer.unmerge_updates()
 
 
 def unload(model: nn.Module, *, merge: bool = False) -> nn.Module:
@@ -350,6 +390,7 @@ def unload(model: nn.Module, *, merge: bool = False) -> nn.Module:
         parameter.requires_grad_(state["requires_grad"].get(name, True))
     state["hook"].remove()
     state["identity"].remove()
+    release_fast_paths(state["fast_paths"])
     delattr(model, _STATE_ATTR)
     delattr(model, CONFIG_ATTR)
     return model

@@ -50,11 +50,34 @@ from torch import nn
 from torch.nn import functional as F
 
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
-from tcur.adapters.forward import choose_strategy
-from tcur.adapters.layers import PassCounter, TCURGroup, TCURGroups, check_identity
+from tcur.adapters.layers import (
+    AttentionAttributes,
+    Parts,
+    PassCounter,
+    TCURGroup,
+    TCURGroups,
+    check_identity,
+    guard_fast_paths,
+    linear_forward,
+    linear_strategy,
+    parts_delta,
+    parts_update,
+    release_fast_paths,
+    site_tensor,
+    substituted_forward,
+)
+from tcur.adapters.merged_linear import add_update
 from tcur.adapters.model import check_not_sharded
-from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, check_counts, counts, plan
-from tcur.adapters.targets import find_targets, is_conv1d
+from tcur.adapters.plan import (
+    AdapterConfig,
+    GroupSpec,
+    build_group,
+    check_counts,
+    config_targets,
+    counts,
+    plan,
+)
+from tcur.adapters.targets import is_conv1d
 
 if Version(peft.__version__) < Version("0.21"):
     raise ImportError(
@@ -66,6 +89,8 @@ __all__ = [
     "CURLoRATuner",
     "TCURLoRAPeftConfig",
     "TCURLoRATuner",
+    "TCURPeftAttention",
+    "TCURPeftBase",
     "TCURPeftLayer",
     "TCURPeftType",
     "TCURTuner",
@@ -92,6 +117,7 @@ class _CURPeftFields(PeftConfig):
     modules_to_save: list[str] | None = None
     forward: str = "auto"
     seed: int = 0
+    exact_unmerge: bool = True
     groups: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     tcur_type: ClassVar[type[CURLoRAConfig] | type[TCURLoRAConfig]]
@@ -120,8 +146,9 @@ class TCURLoRAPeftConfig(_CURPeftFields):
     The tcur fields (``target_modules``, ``rank``, ``n_rows``, ``n_cols``, ``select``,
     ``group_by`` (``"name"`` or ``"shape"``; a callable cannot be saved as JSON), ``alpha``,
     ``scaling``, ``dropout``, ``modules_to_save``, ``forward``, ``seed``, ``split_fused``,
-    ``autocast_adapter_dtype``) mean what they mean there, with the same defaults; PEFT's fields
-    (``task_type``, ``inference_mode``, ``base_model_name_or_path``, ...) what they mean in PEFT.
+    ``autocast_adapter_dtype``, ``exact_unmerge``) mean what they mean there, with the same
+    defaults; PEFT's fields (``task_type``, ``inference_mode``, ``base_model_name_or_path``,
+    ...) what they mean in PEFT.
     ``modules_to_save`` is handled by PEFT (a trained copy per adapter, saved with it).
     ``groups`` is filled in by ``get_peft_model`` with each group's selected rows and columns
     and scale; a config that has them reuses them instead of selecting again (this is how
@@ -170,141 +197,279 @@ class CURLoRAPeftConfig(_CURPeftFields):
     peft_kind = TCURPeftType.CURLORA
 
 
-Parts = list[tuple[TCURGroup, int]]
+Sites = dict[str, Parts]
+"""``weight site -> parts`` of one adapter in one layer (as in ``AdapterLayer.sites``)."""
 
 
-class TCURPeftLayer(nn.Module, BaseTunerLayer):
-    """A PEFT tuner layer around an ``nn.Linear``/``Conv1D``: base output plus each active adapter.
+class TCURPeftBase(nn.Module, BaseTunerLayer):
+    """What both PEFT tuner layers share: per-adapter sites, dropout, strategy, merge/unmerge.
 
-    Per adapter it keeps the ``(group, slice)`` parts of its update (references to groups owned
-    by the tuner, never submodules), a dropout module and the forward strategy.
+    Per adapter it keeps the ``(group, slice)`` parts of each adapted weight (references to
+    groups owned by the tuner, never submodules), a dropout module, the forward strategy and
+    whether merging keeps a copy of the weights (``exact_unmerge``).
 
     Parameters
     ----------
     base_layer : nn.Module
     adapter_name : str
-    parts : list of (TCURGroup, int)
-        The output parts of this layer for ``adapter_name``, in output order.
+    sites : dict of str to list of (TCURGroup, int)
+        ``weight path under base_layer -> parts`` for ``adapter_name``, parts in output order.
     dropout : float
     strategy : {"auto", "factored", "materialized"}
+    exact_unmerge : bool
     """
 
     adapter_layer_names = ("tcur_dropout",)
-    other_param_names = ("tcur_parts", "tcur_strategy")
+    other_param_names = ("tcur_sites", "tcur_strategy", "tcur_exact_unmerge")
 
     def __init__(
-        self, base_layer: nn.Module, adapter_name: str, parts: Parts, dropout: float, strategy: str
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        sites: Sites,
+        dropout: float,
+        strategy: str,
+        exact_unmerge: bool = True,
     ) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.tcur_dropout = nn.ModuleDict()
-        self.tcur_parts: dict[str, Parts] = {}
+        self.tcur_sites: dict[str, Sites] = {}
         self.tcur_strategy: dict[str, str] = {}
+        self.tcur_exact_unmerge: dict[str, bool] = {}
         self._disable_adapters = False
         self.merged_adapters: list[str] = []
+        self._tcur_originals: tuple[int, dict[str, torch.Tensor]] | None = None
         self._active_adapter = adapter_name
-        self.update_layer(adapter_name, parts, dropout, strategy)
+        self.update_layer(adapter_name, sites, dropout, strategy, exact_unmerge)
 
-    def update_layer(self, adapter_name: str, parts: Parts, dropout: float, strategy: str) -> None:
+    def update_layer(
+        self,
+        adapter_name: str,
+        sites: Sites,
+        dropout: float,
+        strategy: str,
+        exact_unmerge: bool = True,
+    ) -> None:
         """Add (or replace) the update of ``adapter_name``."""
-        self.tcur_parts[adapter_name] = list(parts)
+        self.tcur_sites[adapter_name] = {site: list(parts) for site, parts in sites.items()}
         self.tcur_strategy[adapter_name] = strategy
+        self.tcur_exact_unmerge[adapter_name] = exact_unmerge
         self.tcur_dropout[adapter_name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.set_adapter(self.active_adapters)
 
+    @property
+    def tcur_parts(self) -> dict[str, Parts]:
+        """``adapter -> parts`` of the weight called ``weight`` (the ``Linear``/``Conv1D`` case)."""
+        return {a: sites["weight"] for a, sites in self.tcur_sites.items() if "weight" in sites}
+
+    def _active(self) -> list[str]:
+        return [name for name in self.active_adapters if name in self.tcur_sites]
+
+    def _transposed(self, site: str) -> bool:
+        return site == "weight" and is_conv1d(self.base_layer)
+
+    def site_delta(self, adapter_name: str, site: str, *, fresh: bool = False) -> torch.Tensor:
+        """The ``(out, in)`` update of ``adapter_name`` for the weight at ``site``."""
+        return parts_delta(self.tcur_sites[adapter_name][site], fresh=fresh)
+
+    def _deltas(self, adapter_name: str) -> dict[str, torch.Tensor]:
+        sites = self.tcur_sites[adapter_name]
+        return {site: self.site_delta(adapter_name, site, fresh=True) for site in sites}
+
+    @torch.no_grad()
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        """Add the updates of ``adapter_names`` (default: the active ones) into the base weights.
+
+        ``safe_merge=True`` checks every update for NaN/Inf first and changes nothing if one is
+        not finite (``ValueError``, PEFT's wording). The first merge keeps a copy of the
+        weights when the adapter's ``exact_unmerge`` is set (the default), so that
+        :meth:`unmerge` restores them bit for bit.
+        """
+        names = [n for n in check_adapters_to_merge(self, adapter_names) if n in self.tcur_sites]
+        deltas = {name: self._deltas(name) for name in names}
+        if safe_merge:
+            for name, updates in deltas.items():
+                if not all(bool(torch.isfinite(d).all()) for d in updates.values()):
+                    raise ValueError(
+                        f"NaNs detected in the merged weights. The adapter {name} seems to be "
+                        "broken"
+                    )
+        for name, updates in deltas.items():
+            if self._tcur_originals is None and self.tcur_exact_unmerge[name]:
+                copies = {s: site_tensor(self.base_layer, s).detach().clone() for s in updates}
+                self._tcur_originals = (len(self.merged_adapters), copies)
+            for site, delta in updates.items():
+                weight = site_tensor(self.base_layer, site)
+                weight.copy_(add_update(weight, delta, self._transposed(site)))
+            self.merged_adapters.append(name)
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Undo the merges, last merged first: restore the kept copies or subtract the updates."""
+        while self.merged_adapters:
+            name = self.merged_adapters.pop()
+            if self._tcur_originals is not None and self._tcur_originals[0] == len(
+                self.merged_adapters
+            ):
+                for site, original in self._tcur_originals[1].items():
+                    site_tensor(self.base_layer, site).copy_(original)
+                self._tcur_originals = None
+                continue
+            for site, delta in self._deltas(name).items():
+                weight = site_tensor(self.base_layer, site)
+                weight.copy_(add_update(weight, delta, self._transposed(site), sign=-1.0))
+
+
+class TCURPeftLayer(TCURPeftBase):
+    """A PEFT tuner layer around an ``nn.Linear``/``Conv1D``: base output plus each active adapter.
+
+    One active adapter runs through the same forward as the native
+    :class:`~tcur.adapters.TCURLayer` (:func:`~tcur.adapters.layers.linear_forward`; the
+    materialized strategy keeps no weight-sized tensor for the backward pass); further active
+    adapters add their updates to that output.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from peft import get_peft_model
+    >>> from tcur.adapters.peft import CURLoRAPeftConfig
+    >>> class Net(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.proj = torch.nn.Linear(6, 4)
+    ...     def forward(self, x):
+    ...         return self.proj(x)
+    >>> model = get_peft_model(Net(), CURLoRAPeftConfig(target_modules=["proj"], rank=2))
+    >>> layer = model.base_model.model.proj
+    >>> type(layer).__name__, layer.in_features, layer.out_features
+    ('TCURPeftLayer', 6, 4)
+    """
+
+    @property
+    def in_features(self) -> int:
+        """Input size of the base layer (as ``nn.Linear.in_features``)."""
+        weight = site_tensor(self.base_layer, "weight")
+        return int(weight.shape[0 if self._transposed("weight") else 1])
+
+    @property
+    def out_features(self) -> int:
+        """Output size of the base layer (as ``nn.Linear.out_features``)."""
+        weight = site_tensor(self.base_layer, "weight")
+        return int(weight.shape[1 if self._transposed("weight") else 0])
+
     def _strategy(self, name: str, x: torch.Tensor) -> str:
-        strategy = self.tcur_strategy[name]
-        if strategy != "auto":
-            return strategy
-        parts = self.tcur_parts[name]
-        tokens = x.numel() // max(x.shape[-1], 1)
-        grad = torch.is_grad_enabled() and any(g.dU.requires_grad for g, _ in parts)
-        dropout = self.training and isinstance(self.tcur_dropout[name], nn.Dropout)
-        return choose_strategy([g.dims for g, _ in parts], tokens, grad, dropout)
+        parts = self.tcur_sites[name]["weight"]
+        dropout = self.tcur_dropout[name]
+        return linear_strategy(self.tcur_strategy[name], parts, x, self.training, dropout)
 
     def delta(self, adapter_name: str, *, fresh: bool = False) -> torch.Tensor:
         """The ``(out, in)`` update of ``adapter_name`` (compute dtype)."""
-        pieces = [g.delta_slice(k, fresh=fresh) for g, k in self.tcur_parts[adapter_name]]
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
-
-    def _base_weight(self) -> torch.Tensor:
-        weight = self.base_layer.weight
-        if not isinstance(weight, torch.Tensor):
-            raise TypeError(f"{type(self.base_layer).__name__}.weight is not a tensor")
-        return weight
+        return self.site_delta(adapter_name, "weight", fresh=fresh)
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         """The update in the base weight's own layout and dtype (PEFT's name)."""
         delta = self.delta(adapter_name, fresh=True)
-        native = delta.T if is_conv1d(self.base_layer) else delta
-        return native.to(self._base_weight().dtype)
+        native = delta.T if self._transposed("weight") else delta
+        return native.to(site_tensor(self.base_layer, "weight").dtype)
 
     def _update(self, name: str, x: torch.Tensor) -> torch.Tensor:
         h = self.tcur_dropout[name](x)
+        parts = self.tcur_sites[name]["weight"]
         if self._strategy(name, x) == "materialized":
-            delta = self.delta(name)
+            delta = parts_delta(parts)
             return F.linear(h.to(delta.dtype), delta)
-        pieces = [g.update(h, k) for g, k in self.tcur_parts[name]]
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
+        return parts_update(parts, h)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        _refuse_adapter_names(kwargs)
         if self.disable_adapters:
             if self.merged:
                 self.unmerge()
             return self.base_layer(x, *args, **kwargs)
-        out = self.base_layer(x, *args, **kwargs)
-        if self.merged:
-            return out
-        active = [name for name in self.active_adapters if name in self.tcur_parts]
-        if not active:
+        active = self._active()
+        if self.merged or not active or args or kwargs:
+            out = self.base_layer(x, *args, **kwargs)
+            if self.merged or not active:
+                return out
+            first: list[str] = []
+        else:
+            name = active[0]
+            out = linear_forward(
+                self.base_layer,
+                self.tcur_sites[name]["weight"],
+                x,
+                self._strategy(name, x),
+                self.tcur_dropout[name],
+                self.training,
+            )
+            first = [name]
+        rest = [name for name in active if name not in first]
+        if not rest:
             return out
         total = out.to(torch.promote_types(out.dtype, torch.float32))
-        for name in active:
+        for name in rest:
             total = total + self._update(name, x)
         return total.to(out.dtype)
 
-    @torch.no_grad()
-    def _add_to_weight(self, adapter_name: str, sign: float) -> None:
-        weight = self._base_weight()
-        delta = self.delta(adapter_name, fresh=True)
-        native = delta.T if is_conv1d(self.base_layer) else delta
-        weight.copy_((weight.to(native.dtype) + sign * native).to(weight.dtype))
 
-    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
-        """Add the updates of ``adapter_names`` (default: the active ones) into the base weight.
+class TCURPeftAttention(AttentionAttributes, TCURPeftBase):
+    """A PEFT tuner layer around an ``nn.MultiheadAttention``: runs it with ``W + Delta``.
 
-        ``safe_merge=True`` checks every update for NaN/Inf first and changes nothing if one is
-        not finite (``ValueError`` naming the adapter).
-        """
-        names = [n for n in check_adapters_to_merge(self, adapter_names) if n in self.tcur_parts]
-        if safe_merge:
-            for name in names:
-                if not bool(torch.isfinite(self.delta(name, fresh=True)).all()):
-                    raise ValueError(
-                        f"refusing to merge adapter {name!r}: its update is not finite"
-                    )
-        for name in names:
-            self._add_to_weight(name, 1.0)
-            self.merged_adapters.append(name)
+    The weights the attention module reads itself (``in_proj_weight``, ``out_proj.weight``, ...)
+    are replaced for the call by the base weights plus every active adapter's update
+    (:func:`~tcur.adapters.layers.substituted_forward`), so the adapters act in training, in
+    evaluation and on PyTorch's fused inference path, and ``dU`` gets gradients.
+    """
 
-    def unmerge(self) -> None:
-        """Subtract the merged updates again, last merged first."""
-        while self.merged_adapters:
-            self._add_to_weight(self.merged_adapters.pop(), -1.0)
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        _refuse_adapter_names(kwargs)
+        if self.disable_adapters:
+            if self.merged:
+                self.unmerge()
+            return self.base_layer(*args, **kwargs)
+        active = self._active()
+        if self.merged or not active:
+            return self.base_layer(*args, **kwargs)
+        weights = {}
+        for site in {s for name in active for s in self.tcur_sites[name]}:
+            deltas = [
+                self.site_delta(name, site) for name in active if site in self.tcur_sites[name]
+            ]
+            total = deltas[0] if len(deltas) == 1 else torch.stack(deltas).sum(dim=0)
+            weights[site] = add_update(site_tensor(self.base_layer, site), total)
+        return substituted_forward(self.base_layer, weights, args, kwargs)
+
+    def unload_and_optionally_merge_module(
+        self, merge: bool, safe_merge: bool, adapter_names: list[str] | None
+    ) -> nn.Module:
+        """The attention module itself, the adapters merged first if ``merge`` (PEFT's hook)."""
+        if merge:
+            self.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+        return self.base_layer
 
 
-def _base_layers_view(model: nn.Module) -> list[tuple[nn.Module, str, TCURPeftLayer]]:
+def _refuse_adapter_names(kwargs: dict[str, Any]) -> None:
+    if "adapter_names" in kwargs:
+        raise TypeError(
+            "tcur adapters do not support mixed adapter batches (forward(..., adapter_names=...)): "
+            "a group's dU is shared by layers and rows cannot be routed per adapter; run one "
+            "batch per adapter with set_adapter(), or use disable_adapter() for the base model"
+        )
+
+
+def _base_layers_view(model: nn.Module) -> list[tuple[nn.Module, str, TCURPeftBase]]:
     slots = []
     for parent in model.modules():
         for child_name, child in parent.named_children():
-            if isinstance(child, TCURPeftLayer):
+            if isinstance(child, TCURPeftBase):
                 slots.append((parent, child_name, child))
     return slots
 
 
 @contextmanager
 def _base_layers_in_place(model: nn.Module) -> Iterator[None]:
-    """Put every :class:`TCURPeftLayer`'s base layer back at its place for the duration."""
+    """Put every tcur PEFT layer's base layer back at its place for the duration."""
     slots = _base_layers_view(model)
     for parent, child_name, layer in slots:
         setattr(parent, child_name, layer.base_layer)
@@ -319,8 +484,7 @@ def _specs_from_records(
     model: nn.Module, config: AdapterConfig, records: Sequence[dict[str, Any]]
 ) -> list[GroupSpec]:
     """The saved groups of a config (``groups``) as specs, checked against ``model``."""
-    split = config.split_fused if isinstance(config, TCURLoRAConfig) else None
-    slices = {s.label: s for s in find_targets(model, config.target_modules, split)}
+    slices = {s.label: s for s in config_targets(model, config)}
     specs = []
     for index, record in enumerate(records):
         missing = [label for label in record["members"] if label not in slices]
@@ -362,7 +526,7 @@ class TCURTuner(BaseTuner):
     uses_shared_state = True
     prefix: str = "tcur_"
     groups_attr: ClassVar[str] = "tcur_groups"
-    tuner_layer_cls = TCURPeftLayer
+    tuner_layer_cls = TCURPeftBase
     target_module_mapping = {}  # noqa: RUF012 (PEFT's attribute; no default targets)
 
     def __init__(
@@ -373,9 +537,10 @@ class TCURTuner(BaseTuner):
         low_cpu_mem_usage: bool = False,
         state_dict: dict[str, torch.Tensor] | None = None,
     ) -> None:
-        self._planned: dict[str, dict[str, list[tuple[int, TCURGroup, int]]]] = {}
+        self._planned: dict[str, dict[str, list[tuple[str, int, TCURGroup, int]]]] = {}
         self._injecting: str | None = None
         self._passes = PassCounter()
+        self._fast_paths: list[Any] = []
         super().__init__(model, config, adapter_name, low_cpu_mem_usage, state_dict)
         self._pass_hook = model.register_forward_pre_hook(self._start_pass)
         self.register_load_state_dict_pre_hook(self._check_state_dict)
@@ -413,13 +578,14 @@ class TCURTuner(BaseTuner):
                     (build_group(spec, tcur, scale=s), spec)
                     for spec, s in zip(specs, scales, strict=True)
                 ]
-        planned: dict[str, list[tuple[int, TCURGroup, int]]] = {}
+        planned: dict[str, list[tuple[str, int, TCURGroup, int]]] = {}
         for group, spec in built:
             for name in ("C", "R"):  # rebuilt from the base weights, never saved
                 group.register_buffer(name, getattr(group, name), persistent=False)
             group.passes = self._passes
             for k, target in enumerate(spec.slices):
-                planned.setdefault(target.name, []).append((target.part, group, k))
+                entry = (target.site, target.part, group, k)
+                planned.setdefault(target.host_name, []).append(entry)
         config.groups = [
             {"key": s.key, "members": [t.label for t in s.slices], "rows": s.rows, "cols": s.cols}
             | {"scale": g.scale}
@@ -456,6 +622,15 @@ class TCURTuner(BaseTuner):
         finally:
             self._injecting = None
             self._planned.pop(adapter_name, None)
+        release_fast_paths(self._fast_paths)
+        self._fast_paths = guard_fast_paths(model, lambda m: isinstance(m, TCURPeftBase))
+
+    @contextmanager
+    def _enable_peft_forward_hooks(self, *args: Any, **kwargs: Any) -> Iterator[None]:
+        """Refuse ``adapter_names`` (mixed adapter batches) instead of ignoring it."""
+        if kwargs.get("adapter_names") is not None:
+            _refuse_adapter_names(kwargs)
+        yield
 
     def _check_target_module_exists(self, peft_config: Any, key: str) -> bool:  # type: ignore[override]
         """A module is a target if the plan of the adapter being injected wraps it."""
@@ -471,12 +646,26 @@ class TCURTuner(BaseTuner):
         current_key: str,
         **kwargs: Any,
     ) -> None:
-        parts = [(g, k) for _, g, k in sorted(self._planned[adapter_name][current_key], key=_part)]
-        if isinstance(target, TCURPeftLayer):
-            target.update_layer(adapter_name, parts, peft_config.dropout, peft_config.forward)
+        sites: Sites = {}
+        for site, _, group, k in sorted(self._planned[adapter_name][current_key], key=_part):
+            sites.setdefault(site, []).append((group, k))
+        options = (peft_config.dropout, peft_config.forward, peft_config.exact_unmerge)
+        if isinstance(target, TCURPeftBase):
+            target.update_layer(adapter_name, sites, *options)
             return
-        layer = TCURPeftLayer(target, adapter_name, parts, peft_config.dropout, peft_config.forward)
+        kind = TCURPeftAttention if isinstance(target, nn.MultiheadAttention) else TCURPeftLayer
+        layer = kind(target, adapter_name, sites, *options)
         self._replace_module(parent, target_name, layer, target)
+
+    def _replace_module(
+        self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module
+    ) -> None:
+        """Put ``new_module`` in place (tcur layers hold no parameters of their own to move).
+
+        PEFT's version copies ``child.weight`` onto a returned base module, which an
+        ``nn.MultiheadAttention`` does not have.
+        """
+        setattr(parent, child_name, new_module)
 
     def _set_group_grads(self, inference_mode: bool | None = None) -> None:
         for name, container in self.groups.items():
@@ -527,6 +716,8 @@ class TCURTuner(BaseTuner):
     ) -> Any:
         model = super()._unload_and_optionally_merge(merge, progressbar, safe_merge, adapter_names)
         self._pass_hook.remove()
+        release_fast_paths(self._fast_paths)
+        self._fast_paths = []
         self.groups.clear()
         return model
 
@@ -539,8 +730,8 @@ class TCURTuner(BaseTuner):
         return result
 
 
-def _part(item: tuple[int, TCURGroup, int]) -> int:
-    return item[0]
+def _part(item: tuple[str, int, TCURGroup, int]) -> tuple[str, int]:
+    return item[0], item[1]
 
 
 def _members(container: nn.Module) -> list[TCURGroup]:

@@ -49,12 +49,38 @@ def counts(config: AdapterConfig) -> tuple[int, int]:
     return config.rank, config.rank
 
 
+def config_targets(model: nn.Module, config: AdapterConfig) -> list[TargetSlice]:
+    """The target slices of ``config`` in ``model``, checked against its forward options.
+
+    A weight hosted by substitution (an attention module's, :mod:`tcur.adapters.targets`) is
+    always materialized and has no adapter input to drop out, so ``forward="factored"`` and
+    ``dropout > 0`` are refused for it (``ValueError`` naming the weight) rather than ignored.
+    """
+    split = config.split_fused if isinstance(config, TCURLoRAConfig) else None
+    slices = find_targets(model, config.target_modules, split)
+    for s in slices:
+        if not s.substituted:
+            continue
+        why = ""
+        if config.forward == "factored":
+            why = "forward='factored' (use 'auto' or 'materialized')"
+        elif config.dropout > 0:
+            why = f"dropout={config.dropout} (use dropout=0 or leave this weight out)"
+        if why:
+            raise ValueError(
+                f"target weight {s.weight_label!r} cannot be adapted with {why}: "
+                f"{type(s.module).__name__ if s.host is None else 'nn.MultiheadAttention'} reads "
+                "its weights directly, so the update is always materialized into the weight and "
+                "has no input of its own to drop out"
+            )
+    return slices
+
+
 def target_groups(model: nn.Module, config: AdapterConfig) -> dict[str, list[TargetSlice]]:
     """The groups of target slices: one per matrix for CURLoRA, by ``group_by`` for tCURLoRA."""
+    slices = config_targets(model, config)
     if isinstance(config, TCURLoRAConfig):
-        slices = find_targets(model, config.target_modules, config.split_fused)
         return group_targets(slices, config.group_by)
-    slices = find_targets(model, config.target_modules, None)
     return {s.label: [s] for s in slices}
 
 

@@ -1,7 +1,21 @@
 """Finding the weight matrices to adapt, splitting fused projections and grouping them.
 
-Supported modules are ``torch.nn.Linear`` (weight ``(out, in)``) and transformers' ``Conv1D``
-(GPT-2; weight ``(in, out)``, used here transposed so every slice is ``(out, in)``).
+Supported modules, and how their update reaches the output:
+
+- ``torch.nn.Linear`` (weight ``(out, in)``) and transformers' ``Conv1D`` (GPT-2; weight
+  ``(in, out)``, used here transposed so every slice is ``(out, in)``): the module is wrapped and
+  its wrapper adds the update (either forward strategy).
+- ``torch.nn.MultiheadAttention``: its ``forward`` (and PyTorch's fused inference path) reads
+  ``in_proj_weight`` (or ``q_proj_weight``/``k_proj_weight``/``v_proj_weight`` when the key and
+  value sizes differ) and ``out_proj.weight`` directly and never calls ``out_proj``. Targeting
+  the attention module adapts all of them; targeting its ``out_proj`` adapts that one. Either way
+  the attention module is the *host*: its wrapper runs the original ``forward`` with ``W + Delta``
+  substituted for each adapted weight (:func:`torch.func.functional_call`), so the update is
+  always materialized, and ``forward="factored"`` or ``dropout > 0`` (dropout on the adapter's
+  own input, which a substituted weight does not have) are refused for such targets.
+
+Everything else (``nn.Embedding``, convolutions, containers, ...) is refused by
+:func:`find_targets` with a ``ValueError`` naming the module and the reason.
 """
 
 from __future__ import annotations
@@ -29,9 +43,32 @@ def is_conv1d(module: nn.Module) -> bool:
     return kind is not None and isinstance(module, kind)
 
 
+ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+"""Input-projection weights of ``nn.MultiheadAttention`` (those not ``None`` are adapted)."""
+
+
 def is_supported(module: nn.Module) -> bool:
-    """True for the module types an adapter can wrap."""
-    return isinstance(module, nn.Linear) or is_conv1d(module)
+    """True for the module types an adapter can wrap or host (module docstring)."""
+    return isinstance(module, (nn.Linear, nn.MultiheadAttention)) or is_conv1d(module)
+
+
+def unsupported_reason(module: nn.Module) -> str:
+    """Why ``module`` cannot be adapted (for the ``ValueError`` of :func:`find_targets`)."""
+    supported = (
+        "tcur adapts nn.Linear, transformers Conv1D and nn.MultiheadAttention (its input "
+        "projections and out_proj)"
+    )
+    if isinstance(module, nn.Embedding):
+        return (
+            "an embedding looks rows of its weight up instead of multiplying by it, so there is "
+            f"no (out, in) matrix product for a CUR update to join; {supported}"
+        )
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return (
+            "a convolution's weight is an (out, in, *kernel) tensor, not the (out, in) matrix "
+            f"that CUR selects rows and columns of; {supported}"
+        )
+    return f"it is not a layer with an (out, in) weight matrix; {supported} (target those inside)"
 
 
 def out_in_weight(module: nn.Module) -> torch.Tensor:
@@ -44,28 +81,74 @@ def out_in_weight(module: nn.Module) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class TargetSlice:
-    """One ``(out, in)`` matrix to adapt: a whole module or one part of a split fused one."""
+    """One ``(out, in)`` matrix to adapt: a whole weight or one part of a split fused one.
+
+    ``module.<attr>`` is the weight (``attr="weight"`` for ``Linear``/``Conv1D``, e.g.
+    ``"in_proj_weight"`` for an attention module). ``host`` is the path of the module that is
+    wrapped to apply the update when that is not ``module`` itself (an attention module hosting
+    its ``out_proj``; ``None``: ``module`` is wrapped).
+    """
 
     name: str
     module: nn.Module
     part: int = 0
     n_parts: int = 1
+    attr: str = "weight"
+    host: str | None = None
+
+    @property
+    def weight_label(self) -> str:
+        """The module path, or ``path.attr`` for a weight not called ``weight``."""
+        return self.name if self.attr == "weight" else f"{self.name}.{self.attr}"
 
     @property
     def label(self) -> str:
-        """``name`` or ``name[part]`` for a part of a split module."""
-        return self.name if self.n_parts == 1 else f"{self.name}[{self.part}]"
+        """:attr:`weight_label`, or ``weight_label[part]`` for a part of a split weight."""
+        base = self.weight_label
+        return base if self.n_parts == 1 else f"{base}[{self.part}]"
+
+    @property
+    def host_name(self) -> str:
+        """Path of the module that is wrapped to apply this slice's update."""
+        return self.name if self.host is None else self.host
+
+    @property
+    def substituted(self) -> bool:
+        """True if the update reaches the output by substituting ``W + Delta`` in the host."""
+        return isinstance(self.module, nn.MultiheadAttention) or self.host is not None
+
+    @property
+    def site(self) -> str:
+        """Path of the weight relative to the host module (``"weight"``, ``"out_proj.weight"``)."""
+        if self.host is None or self.host == self.name:
+            return self.attr
+        return f"{self.name[len(self.host) + 1 :]}.{self.attr}"
+
+    @property
+    def transposed(self) -> bool:
+        """True if the stored weight is ``(in, out)`` (transformers ``Conv1D``)."""
+        return self.attr == "weight" and is_conv1d(self.module)
+
+    def parameter(self) -> torch.Tensor:
+        """The whole stored weight (not split, not transposed)."""
+        weight = getattr(self.module, self.attr)
+        if not isinstance(weight, torch.Tensor):
+            raise TypeError(f"{self.weight_label} is not a tensor")
+        return weight
 
     @property
     def shape(self) -> tuple[int, int]:
         """``(d_out, d_in)`` of this slice."""
-        d_out, d_in = out_in_weight(self.module).shape
+        weight = self.parameter()
+        d_out, d_in = weight.T.shape if self.transposed else weight.shape
         return d_out // self.n_parts, d_in
 
     def weight(self) -> torch.Tensor:
-        """The slice of the module's ``(out, in)`` weight (a view)."""
+        """The slice of the ``(out, in)`` weight (a view)."""
+        weight = self.parameter()
+        whole = weight.T if self.transposed else weight
         d_out = self.shape[0]
-        return out_in_weight(self.module)[self.part * d_out : (self.part + 1) * d_out]
+        return whole[self.part * d_out : (self.part + 1) * d_out]
 
 
 def name_matches(name: str, pattern: str) -> bool:
@@ -118,23 +201,85 @@ def _compile(pattern: str, field: str) -> re.Pattern[str]:
 def find_targets(
     model: nn.Module, target_modules: str | Sequence[str], split_fused: dict[str, int] | None
 ) -> list[TargetSlice]:
-    """The weight slices to adapt, in module order, fused projections split as requested."""
-    slices = []
+    """The weight slices to adapt, in module order, fused projections split as requested.
+
+    A matched ``nn.MultiheadAttention`` contributes its input projection(s) and ``out_proj``;
+    a matched ``out_proj`` of one contributes itself, hosted by the attention module (module
+    docstring). A weight matched twice (the attention module and its ``out_proj``) is adapted
+    once. ``split_fused`` entries are matched against :attr:`TargetSlice.weight_label`, e.g.
+    ``{"in_proj_weight": 3}`` splits an attention module's fused q/k/v. Raises ``ValueError``
+    naming the module for a module that cannot be adapted (:func:`unsupported_reason`) and for a
+    split that does not divide the output size.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters.targets import find_targets
+    >>> net = torch.nn.ModuleDict({"attn": torch.nn.MultiheadAttention(8, 2)})
+    >>> [(s.label, s.site, s.shape) for s in find_targets(net, ["attn"], {"in_proj_weight": 3})]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('attn.in_proj_weight[0]', 'in_proj_weight', (8, 8)),
+     ('attn.in_proj_weight[1]', 'in_proj_weight', (8, 8)),
+     ('attn.in_proj_weight[2]', 'in_proj_weight', (8, 8)),
+     ('attn.out_proj', 'out_proj.weight', (8, 8))]
+    """
+    parents = {
+        id(child): (path, parent)
+        for path, parent in model.named_modules()
+        for child in parent.children()
+    }
+    slices: list[TargetSlice] = []
+    seen: set[tuple[int, str]] = set()
     for name, module in match_modules(model, target_modules, "target_modules"):
-        if not is_supported(module):
-            raise TypeError(
-                f"target module {name!r} is a {type(module).__name__}; only torch.nn.Linear and "
-                "transformers Conv1D can be adapted"
-            )
-        parts = _parts_of(name, split_fused or {})
-        d_out = out_in_weight(module).shape[0]
-        if d_out % parts:
-            raise ValueError(
-                f"split_fused asks for {parts} parts of {name!r} but its output size {d_out} is "
-                "not divisible by that"
-            )
-        slices += [TargetSlice(name, module, p, parts) for p in range(parts)]
+        for whole in _weights_of(name, module, parents):
+            if (id(whole.module), whole.attr) in seen:
+                continue
+            seen.add((id(whole.module), whole.attr))
+            parts = _parts_of(whole.weight_label, split_fused or {})
+            d_out = whole.shape[0]
+            if d_out % parts:
+                raise ValueError(
+                    f"split_fused asks for {parts} parts of {whole.weight_label!r} but its output "
+                    f"size {d_out} is not divisible by that"
+                )
+            slices += [
+                TargetSlice(whole.name, whole.module, p, parts, whole.attr, whole.host)
+                for p in range(parts)
+            ]
     return slices
+
+
+def _weights_of(
+    name: str, module: nn.Module, parents: dict[int, tuple[str, nn.Module]]
+) -> list[TargetSlice]:
+    """The whole weights a matched module stands for (``ValueError`` if it cannot be adapted)."""
+    if isinstance(module, nn.MultiheadAttention):
+        found = [
+            TargetSlice(name, module, attr=attr, host=name)
+            for attr in ATTENTION_WEIGHTS
+            if getattr(module, attr, None) is not None
+        ]
+        out_proj = module.out_proj
+        if not isinstance(out_proj, nn.Linear):
+            raise ValueError(
+                f"target module {name!r}: its out_proj is a {type(out_proj).__name__}, not an "
+                "nn.Linear, so it cannot be adapted"
+            )
+        return [*found, TargetSlice(f"{name}.out_proj", out_proj, host=name)]
+    if isinstance(module, nn.Linear) or is_conv1d(module):
+        host, parent = parents.get(id(module), ("", None))
+        if isinstance(parent, nn.MultiheadAttention) and parent.out_proj is module:
+            if not host:
+                raise ValueError(
+                    f"target module {name!r} is the out_proj of the model's root attention "
+                    "module; wrap the attention in a parent module to adapt it"
+                )
+            return [TargetSlice(name, module, host=host)]
+        return [TargetSlice(name, module)]
+    raise ValueError(
+        f"target module {name!r} is a {type(module).__name__} and cannot be adapted: "
+        f"{unsupported_reason(module)}"
+    )
 
 
 def _parts_of(name: str, split_fused: dict[str, int]) -> int:

@@ -1,0 +1,247 @@
+"""Every module kind a PEFT LoRA user targets either works on both hosts or is refused.
+
+Both hosts: the native ``tcur.adapters.apply`` and PEFT's ``get_peft_model`` with the tcur PEFT
+configs. "Works" means: zero ``dU`` gives the base model's outputs, a non-zero ``dU`` changes
+them, and ``dU`` gets a gradient, in train and in eval mode (``nn.TransformerEncoderLayer``
+takes PyTorch's fused path in eval mode, which reads weights directly).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from adapter_models import attention_net, encoder_net, tiny_encoder
+from torch import nn
+
+from tcur.adapters import (
+    CURLoRAConfig,
+    TCURLoRAConfig,
+    adapter_groups,
+    apply,
+    load,
+    merge,
+    save,
+    unload,
+    unmerge,
+)
+from tcur.adapters.layers import TCURAttention, TCURLayer
+
+peft = pytest.importorskip("peft")
+from peft import PeftModel, get_peft_model  # noqa: E402
+
+from tcur.adapters.peft import (  # noqa: E402
+    CURLoRAPeftConfig,
+    TCURLoRAPeftConfig,
+    TCURPeftAttention,
+    TCURPeftLayer,
+)
+
+HOSTS = ("native", "peft")
+KINDS = ("tcur", "cur")
+
+
+def _adapt(
+    model: nn.Module, host: str, kind: str, targets: list[str], **options: object
+) -> nn.Module:
+    if host == "native":
+        config = (TCURLoRAConfig if kind == "tcur" else CURLoRAConfig)(targets, rank=2, **options)  # type: ignore[arg-type]
+        return apply(model, config)
+    peft_cls = TCURLoRAPeftConfig if kind == "tcur" else CURLoRAPeftConfig
+    return get_peft_model(model, peft_cls(target_modules=targets, rank=2, **options))  # type: ignore[arg-type]
+
+
+def _gpt2() -> nn.Module:
+    pytest.importorskip("transformers")
+    from adapter_models import tiny_gpt2
+
+    return tiny_gpt2()
+
+
+class _Logits(nn.Module):
+    """GPT-2's logits as a plain tensor (same call as the other models)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.model(ids).logits
+        return out
+
+
+CASES: dict[str, tuple[Callable[[], nn.Module], list[str], Callable[[], torch.Tensor]]] = {
+    "linear": (lambda: tiny_encoder().eval(), ["query", "up"], lambda: torch.randn(2, 5, 12)),
+    "conv1d": (
+        lambda: _Logits(_gpt2()),
+        ["c_attn", "c_proj"],
+        lambda: torch.randint(0, 64, (2, 6)),
+    ),
+    "attention": (attention_net, ["attn"], lambda: torch.randn(2, 5, 16)),
+    "attention_out_proj": (attention_net, ["out_proj"], lambda: torch.randn(2, 5, 16)),
+    "encoder_linears": (encoder_net, ["linear1", "linear2"], lambda: torch.randn(2, 5, 16)),
+    "encoder_attention": (encoder_net, ["self_attn"], lambda: torch.randn(2, 5, 16)),
+    "encoder_all": (
+        encoder_net,
+        ["self_attn", "linear1", "linear2"],
+        lambda: torch.randn(2, 5, 16),
+    ),
+}
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_adapter_changes_output_and_trains(case: str, host: str, kind: str, mode: str) -> None:
+    build, targets, inputs = CASES[case]
+    torch.manual_seed(3)
+    x = inputs()
+    base = build().train(mode == "train")
+    with torch.no_grad():
+        expected = base(x)
+    model = _adapt(copy.deepcopy(base), host, kind, targets).train(mode == "train")
+    groups = adapter_groups(model)
+    assert groups
+    with torch.no_grad():
+        at_zero = model(x)
+    # the fused inference path of the base and the ordinary path differ by rounding only
+    torch.testing.assert_close(at_zero, expected, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        for group in groups:
+            group.dU.fill_(1.0)
+        changed = model(x)
+    assert float((changed - expected).abs().max()) > 1e-3
+    weights = torch.randn(changed.shape, generator=torch.Generator().manual_seed(0))
+    (model(x) * weights).sum().backward()
+    for group in groups:
+        assert group.dU.grad is not None and float(group.dU.grad.abs().max()) > 0
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_attention_layers_are_wrapped_whole(host: str) -> None:
+    model = _adapt(encoder_net(), host, "tcur", ["out_proj", "linear1"])
+    attention = TCURAttention if host == "native" else TCURPeftAttention
+    linear = TCURLayer if host == "native" else TCURPeftLayer
+    kinds = {
+        n.rsplit(".", 1)[-1]: type(m)
+        for n, m in model.named_modules()
+        if n.endswith(("self_attn", "linear1"))
+    }
+    assert kinds == {"self_attn": attention, "linear1": linear}
+    keys = [g.key for g in adapter_groups(model)]
+    assert keys == ["enc.layers.*.self_attn.out_proj", "enc.layers.*.linear1"]
+
+
+@pytest.mark.parametrize(
+    ("module", "reason"),
+    [
+        (nn.Embedding(10, 4), "looks rows of its weight up"),
+        (nn.Conv2d(3, 4, 3), r"\(out, in, \*kernel\) tensor"),
+        (nn.Sequential(nn.Linear(4, 4)), "not a layer with an"),
+        (nn.LayerNorm(4), "not a layer with an"),
+    ],
+)
+@pytest.mark.parametrize("host", HOSTS)
+def test_unsupported_modules_are_refused(host: str, module: nn.Module, reason: str) -> None:
+    model = nn.ModuleDict({"thing": module, "proj": nn.Linear(4, 4)})
+    before = copy.deepcopy(model.state_dict())
+    message = (
+        rf"target module 'thing' is a {type(module).__name__} and cannot be adapted: .*{reason}"
+    )
+    with pytest.raises(ValueError, match=message):
+        _adapt(model, host, "tcur", ["thing", "proj"])
+    assert all(isinstance(m, (nn.ModuleDict, type(module), nn.Linear)) for m in model.modules())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize(
+    ("options", "what"),
+    [({"forward": "factored"}, "forward='factored'"), ({"dropout": 0.1}, "dropout=0.1")],
+)
+def test_attention_weights_refuse_factored_and_dropout(
+    host: str, options: dict[str, object], what: str
+) -> None:
+    message = rf"target weight 'attn.in_proj_weight' cannot be adapted with {what}"
+    with pytest.raises(ValueError, match=message):
+        _adapt(attention_net(), host, "tcur", ["attn"], **options)
+    _adapt(encoder_net(), host, "tcur", ["linear1"], **options)  # plain Linear: fine
+
+
+def test_split_fused_in_proj_into_query_key_value() -> None:
+    config = TCURLoRAConfig(["self_attn"], rank=2, split_fused={"in_proj_weight": 3})
+    model = apply(encoder_net(), config)
+    keys = [g.key for g in adapter_groups(model)]
+    assert keys == [f"enc.layers.*.self_attn.in_proj_weight[{i}]" for i in range(3)] + [
+        "enc.layers.*.self_attn.out_proj"
+    ]
+    assert all(tuple(g.dU.shape) == (2, 2, 2) for g in adapter_groups(model))
+
+
+def _filled(model: nn.Module) -> nn.Module:
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for group in adapter_groups(model):
+            group.dU.copy_(torch.randn(group.dU.shape, generator=generator))
+    return model
+
+
+def test_attention_merge_unmerge_unload_save_load_native(tmp_path: Path) -> None:
+    x = torch.randn(2, 5, 16)
+    base = encoder_net()
+    originals = {k: v.clone() for k, v in base.state_dict().items()}
+    model = _filled(apply(copy.deepcopy(base), TCURLoRAConfig(["self_attn", "linear2"], rank=2)))
+    with torch.no_grad():
+        adapted = model(x)
+        save(model, tmp_path)
+        merge(model)
+        torch.testing.assert_close(model(x), adapted, rtol=0, atol=1e-5)
+        unmerge(model)
+        torch.testing.assert_close(model(x), adapted, rtol=0, atol=0)
+        restored = load(encoder_net(), tmp_path)
+        torch.testing.assert_close(restored(x), adapted, rtol=0, atol=0)
+    plain = unload(model)
+    assert not any(isinstance(m, (TCURAttention, TCURLayer)) for m in plain.modules())
+    assert all(not m._forward_pre_hooks for m in plain.modules())  # fast-path guard removed
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, originals[key]), key
+
+
+def test_attention_peft_save_load_and_merge_and_unload(tmp_path: Path) -> None:
+    x = torch.randn(2, 5, 16)
+    model = _filled(
+        get_peft_model(encoder_net(), TCURLoRAPeftConfig(target_modules=["self_attn"], rank=2))
+    )
+    with torch.no_grad():
+        adapted = model(x)
+    model.save_pretrained(tmp_path)
+    restored = PeftModel.from_pretrained(encoder_net(), tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x), adapted, rtol=0, atol=0)
+        merged = restored.merge_and_unload()
+        assert isinstance(merged.enc.layers[0].self_attn, nn.MultiheadAttention)
+        assert all(not m._forward_pre_hooks for m in merged.modules())
+        torch.testing.assert_close(merged(x), adapted, rtol=0, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
+@pytest.mark.parametrize("host", HOSTS)
+def test_encoder_stack_with_padding_mask_uses_the_adapter(host: str) -> None:
+    """``nn.TransformerEncoder`` would turn padded input into nested tensors for its fused path."""
+    x = torch.randn(2, 5, 16)
+    mask = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    base = encoder_net(nested=True)
+    with torch.no_grad():
+        expected = base(x, src_key_padding_mask=mask)
+    model = _filled(_adapt(copy.deepcopy(base), host, "tcur", ["linear1", "self_attn"]))
+    with torch.no_grad():
+        out = model(x, src_key_padding_mask=mask)
+    keep = ~mask  # padded positions are not compared (the fused path zeroes them)
+    assert float((out - expected)[keep].abs().max()) > 1e-3
+    stack = model.get_submodule("base_model.model.enc" if host == "peft" else "enc")
+    assert stack.use_nested_tensor is False
