@@ -50,7 +50,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from tcur._backend import check_choice, check_rank
+import numpy as np
+
+from tcur._backend import check_choice, check_rank, is_integer
 from tcur.linalg.selection import SELECT_RULES
 
 FORWARD_STRATEGIES = ("auto", "factored", "materialized")
@@ -71,10 +73,13 @@ def _check_targets(value: Any, name: str) -> str | list[str]:
         except re.error as exc:
             raise ValueError(f"{name} regex {value!r} does not compile: {exc}") from None
         return value
-    if not isinstance(value, Sequence) or not value:
-        raise ValueError(
-            f"{name} must be a regex string or a non-empty list of names, got {value!r}"
+    if not isinstance(value, Sequence):
+        raise TypeError(
+            f"{name} must be a regex string or a list of names, got {value!r} "
+            f"({type(value).__name__})"
         )
+    if not value:
+        raise ValueError(f"{name} must be a regex string or a non-empty list of names, got []")
     for item in value:
         if not isinstance(item, str) or not item:
             raise TypeError(f"{name} entries must be non-empty strings, got {item!r}")
@@ -85,33 +90,44 @@ def _check_optional_targets(value: Any, name: str) -> str | list[str] | None:
     return None if value is None else _check_targets(value, name)
 
 
+def _is_real(value: Any) -> bool:
+    """True for a Python or NumPy real scalar (int or float); False for bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
 def _check_number(value: Any, name: str, low: float, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not (low <= value and (high is None or value < high)) or value != value:
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    number = float(value)
+    if not (low <= number and (high is None or number < high)) or number != number:
         upper = "" if high is None else f" and < {high}"
         raise ValueError(f"{name} must be >= {low}{upper}, got {value!r}")
-    return float(value)
+    return number
 
 
 def _check_finite(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    number = float(value)
+    if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {value!r}")
-    return float(value)
+    return number
 
 
 def _check_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
 
 
 def _check_seed(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_integer(value):
+        raise TypeError(f"seed must be an integer, got {value!r} ({type(value).__name__})")
+    if value < 0:
         raise ValueError(f"seed must be a non-negative integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def _check_split(value: Any) -> dict[str, int] | None:
@@ -128,7 +144,12 @@ def _check_split(value: Any) -> dict[str, int] | None:
 
 
 class _ConfigIO:
-    """JSON round trip of both configs (a ``group_by`` callable is stored as ``"callable"``)."""
+    """JSON round trip of both configs.
+
+    A ``group_by`` callable is stored as ``"callable"``, which :meth:`from_dict` keeps: the
+    saved groups are explicit, so ``load`` never runs the rule again, and the config (and its
+    digest, :func:`tcur.adapters.fingerprint.config_digest`) stays that of the saved adapter.
+    """
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form of the config."""
@@ -144,10 +165,7 @@ class _ConfigIO:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
-        values = dict(data)
-        if values.get("group_by") == "callable":
-            values["group_by"] = "name"  # groups are stored explicitly; the rule is not re-run
-        return cls(**values)
+        return cls(**dict(data))
 
 
 @dataclass
@@ -188,10 +206,12 @@ class CURLoRAConfig(_ConfigIO):
     exact_unmerge : bool
         ``True`` (default): merging keeps a copy of every targeted weight until it is unmerged,
         so unmerge and ``unload`` give back the base weights bit for bit in every dtype (memory:
-        one copy of the targeted weights, held only while merged; 2 bytes per weight entry in
+        one copy of the targeted weights, held only while merged: their element count times
+        the element size, e.g. 28 MiB for query and value of a 12-layer 768-wide BERT in
         bfloat16). ``False`` saves that memory: unmerge subtracts the update again, which gives
-        the weights back only within one rounding of their dtype (in bfloat16 about a quarter
-        of the entries of a 64 x 64 weight change by one unit in the last place).
+        the weights back only within one rounding of their dtype (measured on a 64 x 64
+        bfloat16 query weight, ``dU`` of standard deviation 0.3: 658 of 4,096 entries end one
+        unit in the last place away; float16: 627).
 
     Examples
     --------
@@ -245,7 +265,9 @@ class TCURLoRAConfig(_ConfigIO):
         ``"name"``: the module path with layer numbers replaced by ``*`` (every ``query`` of a
         BERT forms one group); ``"shape"``: every target of one ``(d_out, d_in)``; a callable
         ``(label, module) -> key`` with ``label`` the module path (``"path[i]"`` for part ``i``
-        of a split fused projection).
+        of a split fused projection). A config read back from a file whose groups a callable
+        made holds the marker ``"callable"``; ``apply`` refuses it (the rule is not stored),
+        ``load`` uses the saved groups.
     split_fused : dict of str to int, optional
         Split these modules (matched like ``target_modules`` entries) into that many equal parts
         along the output before grouping, e.g. ``{"c_attn": 3}`` for GPT-2's fused q/k/v.
@@ -281,10 +303,15 @@ class TCURLoRAConfig(_ConfigIO):
             self.n_cols = self.rank
         for name in ("n_rows", "n_cols"):
             value = check_rank(getattr(self, name), name, 1 << 30)
+            setattr(self, name, value)
             if value < self.rank:
                 raise ValueError(f"{name}={value} must be >= rank={self.rank}")
         if not callable(self.group_by):
-            check_choice(self.group_by, "group_by", GROUP_BY)
+            if not isinstance(self.group_by, str):
+                raise TypeError(
+                    f"group_by must be 'name', 'shape' or a callable, got {self.group_by!r}"
+                )
+            check_choice(self.group_by, "group_by", (*GROUP_BY, "callable"))
         self.split_fused = _check_split(self.split_fused)
 
 

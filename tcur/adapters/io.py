@@ -3,7 +3,9 @@
 The JSON file holds the config, the tcur version and, per group, its key, member modules, slice
 shape, selected rows and columns, scale and the SHA-256 of every member's base weight
 (:mod:`tcur.adapters.fingerprint`). The safetensors file holds each group's ``dU``
-(``groups.<i>.dU``) and the ``modules_to_save`` parameters (``modules_to_save.<parameter path>``).
+(``groups.<i>.dU``) and the ``modules_to_save`` parameters and persistent buffers, e.g.
+BatchNorm's running statistics (``modules_to_save.<path>``; files written before buffers were
+saved, without ``"modules_to_save_buffers": true`` in the JSON, still load, parameters only).
 ``adapter_manifest.json`` lists both files with their SHA-256 and is the commit point.
 
 Writing. :func:`save` writes only these three files into the directory (created if needed) and
@@ -48,6 +50,7 @@ from tcur.adapters.layers import TCURGroup
 from tcur.adapters.model import (
     adapter_config,
     adapter_groups,
+    check_modules_to_save,
     check_not_sharded,
     full_tensor,
     inject,
@@ -121,8 +124,10 @@ def save(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
 
 
 def _adapter_tensors(model: nn.Module, config: AdapterConfig) -> dict[str, torch.Tensor]:
-    """Each group's ``dU`` and the ``modules_to_save`` parameters, whole (DTensors gathered)."""
-    tensors = {f"groups.{i}.dU": g.dU for i, g in enumerate(adapter_groups(model))}
+    """Each group's ``dU`` and the ``modules_to_save`` tensors, whole (DTensors gathered)."""
+    tensors: dict[str, torch.Tensor] = {
+        f"groups.{i}.dU": g.dU for i, g in enumerate(adapter_groups(model))
+    }
     tensors.update(_modules_to_save(model, config))
     return {k: full_tensor(v.detach()).to("cpu").contiguous() for k, v in tensors.items()}
 
@@ -140,6 +145,7 @@ def _serialize(
         "adapter_type": "CURLoRA" if isinstance(config, CURLoRAConfig) else "tCURLoRA",
         "config": config.to_dict(),
         "groups": [_group_record(g) for g in groups],
+        "modules_to_save_buffers": True,
     }
     return {
         CONFIG_FILE: (json.dumps(meta, indent=2) + "\n").encode(),
@@ -160,13 +166,22 @@ def _group_record(group: TCURGroup) -> dict[str, Any]:
     }
 
 
-def _modules_to_save(model: nn.Module, config: AdapterConfig) -> dict[str, nn.Parameter]:
+def _modules_to_save(
+    model: nn.Module, config: AdapterConfig, buffers: bool = True
+) -> dict[str, torch.Tensor]:
+    """``modules_to_save.<module>.<name>`` -> tensor: every parameter and, with ``buffers``,
+    every persistent buffer (BatchNorm's running statistics) of the ``modules_to_save``."""
     if config.modules_to_save is None:
         return {}
-    tensors = {}
+    tensors: dict[str, torch.Tensor] = {}
     for name, module in match_modules(model, config.modules_to_save, "modules_to_save"):
         for pname, parameter in module.named_parameters():
             tensors[f"modules_to_save.{name}.{pname}"] = parameter
+        if buffers:
+            state = module.state_dict(keep_vars=True)
+            for bname, buffer in module.named_buffers():
+                if bname in state:  # persistent buffers only
+                    tensors[f"modules_to_save.{name}.{bname}"] = buffer
     return tensors
 
 
@@ -397,24 +412,29 @@ def _parse_tensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _check_tensors(
-    tensors: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]], path: Path
+    tensors: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], path: Path
 ) -> None:
+    """Every tensor of ``expected`` is in ``tensors`` (and nothing else) with its shape, a dtype
+    of the same kind (floating or not) and, if floating, only finite entries."""
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
         first = missing[0] if missing else extra[0]
         raise ValueError(f"{path}: tensor {first!r} is {'missing' if missing else 'unexpected'}")
-    for key, shape in expected.items():
+    for key, own in expected.items():
         tensor = tensors[key]
-        if not tensor.dtype.is_floating_point:
+        floating = own.dtype.is_floating_point
+        if tensor.dtype.is_floating_point != floating:
+            kind = "a floating" if floating else "an integer or bool"
             raise ValueError(
-                f"{path}: tensor {key!r} has dtype {tensor.dtype}; a floating dtype is required"
+                f"{path}: tensor {key!r} has dtype {tensor.dtype}; {kind} dtype is required"
             )
-        if tuple(tensor.shape) != shape:
+        if tuple(tensor.shape) != tuple(own.shape):
             raise ValueError(
-                f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}, the model expects {shape}"
+                f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}, the model expects "
+                f"{tuple(own.shape)}"
             )
-        if not bool(torch.isfinite(tensor).all()):
+        if floating and not bool(torch.isfinite(tensor).all()):
             raise ValueError(f"{path}: tensor {key!r} has NaN or infinite entries")
 
 
@@ -449,17 +469,21 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
     )
     slices = {s.label: s for s in config_targets(model, config)}
     _check_coverage(meta["groups"], slices)
+    check_modules_to_save(model, config.modules_to_save, list(slices.values()))
     specs = [_spec_from_record(i, r, slices, config) for i, r in enumerate(meta["groups"])]
     weights_path = directory / WEIGHTS_FILE
     tensors = _parse_tensors(
         _read_verified(directory, WEIGHTS_FILE, manifest[WEIGHTS_FILE]), weights_path
     )
-    saved_modules = _modules_to_save(model, config)
-    expected: dict[str, tuple[int, ...]] = {
-        f"groups.{i}.dU": (len(spec.cols), len(spec.rows), len(spec.slices))
+    buffers = meta.get("modules_to_save_buffers") is True  # files written before: parameters
+    saved_modules = _modules_to_save(model, config, buffers)
+    expected: dict[str, torch.Tensor] = {
+        f"groups.{i}.dU": torch.empty(
+            len(spec.cols), len(spec.rows), len(spec.slices), device="meta"
+        )
         for i, spec in enumerate(specs)
     }
-    expected.update({k: tuple(p.shape) for k, p in saved_modules.items()})
+    expected.update(saved_modules)
     _check_tensors(tensors, expected, weights_path)
     built = [
         (build_group(spec, config, scale=float(record["scale"])), spec)
@@ -470,6 +494,6 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
             group.dU.copy_(tensors[f"groups.{i}.dU"])
     inject(model, config, built)
     with torch.no_grad():
-        for key, parameter in saved_modules.items():
-            parameter.copy_(tensors[key])
+        for key, tensor in saved_modules.items():
+            tensor.copy_(tensors[key])
     return model

@@ -32,7 +32,7 @@ from tcur.adapters.layers import (
     site_owner,
 )
 from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, plan
-from tcur.adapters.targets import match_modules
+from tcur.adapters.targets import TargetSlice, match_modules
 
 CONFIG_ATTR = "tcur_adapter_config"
 GROUPS_ATTR = "tcur_groups"
@@ -72,8 +72,7 @@ def apply(model: nn.Module, config: AdapterConfig) -> nn.Module:
     check_not_sharded(model)
     specs = plan(model, config)  # finds and checks every target and count; changes nothing
     check_tied_targets(specs)
-    if config.modules_to_save is not None:
-        match_modules(model, config.modules_to_save, "modules_to_save")
+    check_modules_to_save(model, config.modules_to_save, [s for sp in specs for s in sp.slices])
     built = [(build_group(spec, config), spec) for spec in specs]
     inject(model, config, built)
     return model
@@ -95,6 +94,45 @@ def check_tied_targets(specs: Sequence[GroupSpec]) -> None:
                     f"target modules {first!r} and {label!r} share one weight Parameter "
                     "(tied weights): merging would add both updates to it; target only one"
                 )
+
+
+def check_modules_to_save(
+    model: nn.Module,
+    modules_to_save: str | Sequence[str] | None,
+    slices: Sequence[TargetSlice],
+    *,
+    must_match: bool = True,
+) -> None:
+    """``ValueError`` if a ``modules_to_save`` module is, contains or lies inside a target.
+
+    A module is either adapted (its weights frozen) or trained in full and saved with the
+    adapter, not both. Checked before anything is changed. ``must_match=False`` skips entries
+    that match no module (PEFT, which adds entries of its own, reports those itself).
+    """
+    if modules_to_save is None:
+        return
+    targets: dict[int, str] = {}
+    for s in slices:
+        targets.setdefault(id(s.module), s.weight_label)
+        if s.host is not None:
+            targets.setdefault(id(model.get_submodule(s.host)), s.weight_label)
+    patterns = [modules_to_save] if isinstance(modules_to_save, str) else list(modules_to_save)
+    for pattern in patterns:
+        try:
+            matched = match_modules(model, [pattern], "modules_to_save")
+        except ValueError:
+            if must_match:
+                raise
+            continue
+        for name, module in matched:
+            for sub_name, sub in module.named_modules():
+                if id(sub) in targets:
+                    relation = "is" if not sub_name else "contains"
+                    raise ValueError(
+                        f"modules_to_save entry {name!r} {relation} the target "
+                        f"{targets[id(sub)]!r} of target_modules: a module is either adapted or "
+                        "trained in full and saved, not both; remove it from one of the two lists"
+                    )
 
 
 def is_adapted(model: nn.Module) -> bool:
@@ -287,9 +325,11 @@ def merge(model: nn.Module, *, safe: bool = True) -> None:
     """Add every adapter's update into its base weight; merged layers run the base layer only.
 
     With ``safe=True`` all updates are computed and checked first, and nothing is changed if
-    any is not finite (``ValueError`` naming the layer). Already merged layers are skipped, so an
-    update is never added twice. Training a merged model does not change its outputs; unmerge
-    first.
+    any is not finite (``ValueError`` naming the layer, worded as PEFT's). Already merged layers
+    are skipped, so an update is never added twice. With the config's ``exact_unmerge=True``
+    (default) a copy of every targeted weight is kept until :func:`unmerge` (memory: the
+    targeted weights once more, only while merged). Training a merged model does not change its
+    outputs; unmerge first.
 
     Examples
     --------
@@ -363,7 +403,12 @@ def keep_originals(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def unmerge(model: nn.Module) -> None:
-    """Subtract the updates that :func:`merge` added (up to rounding) and re-enable the adapters."""
+    """Take out the updates that :func:`merge` added and re-enable the adapters.
+
+    With the config's ``exact_unmerge=True`` (default) the weights kept at merge time are put
+    back (bit for bit); with ``exact_unmerge=False`` the update is subtracted, which restores
+    them within one rounding of their dtype.
+    """
     for _, layer in _layers_or_raise(model, "unmerge"):
         if layer.merged:
             layer.unmerge_updates()
@@ -372,9 +417,11 @@ def unmerge(model: nn.Module) -> None:
 def unload(model: nn.Module, *, merge: bool = False) -> nn.Module:
     """Remove the adapters and return the plain model (in place), as PEFT's ``unload``.
 
-    ``merge=False`` gives back the base model (merged updates are subtracted first);
-    ``merge=True`` keeps the adapters' effect in the weights (PEFT's ``merge_and_unload``). The
-    parameters' ``requires_grad`` flags are restored to what they were before :func:`apply`.
+    ``merge=False`` gives back the base model: merged layers are unmerged first, which restores
+    their weights bit for bit with the config's ``exact_unmerge=True`` (the default) and within
+    one rounding of their dtype with ``exact_unmerge=False``. ``merge=True`` keeps the adapters'
+    effect in the weights (PEFT's ``merge_and_unload``). The parameters' ``requires_grad`` flags
+    are restored to what they were before :func:`apply`.
     """
     adapter_config(model)
     state = getattr(model, _STATE_ATTR)

@@ -67,7 +67,7 @@ from tcur.adapters.layers import (
     substituted_forward,
 )
 from tcur.adapters.merged_linear import add_update
-from tcur.adapters.model import check_not_sharded
+from tcur.adapters.model import check_modules_to_save, check_not_sharded
 from tcur.adapters.plan import (
     AdapterConfig,
     GroupSpec,
@@ -128,7 +128,15 @@ class _CURPeftFields(PeftConfig):
         self.peft_type = self.peft_kind
         if isinstance(self.target_modules, set):
             self.target_modules = sorted(self.target_modules)
-        self.tcur_config()  # every tcur field is checked here, naming the field
+        if callable(getattr(self, "group_by", None)):
+            raise TypeError(
+                "group_by must be 'name' or 'shape' in a PEFT config: a callable cannot be "
+                "written to adapter_config.json (use tcur.adapters.apply/save for callables)"
+            )
+        tcur = self.tcur_config()  # every tcur field is checked here, naming the field
+        for name in tcur.__dataclass_fields__:  # NumPy scalars -> Python numbers (JSON)
+            if name not in ("modules_to_save", "target_modules"):
+                setattr(self, name, getattr(tcur, name))
 
     def tcur_config(self) -> AdapterConfig:
         """The tcur config with these fields (``modules_to_save`` is PEFT's business: ``None``)."""
@@ -171,12 +179,6 @@ class TCURLoRAPeftConfig(_CURPeftFields):
 
     tcur_type = TCURLoRAConfig
     peft_kind = TCURPeftType.TCURLORA
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        tcur = self.tcur_config()
-        assert isinstance(tcur, TCURLoRAConfig)
-        self.n_rows, self.n_cols = tcur.n_rows, tcur.n_cols
 
 
 @dataclass
@@ -578,6 +580,8 @@ class TCURTuner(BaseTuner):
                     (build_group(spec, tcur, scale=s), spec)
                     for spec, s in zip(specs, scales, strict=True)
                 ]
+            targets = [t for spec in specs for t in spec.slices]
+            check_modules_to_save(model, config.modules_to_save, targets, must_match=False)
         planned: dict[str, list[tuple[str, int, TCURGroup, int]]] = {}
         for group, spec in built:
             for name in ("C", "R"):  # rebuilt from the base weights, never saved
@@ -714,6 +718,10 @@ class TCURTuner(BaseTuner):
         safe_merge: bool = False,
         adapter_names: list[str] | None = None,
     ) -> Any:
+        if not merge:  # unload() gives back the base model: take merged updates out first
+            for _, _, layer in _base_layers_view(self.model):
+                if layer.merged:
+                    layer.unmerge()
         model = super()._unload_and_optionally_merge(merge, progressbar, safe_merge, adapter_names)
         self._pass_hook.remove()
         release_fast_paths(self._fast_paths)

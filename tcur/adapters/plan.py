@@ -59,6 +59,13 @@ def config_targets(model: nn.Module, config: AdapterConfig) -> list[TargetSlice]
     split = config.split_fused if isinstance(config, TCURLoRAConfig) else None
     slices = find_targets(model, config.target_modules, split)
     for s in slices:
+        if s.parameter().is_meta:
+            raise ValueError(
+                f"target weight {s.weight_label!r} is on the meta device (no values): rows and "
+                "columns are selected from the weights, so materialize the model first (e.g. "
+                "model.to_empty(device=...) then load_state_dict, or from_pretrained) and then "
+                "add the adapters"
+            )
         if not s.substituted:
             continue
         why = ""

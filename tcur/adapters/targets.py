@@ -297,7 +297,17 @@ def name_key(label: str) -> str:
 def group_targets(
     slices: Sequence[TargetSlice], group_by: str | Callable[[str, Any], str]
 ) -> dict[str, list[TargetSlice]]:
-    """Group ``slices`` by name, shape or a callable; every group has a single shape."""
+    """Group ``slices`` by name, shape or a callable; every group has a single shape.
+
+    ``group_by="callable"`` (the marker a saved callable leaves, :mod:`tcur.adapters.config`)
+    is refused with a ``ValueError``: the rule itself was not saved.
+    """
+    if group_by == "callable":
+        raise ValueError(
+            "group_by='callable' marks a config read back from a file whose groups a callable "
+            "made; the callable is not saved, so pass it again (group_by=<your function>) to "
+            "apply, or use tcur.adapters.load, which takes the saved groups"
+        )
     groups: dict[str, list[TargetSlice]] = {}
     for s in slices:
         groups.setdefault(_key(s, group_by), []).append(s)
