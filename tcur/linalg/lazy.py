@@ -112,25 +112,20 @@ class DaskOperator(Operator):
         return np.asarray(row, dtype=np.float64), np.asarray(col, dtype=np.float64)
 
     def frobenius_norm(self) -> float:
-        """One pass (two when the squares over- or underflow): ``||A||_F``."""
-
-        source = self._source()
-        peak, squares = self._compute(abs(source).max(), (abs(source) ** 2).sum())
-        if math.isfinite(float(squares)) and float(squares) > 2.0**-900:
-            return math.sqrt(float(squares))
-        scale = binary_scale(float(peak))
-        (squares,) = self._compute((abs(source / scale) ** 2).sum())
-        return math.sqrt(float(squares)) * scale if float(peak) > 0 else 0.0
+        """Two passes: ``||A||_F`` from the squares of ``A`` divided by a power of two near its
+        largest magnitude (no overflow or underflow at 1e+-300)."""
+        return self._scaled_norm(self._source())
 
     def residual_norm(self, form: Projection) -> float:
-        """One pass: ``||A - form.value()||_F``, chunk by chunk (``form.value()`` is lazy)."""
+        """Two passes: ``||A - form.value()||_F``, chunk by chunk (``form.value()`` is lazy)."""
+        return self._scaled_norm(self._source() - form.value())
 
-        residual = self.A - form.value()
-        peak, squares = self._compute(abs(residual).max(), (abs(residual) ** 2).sum())
-        if math.isfinite(float(squares)) and (float(squares) > 2.0**-900 or float(peak) == 0):
-            return math.sqrt(float(squares))
+    def _scaled_norm(self, X: Any) -> float:
+        (peak,) = self._compute(abs(X).max())
+        if not float(peak) > 0:
+            return 0.0
         scale = binary_scale(float(peak))
-        (squares,) = self._compute((abs(residual / scale) ** 2).sum())
+        (squares,) = self._compute((abs(X / scale) ** 2).sum())
         return math.sqrt(float(squares)) * scale
 
 

@@ -82,6 +82,7 @@ def pivoted_qr_indices(M: np.ndarray, count: int) -> np.ndarray:
     """
     import scipy.linalg  # deferred: keeps `import tcur` fast
 
+    M = unit_scaled(M)  # exact: the pivots are unchanged, the norms cannot overflow
     R, pivots = scipy.linalg.qr(M, mode="r", pivoting=True)
     diag = np.abs(np.diagonal(R))
     rank = int(np.sum(diag > max(M.shape) * np.finfo(M.dtype).eps * diag[0])) if diag.size else 0

@@ -434,6 +434,7 @@ class OperatorProducts:
         self.norm = op.frobenius_norm()
         self.scale = binary_scale(self.norm)
         self.shape = (1, *op.shape)
+        self.eps = float(np.finfo(op.dtype).eps)
 
     def times(self, X: np.ndarray) -> np.ndarray:
         return (self.op.times(np.asarray(X[0])) / self.scale)[None]
@@ -446,6 +447,11 @@ class OperatorProducts:
 
     def gaussian(self, rng: np.random.Generator, width: int) -> np.ndarray:
         return _gaussian(rng, (self.op.shape[1], width), self.op.dtype)[None]
+
+    def residual_squares(self, Q: np.ndarray, B: np.ndarray) -> np.ndarray:
+        identity = np.eye(Q.shape[-1], dtype=Q.dtype)
+        residual = self.op.residual_norm(Projection(Q[0] * self.scale, identity, B[0].conj().T))
+        return np.array([(residual / self.scale) ** 2])
 
 
 def operator_error(op: Operator, fit: Fit, middle: str, norm: float) -> float:

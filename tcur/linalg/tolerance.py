@@ -22,12 +22,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tcur._backend import Array, is_integer, namespace, spawn_rngs, to_numpy, warn_user
+from tcur._backend import Array, eps, is_integer, namespace, spawn_rngs, to_numpy, warn_user
 from tcur.linalg.orthonormal import hermitian
 from tcur.linalg.pivoting import gaussian, unit_scaled
 
 FIRST_BLOCK = 16
 """Width of the first block of the range finder (later blocks double the basis)."""
+ACCURATE_SUBTRACTION = 1000
+"""The range finder's error indicator ``||F||^2 - sum ||Y^H F||^2`` is trusted down to this many
+``eps ||F||^2``; below, the residual is formed exactly (one more pass)."""
 GROWTH = 1.1
 """Factor by which the rank grows while the verified error exceeds ``tol``."""
 
@@ -75,6 +78,7 @@ class BatchProducts:
         self.F = unit_scaled(F)
         self.Fh = hermitian(self.xp, self.F)
         self.shape = tuple(F.shape)
+        self.eps = eps(F)
 
     def times(self, X: Array) -> Array:
         """``F @ X`` (``X``: ``(b, n, l)``)."""
@@ -91,6 +95,10 @@ class BatchProducts:
     def gaussian(self, rng: np.random.Generator, width: int) -> Array:
         """A standard normal ``(b, n, width)`` block of ``F``'s kind."""
         return gaussian(rng, (self.shape[0], self.shape[2], width), self.F)
+
+    def residual_squares(self, Q: Array, B: Array) -> np.ndarray:
+        """Per-matrix ``||F - Q B||_F^2`` (host float64), formed exactly."""
+        return _sq_norms(self.xp, self.F - Q @ B)
 
 
 def _sq_norms(xp: Any, X: Array) -> np.ndarray:
@@ -153,6 +161,7 @@ def estimate_rank(
     if total == 0.0:
         return 1
     target = tol**2 * total
+    accurate = ACCURATE_SUBTRACTION * op.eps * total
     full = min(op.shape[1:])
     Q, B = None, None
     remaining, block = total, FIRST_BLOCK
@@ -164,6 +173,8 @@ def estimate_rank(
         Q = Y if Q is None else xp.concat([Q, Y], axis=-1)
         B = block_rows if B is None else xp.concat([B, block_rows], axis=-2)
         remaining -= float(w @ _sq_norms(xp, block_rows))
+        if target < accurate and remaining <= accurate:  # below the subtraction's accuracy
+            remaining = float(w @ op.residual_squares(Q, B))
         if remaining <= target or Q.shape[-1] >= full:
             break
         block = Q.shape[-1]

@@ -1,0 +1,231 @@
+"""Numerical stability of CUR and t-CUR at every rank, on the families that break algorithms.
+
+The oracles are bounds, not the library's own output:
+
+- stability: ``||reconstruct() - P_C A P_R|| <= 10 ||A - P_C A P_R|| + 30 eps sqrt(min(m, n))
+  ||A||`` (relative Frobenius), with ``P_C``, ``P_R`` orthogonal projections onto the chosen
+  columns and rows computed here in float64 by SVD;
+- selection quality of the default: ``<= max(10 x SVD tail, 30 eps sqrt(min(m, n)))`` and never
+  more than 10x the error at a lower rank (plus that floor);
+- explicit factors: ``C @ U @ R <= max(10 x SVD tail, 10 sqrt(eps))``.
+
+Sizes stay small (every rank of 40 x 28 matrices) so that ``make test`` stays fast; the 300 x 200
+cases are in ``benchmarks/bench_stability.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tcur.linalg import cur, tcur, tprod
+from tcur.testing.families import FAMILIES, family_matrix, family_stack
+
+M, N = 40, 28
+DTYPES = [np.float64, np.float32]
+
+
+def _basis(X: np.ndarray) -> np.ndarray:
+    u, s, _ = np.linalg.svd(X, full_matrices=False)
+    if s.size == 0 or s[0] == 0:
+        return u[:, :0]
+    return u[:, s > s[0] * max(X.shape) * np.finfo(np.float64).eps]
+
+
+def _host(x: object) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy().astype(np.float64)
+    return np.asarray(x, dtype=np.float64)
+
+
+def projection(A: np.ndarray, C: object, R: object) -> np.ndarray:
+    """``P_C A P_R`` in float64 from orthonormal bases of ``C`` and ``R^T``."""
+    Qc, Qr = _basis(_host(C)), _basis(_host(R).T)
+    return Qc @ (Qc.T @ A @ Qr) @ Qr.T
+
+
+def svd_tails(A: np.ndarray) -> np.ndarray:
+    """``tails[r]``: relative Frobenius error of the rank-``r`` truncated SVD."""
+    s2 = np.linalg.svd(A, compute_uv=False) ** 2
+    return np.sqrt(np.append(np.cumsum(s2[::-1])[::-1], 0.0) / s2.sum())
+
+
+def floor(dtype: object, shape: tuple[int, ...]) -> float:
+    return 30 * float(np.finfo(dtype).eps) * np.sqrt(min(shape))
+
+
+def relative(A: np.ndarray, B: object) -> float:
+    return float(np.linalg.norm(A - _host(B)) / np.linalg.norm(A))
+
+
+def _cast(A: np.ndarray, dtype: object, backend: str) -> object:
+    cast = A.astype(dtype)
+    return torch.from_numpy(cast) if backend == "torch" else cast
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_default_is_stable_and_quasi_optimal_at_every_rank(family: str, dtype: object) -> None:
+    A = family_matrix(family, M, N).astype(dtype).astype(np.float64)
+    tails, low, eps_floor = svd_tails(A), np.inf, floor(dtype, A.shape)
+    for r in range(1, N + 1):
+        d = cur(A.astype(dtype), r, seed=0)
+        P, rebuilt = projection(A, d.C, d.R), d.reconstruct()
+        assert relative(P, rebuilt) * np.linalg.norm(P) / np.linalg.norm(A) <= (
+            10 * relative(A, P) + eps_floor
+        ), f"rank {r}: not within the stability bound of P_C A P_R"
+        error = relative(A, rebuilt)
+        assert error <= max(10 * tails[r], eps_floor), f"rank {r}: {error:.2e} vs SVD {tails[r]}"
+        assert error <= 10 * low + eps_floor, f"rank {r}: worse than 10x a lower rank"
+        low = min(low, error)
+        explicit = relative(A, _host(d.C) @ _host(d.U) @ _host(d.R))
+        assert explicit <= max(10 * tails[r], 10 * np.sqrt(np.finfo(dtype).eps)), f"rank {r}"
+        np.testing.assert_array_equal(_host(d.C), A.astype(dtype)[:, d.cols])
+        np.testing.assert_array_equal(_host(d.R), A.astype(dtype)[d.rows, :])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_oversampled_pinv_middle_is_stable_at_every_rank(family: str, dtype: object) -> None:
+    A = family_matrix(family, M, N).astype(dtype).astype(np.float64)
+    for r in range(1, N + 1, 3):
+        d = cur(A.astype(dtype), r, middle="pinv", n_rows=min(2 * r, M), seed=0)
+        P = projection(A, d.C, d.R)
+        bound = 10 * relative(A, P) + floor(dtype, A.shape)
+        assert relative(P, d.reconstruct()) * np.linalg.norm(P) / np.linalg.norm(A) <= bound
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("family", ["gaussian_kernel", "hilbert", "cauchy", "graded_columns"])
+def test_torch_matches_the_bounds(family: str, dtype: torch.dtype) -> None:
+    host_dtype = np.float64 if dtype == torch.float64 else np.float32
+    A = family_matrix(family, M, N).astype(host_dtype).astype(np.float64)
+    tails = svd_tails(A)
+    for r in (1, 5, 10, 16, 22, N):
+        d = cur(torch.from_numpy(A.astype(host_dtype)), r, seed=0)
+        assert isinstance(d.reconstruct(), torch.Tensor)
+        error = relative(A, d.reconstruct())
+        assert error <= max(10 * tails[r], floor(host_dtype, A.shape)), f"rank {r}"
+
+
+@pytest.mark.parametrize("family", ["gaussian_kernel", "hilbert", "cauchy", "matern_kernel"])
+def test_tcur_is_stable_on_stacks_that_share_subspaces(family: str) -> None:
+    A = family_stack(family, 24, 16, 4)
+    total = np.linalg.norm(A)
+    F = np.fft.fft(A, axis=2)
+    tails = np.sqrt(
+        [
+            sum(np.sum(np.linalg.svd(F[:, :, k], compute_uv=False)[r:] ** 2) for k in range(4)) / 4
+            for r in range(17)
+        ]
+    )
+    for r in range(1, 17):
+        d = tcur(A, r, seed=0)
+        error = float(np.linalg.norm(A - d.reconstruct()) / total)
+        assert error <= max(10 * tails[r] / total, floor(np.float64, (24, 16))), f"rank {r}"
+        explicit = np.linalg.norm(A - tprod(d.C, d.U, d.R)) / total
+        assert explicit <= max(10 * tails[r] / total, 10 * np.sqrt(np.finfo(float).eps))
+
+
+def test_gradient_is_finite_on_an_ill_conditioned_family() -> None:
+    A = torch.tensor(family_matrix("hilbert", 20, 14), requires_grad=True)
+    d = cur(A, 12, seed=0)
+    d.reconstruct().sum().backward()
+    assert A.grad is not None and bool(torch.isfinite(A.grad).all())
+
+
+def test_gradcheck_on_a_well_conditioned_matrix() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((9, 3)) @ rng.standard_normal((3, 7))
+    base += 0.1 * rng.standard_normal(base.shape)
+    chosen = cur(base, 3, seed=0)
+
+    def rebuilt(X: torch.Tensor) -> torch.Tensor:
+        d = cur(X, 3, seed=0)  # the perturbed inputs keep the same (well separated) selection
+        assert set(d.rows.tolist()) == set(chosen.rows.tolist())
+        assert set(d.cols.tolist()) == set(chosen.cols.tolist())
+        return d.reconstruct()
+
+    X = torch.tensor(base, requires_grad=True)
+    assert torch.autograd.gradcheck(rebuilt, (X,), eps=1e-6, atol=1e-5)
+
+
+# --- tol= keeps its promise on every kind and scale -------------------------------------------
+
+
+def smallest_fixed_rank(A: np.ndarray, tol: float) -> int:
+    return next(
+        r for r in range(1, min(A.shape) + 1) if relative(A, cur(A, r, seed=0).reconstruct()) <= tol
+    )
+
+
+@pytest.mark.parametrize("family", ["gaussian_kernel", "hilbert", "matern_kernel", "cauchy"])
+@pytest.mark.parametrize("tol", [1e-4, 1e-7, 1e-10])
+def test_tol_meets_the_target_near_the_smallest_fixed_rank(family: str, tol: float) -> None:
+    A = family_matrix(family, 60, 40)
+    d = cur(A, tol=tol, seed=0)
+    assert relative(A, d.reconstruct()) <= tol
+    assert d.rank is not None and d.rank <= 1.25 * smallest_fixed_rank(A, tol) + 2
+
+
+@pytest.mark.parametrize(
+    ("dtype", "tol", "factors"),
+    [
+        (np.float64, 1e-7, [2.0**500, 2.0**-500]),
+        (np.float32, 1e-3, [2.0**50, 2.0**-50]),
+    ],
+)
+def test_tol_rank_is_invariant_under_powers_of_two(
+    dtype: object, tol: float, factors: list
+) -> None:
+    A = family_matrix("gaussian_kernel", 60, 40).astype(dtype)
+    rank = cur(A, tol=tol, seed=0).rank
+    for factor in factors:
+        scaled = A * np.asarray(factor, dtype=dtype)
+        assert cur(scaled, tol=tol, seed=0).rank == rank
+        assert tcur(np.stack([scaled, scaled], axis=2), tol=tol, seed=0).rank is not None
+
+
+@pytest.mark.parametrize("factor", [1e200, 1e-150, 1e150, 1e-200])
+def test_tol_meets_the_target_at_extreme_scales(factor: float) -> None:
+    A = family_matrix("gaussian_kernel", 60, 40)
+    fixed = smallest_fixed_rank(A, 1e-7)
+    for x in (A * factor, torch.from_numpy(A * factor)):
+        d = cur(x, tol=1e-7, seed=0)
+        assert relative(A, _host(d.reconstruct()) / factor) <= 1e-7
+        assert d.rank is not None and d.rank <= 1.25 * fixed + 2
+    stack = family_stack("gaussian_kernel", 30, 20, 4) * factor
+    t = tcur(stack, tol=1e-6, seed=0)
+    assert np.linalg.norm(stack / factor - t.reconstruct() / factor) <= 1e-6 * np.linalg.norm(
+        stack / factor
+    )
+
+
+def graded_spectrum(m: int, n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    U = np.linalg.qr(rng.standard_normal((m, n)))[0]
+    V = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    return (U * 10.0 ** (-np.arange(n) / 4)) @ V.T
+
+
+def test_sparse_and_dask_tol_keep_the_dense_promise() -> None:
+    import dask.array as da
+    import scipy.sparse as sp
+
+    from tcur.linalg.sparse import factored_error
+
+    D = graded_spectrum(120, 80)
+    fixed = smallest_fixed_rank(D, 1e-5)
+    for seed in range(4):
+        for x in (sp.csr_array(D), da.from_array(D * 1e200, chunks=(40, 80))):
+            d = cur(x, tol=1e-5, seed=seed)
+            rebuilt = d.reconstruct()
+            rebuilt = rebuilt.compute() if hasattr(rebuilt, "compute") else rebuilt
+            scale = 1.0 if sp.issparse(x) else 1e200
+            assert relative(D, np.asarray(rebuilt) / scale) <= 1e-5
+            assert d.rank is not None and d.rank <= 1.25 * fixed + 2
+    e = cur(sp.csr_array(D), 24, seed=0)
+    truth = relative(D, e.C.toarray() @ e.U @ e.R.toarray())
+    assert truth >= 100 * np.sqrt(np.finfo(float).eps)
+    assert factored_error(sp.csr_array(D), e.C, e.U, e.R) == pytest.approx(truth, rel=0.01)
