@@ -49,8 +49,6 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from tcur.linalg.tproduct import from_fourier, to_fourier
-
 ELEMENTWISE_COST = 10.5
 """Multiply-adds that one element of a memory-bound pass is worth (``E`` in the module docstring).
 
@@ -135,9 +133,15 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def left_factor(C: torch.Tensor, dU: torch.Tensor, scale: float) -> torch.Tensor:
-    """``G = scale * C * dU`` (t-product), shape ``(d_out, r, n3)``."""
+    """``G = scale * C * dU`` (t-product), shape ``(d_out, r, n3)``.
+
+    The real FFT along the tube axis is called through ``torch.fft`` directly (what
+    :func:`tcur.linalg.tproduct.to_fourier` does for a torch tensor), so the adapter's forward
+    pass has no array-namespace lookup that ``torch.compile`` would have to break its graph on.
+    """
     n3 = C.shape[2]
-    return from_fourier(to_fourier(C) @ to_fourier(dU), n3, True) * scale
+    spectrum = torch.fft.rfft(C, dim=-1).movedim(-1, 0) @ torch.fft.rfft(dU, dim=-1).movedim(-1, 0)
+    return torch.fft.irfft(spectrum.movedim(0, -1), n=n3, dim=-1) * scale
 
 
 def full_delta(C: torch.Tensor, dU: torch.Tensor, R: torch.Tensor, scale: float) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """Saving and loading adapters: ``adapter_config.json`` + ``adapter.safetensors``, never pickle.
 
 The JSON file holds the config, the tcur version and, per group, its key, member modules, slice
-shape, selected rows and columns, scale and the SHA-256 of every member's base weight
-(:mod:`tcur.adapters.fingerprint`). The safetensors file holds each group's ``dU``
-(``groups.<i>.dU``) and the ``modules_to_save`` parameters and persistent buffers, e.g.
+shape, selected rows and columns, scale, the SHA-256 of every member's base weight rounded to
+bfloat16 and to float16 and the weights' dtype (:mod:`tcur.adapters.fingerprint`: a float32
+adapter loads on a bfloat16 or float16 copy of its base). The safetensors file holds each
+group's ``dU`` (``groups.<i>.dU``) and the ``modules_to_save`` parameters and persistent buffers, e.g.
 BatchNorm's running statistics (``modules_to_save.<path>``; files written before buffers were
 saved, without ``"modules_to_save_buffers": true`` in the JSON, still load, parameters only).
 ``adapter_manifest.json`` lists both files with their SHA-256 and is the commit point.
@@ -45,7 +46,13 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
-from tcur.adapters.fingerprint import file_digest, weight_digest
+from tcur.adapters.fingerprint import (
+    code_dtype,
+    comparison_rounding,
+    file_digest,
+    incomparable,
+    weight_digest,
+)
 from tcur.adapters.layers import TCURGroup
 from tcur.adapters.model import (
     adapter_config,
@@ -70,6 +77,7 @@ CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter.safetensors"
 MANIFEST_FILE = "adapter_manifest.json"
 FORMAT_VERSION = 2
+_DTYPES = {name: getattr(torch, name) for name in ("float32", "float16", "bfloat16", "float64")}
 _CONFIG_TYPES: dict[str, type[CURLoRAConfig] | type[TCURLoRAConfig]] = {
     "CURLoRA": CURLoRAConfig,
     "tCURLoRA": TCURLoRAConfig,
@@ -163,6 +171,8 @@ def _group_record(group: TCURGroup) -> dict[str, Any]:
         "cols": group.cols,
         "scale": group.scale,
         "weights_sha256": [digest.hex() for digest in group.member_digests],
+        "weights_sha256_f16": [digest.hex() for digest in group.member_digests_f16],
+        "weights_dtype": str(code_dtype(int(group.weights_dtype[0]))).removeprefix("torch."),
     }
 
 
@@ -350,11 +360,19 @@ def _check_record(record: Any, index: int, path: Path, config: AdapterConfig) ->
     scale = _field(record, "scale", (int, float), path, where)
     if not math.isfinite(scale):
         raise ValueError(f"{path}: field '{where}.scale' must be finite, got {scale!r}")
-    digests = _field(record, "weights_sha256", list, path, where)
-    if len(digests) != len(members) or not all(_is_hex_digest(d) for d in digests):
-        raise ValueError(
-            f"{path}: field '{where}.weights_sha256' must hold one hex SHA-256 per member"
-        )
+    for name in ("weights_sha256", "weights_sha256_f16"):
+        if name == "weights_sha256_f16" and name not in record:
+            continue  # written before float16 digests were kept
+        digests = _field(record, name, list, path, where)
+        if len(digests) != len(members) or not all(_is_hex_digest(d) for d in digests):
+            raise ValueError(f"{path}: field '{where}.{name}' must hold one hex SHA-256 per member")
+    if "weights_dtype" in record:
+        dtype = _field(record, "weights_dtype", str, path, where)
+        if _DTYPES.get(dtype) is None:
+            raise ValueError(
+                f"{path}: field '{where}.weights_dtype' must be one of {sorted(_DTYPES)}, "
+                f"got {dtype!r}"
+            )
 
 
 def _is_int(value: Any) -> bool:
@@ -382,13 +400,28 @@ def _spec_from_record(
                 f"group {index} ({key!r}): {target.label} has shape {target.shape}, saved {shape}"
             )
     check_counts(key, members[0].shape, config)
-    for target, saved in zip(members, record["weights_sha256"], strict=True):
-        if weight_digest(target.weight()).hex() != saved:
+    saved_dtype = _DTYPES.get(record.get("weights_dtype", ""))
+    for k, target in enumerate(members):
+        own_dtype = target.weight().dtype
+        rounding = comparison_rounding(saved_dtype, own_dtype)
+        if rounding == torch.float16 and "weights_sha256_f16" not in record:
+            rounding = torch.bfloat16
+        name = "weights_sha256_f16" if rounding == torch.float16 else "weights_sha256"
+        if weight_digest(target.weight(), rounding).hex() == record[name][k]:
+            continue
+        if incomparable(saved_dtype, own_dtype):
             raise ValueError(
-                f"group {index} ({key!r}): the weight of module {target.label!r} differs from "
-                "the base model the adapter was saved from (SHA-256 of the weight rounded to "
-                "bfloat16); the adapter was trained on a different base model"
+                f"group {index} ({key!r}): module {target.label!r} has {own_dtype} weights and "
+                f"the adapter was saved from {saved_dtype} weights; neither dtype is a rounding "
+                "of the other, so the base weights cannot be matched: load the adapter into "
+                f"a float32 (or {saved_dtype}) copy of the base model"
             )
+        compared = str(rounding).removeprefix("torch.")
+        raise ValueError(
+            f"group {index} ({key!r}): the weight of module {target.label!r} differs from "
+            f"the base model the adapter was saved from (SHA-256 of the weight rounded to "
+            f"{compared}); the adapter was trained on a different base model"
+        )
     return GroupSpec(key, members, list(record["rows"]), list(record["cols"]))
 
 

@@ -44,7 +44,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tcur.adapters.fingerprint import combined_digest
+from tcur.adapters.fingerprint import (
+    code_dtype,
+    combined_digest,
+    comparison_rounding,
+    dtype_code,
+    incomparable,
+)
 from tcur.adapters.forward import (
     GroupDims,
     choose_strategy,
@@ -58,7 +64,15 @@ from tcur.adapters.forward import (
 from tcur.adapters.merged_linear import add_update, merged_linear, merged_weight
 from tcur.adapters.targets import is_conv1d
 
-IDENTITY_BUFFERS = ("index_rows", "index_cols", "scale_bits", "config_sha256", "weights_sha256")
+IDENTITY_BUFFERS = (
+    "index_rows",
+    "index_cols",
+    "scale_bits",
+    "config_sha256",
+    "weights_sha256",
+    "weights_sha256_f16",
+    "weights_dtype",
+)
 """The buffers of a :class:`TCURGroup` that ``load_state_dict`` compares instead of copying."""
 
 
@@ -81,7 +95,11 @@ class PassCounter:
         Sharing is off while ``model`` trains with a module whose ``gradient_checkpointing``
         attribute is ``True`` (transformers' convention, set by
         ``gradient_checkpointing_enable()``; set it on a block checkpointed by hand, too).
+        Inside ``torch.compile`` nothing is counted (:meth:`TCURGroup._per_pass` does not share
+        there), so the compiled graph does not depend on, and is not recompiled for, the count.
         """
+        if torch.compiler.is_compiling():
+            return
         self.value += 1
         self.shared = not (
             model.training
@@ -113,8 +131,11 @@ class TCURGroup(nn.Module):
         Multiplier ``s`` of the update ``s * C * dU * R``.
     key : str
         The group's name (its ``group_by`` key).
-    digests : sequence of bytes
-        SHA-256 of each member's base weight (:func:`tcur.adapters.fingerprint.weight_digest`).
+    digests, digests_f16 : sequence of bytes
+        SHA-256 of each member's base weight rounded to bfloat16 / float16
+        (:func:`tcur.adapters.fingerprint.weight_digest`).
+    weights_dtype : torch.dtype, optional
+        Dtype of the base weights the digests were taken of (default ``C``'s).
     config_sha256 : bytes
         :func:`tcur.adapters.fingerprint.config_digest` of the config.
     dtype : torch.dtype, optional
@@ -124,8 +145,11 @@ class TCURGroup(nn.Module):
     -----
     What defines the adapter is kept in buffers, so it travels with ``state_dict``:
     ``index_rows``/``index_cols`` (int64), ``scale_bits`` (the float64 bits of ``scale``, as
-    int64, so that ``.half()`` cannot round it), ``config_sha256`` and ``weights_sha256``
-    (the digest of all members' base weights), both uint8. ``load_state_dict`` refuses a
+    int64, so that ``.half()`` cannot round it), ``config_sha256``, ``weights_sha256`` and
+    ``weights_sha256_f16`` (the digests of all members' base weights), all uint8, and
+    ``weights_dtype`` (their dtype, :data:`~tcur.adapters.fingerprint.DTYPE_CODES`). The weights
+    are compared after rounding to the lower precision of the two sides
+    (:func:`~tcur.adapters.fingerprint.comparison_rounding`). ``load_state_dict`` refuses a
     ``state_dict`` whose values differ from this group's (another base model, other indices,
     another scale or config), with a ``ValueError`` naming the group and the entry, before it
     copies anything (a pre-hook on the adapted model, :func:`check_identity`).
@@ -138,6 +162,8 @@ class TCURGroup(nn.Module):
     scale_bits: torch.Tensor
     config_sha256: torch.Tensor
     weights_sha256: torch.Tensor
+    weights_sha256_f16: torch.Tensor
+    weights_dtype: torch.Tensor
 
     def __init__(
         self,
@@ -150,8 +176,10 @@ class TCURGroup(nn.Module):
         *,
         key: str,
         digests: Sequence[bytes] = (),
+        digests_f16: Sequence[bytes] = (),
         config_sha256: bytes = b"",
         dtype: torch.dtype | None = None,
+        weights_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.register_buffer("C", C)
@@ -162,12 +190,17 @@ class TCURGroup(nn.Module):
         self.scale = float(scale)
         self.key = key
         self.member_digests = list(digests)
+        self.member_digests_f16 = list(digests_f16)
         identity = {
             "index_rows": torch.tensor(list(rows), dtype=torch.int64),
             "index_cols": torch.tensor(list(cols), dtype=torch.int64),
             "scale_bits": torch.tensor(self.scale, dtype=torch.float64).view(torch.int64),
             "config_sha256": _bytes_tensor(config_sha256),
             "weights_sha256": _bytes_tensor(combined_digest(self.member_digests)),
+            "weights_sha256_f16": _bytes_tensor(combined_digest(self.member_digests_f16)),
+            "weights_dtype": torch.tensor(
+                [dtype_code(weights_dtype or C.dtype)], dtype=torch.uint8
+            ),
         }
         for name, value in identity.items():
             self.register_buffer(name, value.to(C.device))
@@ -221,8 +254,12 @@ class TCURGroup(nn.Module):
         with the model's pre-hook), when ``dU`` changed, when dtype, device or grad mode differ,
         or when slice ``k`` already used it (a layer called on its own twice: never reuse an
         autograd graph that a backward pass may have freed).
+
+        Under ``torch.compile`` every call builds its own value: a cache keyed by a Python pass
+        count would make the compiled code guard on that count and recompile on every pass
+        (the compiler may still merge the repeated work; the values are the same).
         """
-        if not self.passes.shared:
+        if torch.compiler.is_compiling() or not self.passes.shared:
             return build()
         key = (
             self.passes.value,
@@ -262,26 +299,66 @@ def _bytes_tensor(data: bytes) -> torch.Tensor:
     return torch.tensor(list(data), dtype=torch.uint8)
 
 
-def check_identity(module: nn.Module, state_dict: Mapping[str, Any], prefix: str) -> None:
+_IDENTITY_MEANING = {
+    "index_rows": "other selected rows",
+    "index_cols": "other selected columns",
+    "scale_bits": "another scale",
+    "config_sha256": "another config (a field other than forward, dropout, "
+    "autocast_adapter_dtype and exact_unmerge differs)",
+}
+
+
+def check_identity(module: nn.Module, state_dict: dict[str, Any], prefix: str) -> None:
     """``ValueError`` if ``state_dict`` (keys under ``prefix``) defines ``module`` differently.
 
     ``module`` is a :class:`TCURGroup`; the adapted model's ``load_state_dict`` pre-hook calls
-    this for every group before anything is copied.
+    this for every group before anything is copied. The message names the entry and what it
+    means (other rows, columns, scale, config or base weights). Base weights are compared after
+    rounding both sides to the lower of their precisions
+    (:func:`~tcur.adapters.fingerprint.comparison_rounding`); a float16 / bfloat16 pair that
+    differs is reported as a dtype difference. An accepted ``state_dict`` leaves the group's own
+    identity buffers in place (they describe this model's base weights).
     """
-    for name in IDENTITY_BUFFERS:
+    if not isinstance(module, TCURGroup):
+        raise TypeError(f"check_identity needs a TCURGroup, got {type(module).__name__}")
+    group = f"adapter group {module.key!r}"
+    for name, meaning in _IDENTITY_MEANING.items():
         incoming = state_dict.get(prefix + name)
-        if incoming is None:
-            continue
-        own = getattr(module, name)
-        same = tuple(incoming.shape) == tuple(own.shape) and torch.equal(
-            incoming.to(own.device, own.dtype), own
-        )
-        if not same:
+        if incoming is not None and not _same(incoming, getattr(module, name)):
             raise ValueError(
-                f"load_state_dict: entry {prefix + name!r} differs from this model's adapter "
-                f"group {getattr(module, 'key', '?')!r}: the state_dict comes from an adapter "
-                "built on other base weights, rows/columns, scale or config"
+                f"load_state_dict: entry {prefix + name!r} differs from this model's {group}: "
+                f"the state_dict comes from an adapter built with {meaning}"
             )
+    code = state_dict.get(prefix + "weights_dtype")
+    saved = code_dtype(int(code.reshape(-1)[0])) if isinstance(code, torch.Tensor) else None
+    own = code_dtype(int(module.weights_dtype.reshape(-1)[0]))
+    rounding = comparison_rounding(saved, own)
+    name = "weights_sha256_f16" if rounding == torch.float16 else "weights_sha256"
+    incoming = state_dict.get(prefix + name)
+    if incoming is not None and not _same(incoming, getattr(module, name)):
+        if incomparable(saved, own):
+            raise ValueError(
+                f"load_state_dict: entry {prefix + name!r}: this model's {group} was built on "
+                f"{own} weights and the state_dict's on {saved} weights, and neither dtype is a "
+                "rounding of the other, so the base weights cannot be matched; load it into a "
+                "float32 model (or one of the state_dict's dtype) instead"
+            )
+        rounded = f" (compared after rounding both to {rounding})" if saved != own else ""
+        raise ValueError(
+            f"load_state_dict: entry {prefix + name!r} differs from this model's {group}: "
+            f"the state_dict comes from an adapter built on other base weights{rounded}"
+        )
+    for key in IDENTITY_BUFFERS:  # keep this model's own identity
+        if prefix + key in state_dict:
+            state_dict[prefix + key] = getattr(module, key).detach().clone()
+
+
+def _same(incoming: Any, own: torch.Tensor) -> bool:
+    return (
+        isinstance(incoming, torch.Tensor)
+        and tuple(incoming.shape) == tuple(own.shape)
+        and torch.equal(incoming.to(own.device, own.dtype), own)
+    )
 
 
 class TCURGroups(nn.ModuleDict):

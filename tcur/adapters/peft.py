@@ -513,6 +513,14 @@ def _specs_from_records(
                     f"got {values!r}"
                 )
         specs.append(GroupSpec(record["key"], members, rows, cols))
+    covered = {label for record in records for label in record["members"]}
+    extra = [label for label in slices if label not in covered]
+    if extra:
+        raise ValueError(
+            f"the config's groups (filled in when it was first used, or read from "
+            f"adapter_config.json) do not cover module {extra[0]!r} of this model, which "
+            "target_modules matches; use a new config for another model"
+        )
     return specs
 
 
@@ -679,6 +687,39 @@ class TCURTuner(BaseTuner):
             trainable = name in self.active_adapters and not frozen
             for group in _members(container):
                 group.dU.requires_grad_(trainable)
+
+    def _enable_adapter_layers(self, enabled: bool = True) -> None:
+        """PEFT's switch of every layer, plus the groups' ``dU``, which live on the tuner.
+
+        Disabled: no ``dU`` trains. Enabled again: the active adapters' ``dU`` train unless
+        their config is in ``inference_mode``.
+        """
+        super()._enable_adapter_layers(enabled)
+        if enabled:
+            self._set_group_grads()
+            return
+        for container in self.groups.values():
+            for group in _members(container):
+                group.dU.requires_grad_(False)
+
+    def set_requires_grad(
+        self, adapter_names: str | Sequence[str], requires_grad: bool = True
+    ) -> None:
+        """Turn gradients of the named adapters on or off, the shared ``dU`` included.
+
+        Raises ``ValueError`` naming an adapter this model does not have.
+        """
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        unknown = [name for name in names if name not in self.groups]
+        if unknown:
+            raise ValueError(
+                f"set_requires_grad: no adapter named {unknown[0]!r}; this model has "
+                f"{sorted(self.groups)}"
+            )
+        super().set_requires_grad(names, requires_grad)
+        for name in names:
+            for group in _members(self.groups[name]):
+                group.dU.requires_grad_(requires_grad)
 
     def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
         super()._mark_only_adapters_as_trainable(model)

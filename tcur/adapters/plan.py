@@ -181,8 +181,10 @@ def build_group(spec: GroupSpec, config: AdapterConfig, scale: float | None = No
         scale,
         key=spec.key,
         digests=[weight_digest(s.weight()) for s in spec.slices],
+        digests_f16=[weight_digest(s.weight(), torch.float16) for s in spec.slices],
         config_sha256=config_digest(config.to_dict()),
         dtype=adapter_dtype(stack.dtype, config),
+        weights_dtype=stack.dtype,
     )
 
 
