@@ -122,7 +122,12 @@ def like(values: Any, ref: Array, dtype: Any = None) -> Array:
     ``ref``'s namespace, or None to keep the values' dtype)."""
     if is_torch(ref):
         torch = sys.modules["torch"]
-        return torch.as_tensor(np.asarray(values), device=ref.device, dtype=dtype)
+        host = np.asarray(values)
+        if any(stride < 0 for stride in host.strides):
+            # torch refuses negative strides; NumPy keeps them even on views it calls
+            # contiguous (a reversed axis of length 1, e.g. from a size-1 tensor mode)
+            host = host.copy()
+        return torch.as_tensor(host, device=ref.device, dtype=dtype)
     if is_foreign(ref):
         xp = array_api_compat.array_namespace(ref)
         return xp.asarray(np.asarray(values), dtype=dtype, device=array_api_compat.device(ref))
@@ -169,6 +174,12 @@ def _float_dtype_numpy(x: np.ndarray, name: str) -> np.ndarray:
 
 def _float_dtype_torch(x: Any, name: str) -> Any:
     torch = sys.modules["torch"]
+    if x.device.type == "meta":
+        raise ValueError(
+            f"{name} is a torch tensor on the 'meta' device (shape {tuple(x.shape)}, dtype "
+            f"{x.dtype}): it has a shape but no values to compute with; move it to a real "
+            f"device first (e.g. {name}.to_empty(device='cpu') and fill it)"
+        )
     if x.dtype in (torch.float16, torch.bfloat16):
         return x.to(torch.float32)
     if x.dtype == torch.complex32:
@@ -199,7 +210,8 @@ def as_float_array(
         If ``x`` has a non-numeric or long-double dtype, or is a NumPy masked array (its mask
         would be silently dropped).
     ValueError
-        If ``x`` has the wrong number of dimensions, is empty, or (``finite=True``) holds NaN/Inf.
+        If ``x`` has the wrong number of dimensions, is empty, is a torch tensor on the
+        ``meta`` device (no values), or (``finite=True``) holds NaN/Inf.
     """
     if is_torch(x):
         arr = _float_dtype_torch(x, name)
@@ -428,3 +440,64 @@ def warn_user(message: str, category: type[Warning]) -> None:
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         level, frame = level + 1, frame.f_back
     warnings.warn(message, category, stacklevel=level)
+
+
+def _is_ndarray(x: object) -> bool:
+    return isinstance(x, np.ndarray)
+
+
+def arrays_equal(a: Any, b: Any) -> bool:
+    """True when ``a`` and ``b`` are the same kind of array (NumPy, torch, ``scipy.sparse``
+    with its format, Dask, another array-API library) with the same shape, dtype and device
+    and equal entries (NaN is unequal to itself, as in :func:`numpy.array_equal`).
+
+    Anything that is not an array is compared with ``==``. A Dask comparison is computed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur._backend import arrays_equal
+    >>> arrays_equal(np.arange(3.0), np.arange(3.0)), arrays_equal(np.arange(3.0), np.arange(3))
+    (True, False)
+    """
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        return (
+            type(a) is type(b)
+            and len(a) == len(b)
+            and all(arrays_equal(x, y) for x, y in zip(a, b, strict=True))
+        )
+    kinds = (is_sparse, is_torch, is_dask, _is_ndarray, is_foreign)
+    kind_a = next((kind for kind in kinds if kind(a)), None)
+    if kind_a is None:
+        return not any(kind(b) for kind in kinds) and bool(a == b)
+    if not kind_a(b) or type(a) is not type(b):
+        return False
+    if tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
+        return False
+    if is_sparse(a):
+        return a.format == b.format and (a != b).nnz == 0
+    if is_torch(a):
+        return a.device == b.device and bool(sys.modules["torch"].equal(a, b))
+    if _is_ndarray(a):
+        return bool(np.array_equal(a, b))
+    if is_dask(a):
+        return bool((a == b).all().compute())
+    xp = array_api_compat.array_namespace(a, b)
+    return array_api_compat.device(a) == array_api_compat.device(b) and bool(xp.all(a == b))
+
+
+def fields_equal(self: Any, other: Any) -> Any:
+    """``__eq__`` for the result dataclasses, which hold arrays: the same class and
+    :func:`arrays_equal` on every compared field (the generated ``__eq__`` compares tuples of
+    arrays and raises NumPy's ambiguous-truth error). ``NotImplemented`` for another class.
+    The classes set ``eq=False`` and assign this, so they stay unhashable as their arrays are.
+    """
+    import dataclasses
+
+    if type(other) is not type(self):
+        return NotImplemented
+    return all(
+        arrays_equal(getattr(self, f.name), getattr(other, f.name))
+        for f in dataclasses.fields(self)
+        if f.compare
+    )

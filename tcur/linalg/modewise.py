@@ -44,6 +44,7 @@ from tcur._backend import (
     check_choice,
     check_rank,
     eps,
+    fields_equal,
     index_array,
     is_integer,
     is_torch,
@@ -60,7 +61,7 @@ from tcur.linalg.tensor_ops import multi_mode_dot, unfold
 MODEWISE_RULES = ("deim", "qdeim", "leverage", "leverage_sample", "uniform")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TuckerCUR:
     """Result of :func:`chidori_cur` / :func:`fiber_cur`: ``T ~ core x_1 F_1 ... x_N F_N``.
 
@@ -77,6 +78,11 @@ class TuckerCUR:
     core: Array
     factors: tuple[Array, ...]
     indices: tuple[Array, ...]
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to another ``TuckerCUR`` whose arrays have the same kind, shape, dtype and
+        entries (:func:`tcur._backend.fields_equal`); unhashable, like the arrays it holds."""
+        return bool(fields_equal(self, other)) if isinstance(other, TuckerCUR) else NotImplemented
 
     def reconstruct(self) -> Array:
         """Return the full tensor ``core x_1 factors[0] ... x_N factors[N-1]``."""

@@ -8,9 +8,13 @@ trailing singular values then carry only noise, and inverting them multiplies th
 Huang 2021). Used by the CUR middle factors (:func:`tcur.linalg.cur`), the t-product
 pseudo-inverse (:func:`tcur.linalg.tpinv`) and the mode-wise CURs.
 
-For torch input the result is differentiable. Without a rank cap the backward pass uses the
-closed-form derivative of the pseudo-inverse (Golub & Pereyra 1973), which stays finite when
-singular values repeat; with a cap it flows through the SVD.
+For torch input the result is differentiable, with closed-form backward passes that stay finite
+when singular values repeat (autograd through ``torch.linalg.svd`` divides by their differences
+and gives NaN). Without a rank cap: the derivative of the pseudo-inverse (Golub & Pereyra 1973).
+With a cap: the derivative of the truncated pseudo-inverse ``V_k S_k^-1 U_k^H``, which divides
+only by ``s_i^2 - s_j^2`` for a kept ``s_i`` and a dropped ``s_j``, so it is finite whenever the
+cut falls in a gap (``s_k > s_{k+1}``); at a tie across the cut the truncated pseudo-inverse
+itself is not a differentiable (or even well-defined) function of ``W``.
 """
 
 from __future__ import annotations
@@ -83,7 +87,9 @@ def pinv(W: Array, rtol: float | None = None, rank: int | None = None) -> Array:
     cutoff = default_rtol(W) if rtol is None else rtol
     xp = namespace(W)
     capped = rank is not None and rank < min(W.shape[-2:])
-    if is_torch(W) and W.requires_grad and not capped:
+    if is_torch(W) and W.requires_grad:
+        if capped:
+            return _torch_truncated_pinv_function().apply(W, cutoff, rank)
         return _torch_pinv_function().apply(W, cutoff)
     u, s, vh = xp.linalg.svd(W, full_matrices=False)
     return _from_svd(xp, u, s, vh, cutoff, rank if capped else None)
@@ -124,3 +130,67 @@ def _torch_pinv_function() -> Any:
             return grad, None
 
     return _Pinv
+
+
+def _truncated_pinv_vjp(W: Any, G: Any, cutoff: float, rank: int) -> Any:
+    """Gradient with respect to ``W`` of ``Re <G, X>`` for ``X = pinv(W)`` truncated to ``rank``.
+
+    In full singular bases ``W = U S V^H`` (``U``: m x m, ``V``: n x n, ``s`` padded with zeros
+    to ``q = max(m, n)``), with ``e_ab = u_a^H dW v_b`` and ``K`` the kept indices, the
+    differential ``D = V^H dX U`` is ``D_ab = -e_ab / (s_a s_b)`` for ``a, b`` in ``K``;
+    ``(s_a e_ab + s_b conj(e_ba)) / (s_b (s_b^2 - s_a^2))`` for ``a`` dropped, ``b`` kept;
+    ``(s_b e_ab + s_a conj(e_ba)) / (s_a (s_a^2 - s_b^2))`` for ``a`` kept, ``b`` dropped; 0
+    between dropped indices (first-order rotations of the kept singular vectors into the dropped
+    ones; rotations among the kept ones cancel in ``X``). The adjoint of that map is returned.
+    """
+    torch = sys.modules["torch"]
+    m, n = W.shape[-2:]
+    q = max(m, n)
+    u, s, vh = torch.linalg.svd(W, full_matrices=True)
+    real = s.dtype
+    pad = torch.zeros((*s.shape[:-1], q - s.shape[-1]), dtype=real, device=s.device)
+    s = torch.cat([s, pad], dim=-1)
+    position = torch.arange(q, device=s.device)
+    kept = (s > cutoff * s.amax(dim=-1, keepdim=True)) & (position < rank)
+    s_safe = torch.where(kept, s, torch.ones_like(s))  # only kept values are divided by
+    # G_hat[a, b] = v_a^H G u_b, zero-padded to q x q
+    g = vh @ G @ u
+    g = torch.nn.functional.pad(g, (0, q - m, 0, q - n))
+    s_a, s_b = s[..., :, None], s[..., None, :]
+    k_a, k_b = kept[..., :, None], kept[..., None, :]
+    sk_a, sk_b = s_safe[..., :, None], s_safe[..., None, :]
+    both = k_a & k_b
+    left = ~k_a & k_b  # a dropped, b kept
+    right = k_a & ~k_b  # a kept, b dropped
+    gap_left = torch.where(left, sk_b * (s_b**2 - s_a**2), torch.ones_like(s_a * s_b))
+    gap_right = torch.where(right, sk_a * (s_a**2 - s_b**2), torch.ones_like(s_a * s_b))
+    zero = torch.zeros_like(g)
+    direct = torch.where(both, -g / (sk_a * sk_b), zero)
+    direct = direct + torch.where(left, s_a * g / gap_left, zero)
+    direct = direct + torch.where(right, s_b * g / gap_right, zero)
+    swapped = torch.where(left, s_b * g.conj() / gap_left, zero)
+    swapped = swapped + torch.where(right, s_a * g.conj() / gap_right, zero)
+    e_hat = direct + swapped.mT
+    return u @ e_hat[..., :m, :n] @ vh
+
+
+def _torch_truncated_pinv_function() -> Any:
+    """A ``torch.autograd.Function``: the truncated pseudo-inverse by one SVD, backward by
+    :func:`_truncated_pinv_vjp` (finite for repeated singular values on either side of the cut).
+    """
+    torch = sys.modules["torch"]
+
+    class _TruncatedPinv(torch.autograd.Function):  # type: ignore[name-defined]
+        @staticmethod
+        def forward(ctx: Any, W: Any, cutoff: float, rank: int) -> Any:
+            u, s, vh = torch.linalg.svd(W, full_matrices=False)
+            ctx.save_for_backward(W)
+            ctx.cutoff, ctx.rank = cutoff, rank
+            return _from_svd(namespace(W), u, s, vh, cutoff, rank)
+
+        @staticmethod
+        def backward(ctx: Any, G: Any) -> Any:
+            (W,) = ctx.saved_tensors
+            return _truncated_pinv_vjp(W, G, ctx.cutoff, ctx.rank), None, None
+
+    return _TruncatedPinv

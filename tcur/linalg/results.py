@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tcur._backend import Array, is_complex, is_torch
+from tcur._backend import Array, fields_equal, is_complex, is_torch
 from tcur.linalg.orthonormal import Projection
 from tcur.linalg.tproduct import from_fourier, tprod
 
@@ -36,7 +36,7 @@ def _needs_gradient(*factors: Array) -> bool:
     return torch.is_grad_enabled() and any(f.requires_grad for f in factors)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CUR:
     """Result of :func:`tcur.linalg.cur`: ``A ~ C @ U @ R`` with ``C = A[:, cols]`` and
     ``R = A[rows, :]``.
@@ -65,6 +65,11 @@ class CUR:
     rank: int | None = None
     form: Projection | None = field(default=None, repr=False, compare=False)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to a result of the same class whose arrays have the same kind, shape, dtype
+        and entries (``form`` is not compared); unhashable, like the arrays it holds."""
+        return bool(fields_equal(self, other)) if type(other) is type(self) else NotImplemented
+
     def reconstruct(self) -> Array:
         """The approximation of ``A``, evaluated stably.
 
@@ -82,7 +87,7 @@ class CUR:
         return stable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TCUR:
     """Result of :func:`tcur.linalg.tcur`: ``A ~ C * U * R`` under the t-product.
 
@@ -109,6 +114,11 @@ class TCUR:
     cols: Array
     rank: int | None = None
     form: Projection | None = field(default=None, repr=False, compare=False)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a result of the same class whose arrays have the same kind, shape, dtype
+        and entries (``form`` is not compared); unhashable, like the arrays it holds."""
+        return bool(fields_equal(self, other)) if type(other) is type(self) else NotImplemented
 
     def reconstruct(self) -> Array:
         """The approximation of ``A``, evaluated stably slice by slice in the Fourier domain (see

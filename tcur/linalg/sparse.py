@@ -32,8 +32,26 @@ from tcur.linalg.products import Fit, Operator, cur_by_operator, float_dtype
 from tcur.linalg.results import CUR
 
 
+def _canonical(M: Any) -> Any:
+    """``M`` when every entry is stored at most once with sorted indices, else a canonical copy.
+
+    SciPy defines a matrix with duplicate stored entries as their sum; code that reads ``.data``
+    directly (norms, ``abs``) needs them summed first. The copy keeps the caller's matrix as it
+    was (``sum_duplicates`` works in place).
+    """
+    if getattr(M, "has_canonical_format", True):
+        return M
+    out = M.copy()
+    out.sum_duplicates()
+    return out
+
+
 def as_csr(A: Any, name: str, *, finite: bool = True) -> Any:
-    """Validate a ``scipy.sparse`` matrix; return its CSR form (floating dtype).
+    """Validate a ``scipy.sparse`` matrix; return its canonical CSR form (floating dtype).
+
+    Duplicate stored entries are summed and column indices sorted (SciPy's meaning of such a
+    matrix) in a copy; ``A`` itself is never modified, and is returned as is when it is already
+    a canonical CSR of a floating dtype.
 
     Examples
     --------
@@ -42,6 +60,9 @@ def as_csr(A: Any, name: str, *, finite: bool = True) -> Any:
     >>> csr = as_csr(sp.eye_array(3, format="coo", dtype=int), "A")
     >>> csr.format, csr.dtype
     ('csr', dtype('float64'))
+    >>> dup = sp.csr_array(([1.0, 2.0], [0, 0], [0, 2, 2]), shape=(2, 2))  # A[0, 0] = 1 + 2
+    >>> as_csr(dup, "A").toarray().tolist(), dup.nnz
+    ([[3.0, 0.0], [0.0, 0.0]], 2)
     """
     if not is_sparse(A):
         raise TypeError(f"{name} must be a scipy.sparse array or matrix, got {type(A).__name__}")
@@ -53,6 +74,7 @@ def as_csr(A: Any, name: str, *, finite: bool = True) -> Any:
     csr = A.tocsr()
     if csr.dtype != dtype:
         csr = csr.astype(dtype)
+    csr = _canonical(csr)
     if finite and not np.isfinite(csr.data).all():
         raise ValueError(f"{name} must not contain NaN or Inf (found in its stored entries)")
     return csr
@@ -122,7 +144,8 @@ class SparseOperator(Operator):
 
 def sparse_norms(A: Any, axis: int) -> np.ndarray:
     """2-norms of the rows (``axis=1``) or columns (``axis=0``) from the stored entries, scaled by
-    a power of two near the largest entry (no overflow or underflow).
+    a power of two near the largest entry (no overflow or underflow). Duplicate stored entries
+    count as their sum (in a canonical copy; ``A`` is not modified).
 
     Examples
     --------
@@ -131,6 +154,7 @@ def sparse_norms(A: Any, axis: int) -> np.ndarray:
     >>> sparse_norms(sp.csr_array([[3e-300, 4e-300], [0.0, 0.0]]), axis=1).tolist()
     [5e-300, 0.0]
     """
+    A = _canonical(A)
     peak = float(np.max(np.abs(A.data))) if A.nnz else 0.0
     scale = binary_scale(peak)
     scaled = abs(A) / scale
@@ -161,6 +185,12 @@ def factored_error(A: Any, C: Any, U: Array, R: Any) -> float:
     >>> bool(abs(factored_error(A, d.C, d.U, d.R) / truth - 1) < 1e-10)
     True
     """
+    if not is_sparse(A):  # the dense formula needs no factored form
+        shape = f" of shape {tuple(A.shape)}" if hasattr(A, "shape") else ""
+        raise TypeError(
+            f"A must be a scipy.sparse array or matrix, got {type(A).__name__}{shape}; for a "
+            "dense A use tcur.linalg.relative_error(A, C @ U @ R)"
+        )
     A = as_csr(A, "A", finite=False)
     total = _scaled_data_norm(A.data)
     if total == 0.0:  # C and R are parts of A, so C U R is zero as well

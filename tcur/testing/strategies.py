@@ -17,6 +17,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from tcur._backend import check_choice, check_rank, make_rng
+from tcur.testing.assertions import MAX_COND
 
 BACKENDS = ("numpy", "torch")
 DTYPES = ("float64", "float32")
@@ -111,7 +112,7 @@ def matrices(
     max_side: int = 12,
     min_side: int = 1,
     rank: int | None = None,
-    max_cond: float = 100.0,
+    max_cond: float = MAX_COND,
     backend: str | st.SearchStrategy[str] = "numpy",
     dtype: str = "float64",
 ) -> st.SearchStrategy[tuple[Any, int]]:

@@ -22,6 +22,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from tcur._backend import check_choice, check_rank, check_sizes, make_rng
+from tcur.testing.assertions import MAX_COND
 from tcur.testing.strategies import (
     DTYPES,
     check_backend,
@@ -145,7 +146,7 @@ def tubal_tensors(
     min_side: int = 1,
     max_tubes: int = 6,
     rank: int | None = None,
-    max_cond: float = 100.0,
+    max_cond: float = MAX_COND,
     backend: str | st.SearchStrategy[str] = "numpy",
     dtype: str = "float64",
 ) -> st.SearchStrategy[tuple[Any, int]]:
@@ -210,7 +211,7 @@ def multilinear_tensors(
     max_order: int = 4,
     max_side: int = 6,
     max_rank: int = 3,
-    max_cond: float = 100.0,
+    max_cond: float = MAX_COND,
     backend: str | st.SearchStrategy[str] = "numpy",
     dtype: str = "float64",
 ) -> st.SearchStrategy[tuple[Any, list[int]]]:
