@@ -6,6 +6,8 @@ from typing import Any
 
 from tcur._backend import Array, as_float_array, check_choice, is_dask, is_sparse, kind_name
 from tcur.linalg.cur import cur
+from tcur.linalg.modewise import chidori_cur, fiber_cur
+from tcur.linalg.tensor_cur import tcur
 from tcur.linalg.tolerance import check_rank_or_tol
 
 METHODS = ("auto", "matrix", "tproduct", "chidori", "fiber")
@@ -72,12 +74,8 @@ def decompose(
         as_float_array(x, "x", ndim=2, finite=False)
         return cur(x, rank, tol=tol, check_finite=check_finite, **options)
     if method == "tproduct":
-        from tcur.linalg.tensor_cur import tcur
-
         as_float_array(x, "x", ndim=3, finite=False)
         return tcur(x, rank, tol=tol, check_finite=check_finite, **options)
-    from tcur.linalg.modewise import chidori_cur, fiber_cur
-
     fit = chidori_cur if method == "chidori" else fiber_cur
     return fit(x, rank, check_finite=check_finite, **options)
 

@@ -4,9 +4,10 @@ The JSON file holds the config, the tcur version and, per group, its key, member
 shape, selected rows and columns, scale, the SHA-256 of every member's base weight rounded to
 bfloat16 and to float16 and the weights' dtype (:mod:`tcur.adapters.fingerprint`: a float32
 adapter loads on a bfloat16 or float16 copy of its base). The safetensors file holds each
-group's ``dU`` (``groups.<i>.dU``) and the ``modules_to_save`` parameters and persistent buffers, e.g.
-BatchNorm's running statistics (``modules_to_save.<path>``; files written before buffers were
-saved, without ``"modules_to_save_buffers": true`` in the JSON, still load, parameters only).
+group's ``dU`` (``groups.<i>.dU``) and the ``modules_to_save`` parameters and persistent
+buffers, e.g. BatchNorm's running statistics (``modules_to_save.<path>``; files written before
+buffers were saved, without ``"modules_to_save_buffers": true`` in the JSON, still load,
+parameters only).
 ``adapter_manifest.json`` lists both files with their SHA-256 and is the commit point.
 
 Writing. :func:`save` writes only these three files into the directory (created if needed) and
@@ -45,6 +46,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from tcur import __version__
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
 from tcur.adapters.fingerprint import (
     code_dtype,
@@ -67,9 +69,10 @@ from tcur.adapters.plan import (
     AdapterConfig,
     GroupSpec,
     build_group,
-    check_counts,
+    check_coverage,
     config_targets,
     counts,
+    spec_from_record,
 )
 from tcur.adapters.targets import TargetSlice, match_modules
 
@@ -144,8 +147,6 @@ def _serialize(
     model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tensor]
 ) -> dict[str, bytes]:
     """The bytes of ``adapter_config.json`` and ``adapter.safetensors`` (``tensors`` gathered)."""
-    from tcur import __version__
-
     groups = adapter_groups(model)
     meta = {
         "format_version": FORMAT_VERSION,
@@ -387,19 +388,8 @@ def _is_hex_digest(value: Any) -> bool:
 def _spec_from_record(
     index: int, record: dict[str, Any], slices: dict[str, TargetSlice], config: AdapterConfig
 ) -> GroupSpec:
-    key = record["key"]
-    members = []
-    for label in record["members"]:
-        if label not in slices:
-            raise ValueError(f"group {index} ({key!r}): module {label!r} is not in the model")
-        members.append(slices[label])
-    shape = tuple(record["shape"])
-    for target in members:
-        if target.shape != shape:
-            raise ValueError(
-                f"group {index} ({key!r}): {target.label} has shape {target.shape}, saved {shape}"
-            )
-    check_counts(key, members[0].shape, config)
+    spec = spec_from_record(index, record, slices, config)
+    key, members = spec.key, spec.slices
     saved_dtype = _DTYPES.get(record.get("weights_dtype", ""))
     for k, target in enumerate(members):
         own_dtype = target.weight().dtype
@@ -422,19 +412,7 @@ def _spec_from_record(
             f"the base model the adapter was saved from (SHA-256 of the weight rounded to "
             f"{compared}); the adapter was trained on a different base model"
         )
-    return GroupSpec(key, members, list(record["rows"]), list(record["cols"]))
-
-
-def _check_coverage(groups: list[dict[str, Any]], slices: Mapping[str, TargetSlice]) -> None:
-    saved = [m for record in groups for m in record["members"]]
-    if len(set(saved)) != len(saved):
-        raise ValueError(f"{CONFIG_FILE}: a module is a member of more than one group")
-    extra = [label for label in slices if label not in set(saved)]
-    if extra:
-        raise ValueError(
-            f"{CONFIG_FILE}: the config targets module {extra[0]!r} of this model, but no saved "
-            "group holds it (the model has more target modules than the saved one)"
-        )
+    return spec
 
 
 def _parse_tensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
@@ -501,7 +479,7 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
         _read_verified(directory, CONFIG_FILE, manifest[CONFIG_FILE]), directory / CONFIG_FILE
     )
     slices = {s.label: s for s in config_targets(model, config)}
-    _check_coverage(meta["groups"], slices)
+    check_coverage(meta["groups"], slices)
     check_modules_to_save(model, config.modules_to_save, list(slices.values()))
     specs = [_spec_from_record(i, r, slices, config) for i, r in enumerate(meta["groups"])]
     weights_path = directory / WEIGHTS_FILE

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from tcur._backend import Array, as_float_array, eps, is_sparse, is_torch, namespace, tiny
+from tcur.linalg.sparse import sparse_relative_error
 
 
 def _power_of_two_below(xp: Any, m: Array) -> Array:
@@ -65,10 +66,10 @@ def relative_error(x: Array, approx: Array, *, check_finite: bool = True) -> Arr
     >>> float(relative_error(zero, zero)), float(relative_error(zero, np.ones(3)))
     (0.0, inf)
     """
-    if is_sparse(x) or is_sparse(approx):
-        from tcur.linalg.sparse import sparse_relative_error
-
+    if is_sparse(x) and is_sparse(approx):
         return sparse_relative_error(x, approx, check_finite=check_finite)
+    if is_sparse(x) or is_sparse(approx):  # the dense one already holds m * n entries
+        x, approx = (M.toarray() if is_sparse(M) else M for M in (x, approx))
     x = as_float_array(x, "x", finite=check_finite)
     approx = as_float_array(approx, "approx", finite=False)
     xp = namespace(x, approx)

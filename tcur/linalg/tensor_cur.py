@@ -259,10 +259,9 @@ def tcur(
         ``"optimal"`` (default): ``U = tpinv(C) * A * tpinv(R)`` (least Frobenius error for
         this C and R). ``"pinv"``: ``U = tpinv(A[rows][:, cols, :], rank=rank)``, truncated to
         ``rank`` singular values per Fourier slice; it reads only the sampled slices and is
-        exact at the true tubal rank, but it is **unstable on data without exact low-rank
-        structure** with a square intersection (``n_rows = n_cols = rank``): a nearly
-        singular intersection can make the error exceed ``||A||`` (260x the t-SVD error on the
-        MiniLM query stack); oversample one side there.
+        exact at the true tubal rank. Its error is that of interpolation through the chosen
+        rows (see :func:`tcur.linalg.cur`): oversample one side (``n_rows=2 * rank``) on data
+        without exact low-rank structure.
     seed : None, int or numpy.random.Generator
         Randomness of the sketches and sampled rules (independent streams); ``None`` is random.
     svd : {"auto", "exact", "randomized"}

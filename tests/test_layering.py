@@ -1,0 +1,41 @@
+"""The package's layering: imports go downward only, so no module imports tcur inside a function
+(a function-local import is how an import cycle hides)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import tcur
+
+PACKAGE = Path(tcur.__file__).parent
+
+
+def function_local_tcur_imports(source: str, name: str) -> list[str]:
+    """``name:line module`` for each import of tcur inside a function of ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for inner in ast.walk(node):
+            modules = []
+            if isinstance(inner, ast.ImportFrom):
+                modules = [inner.module or ""]
+            elif isinstance(inner, ast.Import):
+                modules = [alias.name for alias in inner.names]
+            found += [f"{name}:{inner.lineno} {m}" for m in modules if m.split(".")[0] == "tcur"]
+    return found
+
+
+def test_no_function_local_imports_of_tcur() -> None:
+    found = [
+        hit
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for hit in function_local_tcur_imports(path.read_text(encoding="utf-8"), path.name)
+    ]
+    assert found == []
+
+
+def test_the_detector_finds_a_hidden_import() -> None:
+    source = "import numpy\n\ndef f():\n    import numpy\n    from tcur.linalg import cur\n"
+    assert function_local_tcur_imports(source, "probe.py") == ["probe.py:5 tcur.linalg"]
