@@ -2,8 +2,11 @@
 
 Importing this module (never done by ``import tcur.adapters``) registers two PEFT types,
 ``"TCURLORA"`` and ``"CURLORA"``. :func:`peft.get_peft_model` then returns an ordinary
-``PeftModel`` whose target layers are :class:`TCURPeftLayer` (tcur's update, tcur's forward
-strategies) and whose groups' ``C``, ``R``, ``dU`` live in one container on the tuner, the root
+``PeftModel`` whose target layers are :class:`TCURPeftLayer` (``Linear``/``Conv1D``; the
+native layer's forward, :func:`tcur.adapters.layers.linear_forward`, so the same strategies,
+outputs and saved-for-backward memory) and :class:`TCURPeftAttention`
+(``nn.MultiheadAttention``, run with the adapted weights substituted) and whose groups'
+``C``, ``R``, ``dU`` live in one container on the tuner, the root
 of the ``PeftModel`` (``base_model.tcurlora_groups.<adapter>.<i>``; CURLoRA: ``curlora_groups``),
 as PEFT's own TinyLoRA keeps its shared vectors. PEFT's machinery works on it:
 ``print_trainable_parameters``, training, ``disable_adapter()``, ``save_pretrained`` /
@@ -72,10 +75,10 @@ from tcur.adapters.plan import (
     AdapterConfig,
     GroupSpec,
     build_group,
-    check_counts,
+    check_coverage,
     config_targets,
-    counts,
     plan,
+    spec_from_record,
 )
 from tcur.adapters.targets import is_conv1d
 
@@ -487,40 +490,8 @@ def _specs_from_records(
 ) -> list[GroupSpec]:
     """The saved groups of a config (``groups``) as specs, checked against ``model``."""
     slices = {s.label: s for s in config_targets(model, config)}
-    specs = []
-    for index, record in enumerate(records):
-        missing = [label for label in record["members"] if label not in slices]
-        if missing:
-            raise ValueError(
-                f"groups[{index}] ({record['key']!r}): {missing[0]!r} is not in the model"
-            )
-        members = [slices[label] for label in record["members"]]
-        name = f"groups[{index}] ({record['key']!r})"
-        shapes = {m.shape for m in members}
-        if len(shapes) != 1:
-            raise ValueError(f"{name}: its members have several shapes {sorted(shapes)}")
-        (d_out, d_in) = shapes.pop()
-        check_counts(record["key"], (d_out, d_in), config)
-        rows, cols = list(record["rows"]), list(record["cols"])
-        for field_name, values, size, wanted in (
-            ("rows", rows, d_out, counts(config)[0]),
-            ("cols", cols, d_in, counts(config)[1]),
-        ):
-            valid = all(isinstance(v, int) and 0 <= v < size for v in values)
-            if not valid or len(values) != wanted or len(set(values)) != len(values):
-                raise ValueError(
-                    f"{name}: {field_name} must be {wanted} distinct indices in 0..{size - 1}, "
-                    f"got {values!r}"
-                )
-        specs.append(GroupSpec(record["key"], members, rows, cols))
-    covered = {label for record in records for label in record["members"]}
-    extra = [label for label in slices if label not in covered]
-    if extra:
-        raise ValueError(
-            f"the config's groups (filled in when it was first used, or read from "
-            f"adapter_config.json) do not cover module {extra[0]!r} of this model, which "
-            "target_modules matches; use a new config for another model"
-        )
+    specs = [spec_from_record(i, record, slices, config) for i, record in enumerate(records)]
+    check_coverage(records, slices)
     return specs
 
 

@@ -8,8 +8,9 @@ from the saved indices instead of selecting again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -192,3 +193,66 @@ def adapter_dtype(weight_dtype: torch.dtype, config: AdapterConfig) -> torch.dty
     """Dtype of the trainable ``dU``: float32 for half-precision weights unless opted out."""
     half = weight_dtype in (torch.float16, torch.bfloat16)
     return torch.float32 if half and config.autocast_adapter_dtype else weight_dtype
+
+
+def check_coverage(records: Sequence[Mapping[str, Any]], slices: Mapping[str, TargetSlice]) -> None:
+    """``ValueError`` unless saved group ``records`` hold every target slice exactly once.
+
+    ``slices`` are this model's targets by label; a target no record holds (the model has more
+    matching modules than the one the groups were selected on) is named.
+    """
+    saved = [label for record in records for label in record["members"]]
+    if len(set(saved)) != len(saved):
+        raise ValueError("saved groups: a module is a member of more than one group")
+    extra = [label for label in slices if label not in set(saved)]
+    if extra:
+        raise ValueError(
+            f"the config targets module {extra[0]!r} of this model, but no saved group holds it "
+            "(the model has more target modules than the one the groups were selected on; a "
+            "PEFT config keeps the groups of the first model it was used on): use a new config "
+            "(or adapter) for this model"
+        )
+
+
+def spec_from_record(
+    index: int,
+    record: Mapping[str, Any],
+    slices: Mapping[str, TargetSlice],
+    config: AdapterConfig,
+) -> GroupSpec:
+    """The :class:`GroupSpec` of a saved group record, checked against this model's targets.
+
+    The one validator of saved groups for both hosts (``tcur.adapters.load`` and PEFT's
+    ``from_pretrained``/a config with ``groups``): every member is a target of this model, all
+    have one shape (the record's ``shape`` if it has one), the config's counts fit it, and
+    ``rows``/``cols`` are the config's number of distinct indices in range. ``ValueError``
+    naming ``groups[index]`` and the field otherwise. The base weights' fingerprints are
+    checked by the callers (``load`` per member, PEFT through the state dict).
+    """
+    key = record["key"]
+    name = f"groups[{index}] ({key!r})"
+    members = []
+    for label in record["members"]:
+        if label not in slices:
+            raise ValueError(f"{name}: module {label!r} is not in the model")
+        members.append(slices[label])
+    shape = tuple(record.get("shape", members[0].shape))
+    for target in members:
+        if target.shape != shape:
+            raise ValueError(f"{name}: {target.label} has shape {target.shape}, saved {shape}")
+    d_out, d_in = shape
+    check_counts(key, (d_out, d_in), config)
+    n_rows, n_cols = counts(config)
+    chosen = {}
+    for field_name, size, wanted in (("rows", d_out, n_rows), ("cols", d_in, n_cols)):
+        values = list(record[field_name])
+        valid = all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < size for v in values
+        )
+        if not valid or len(values) != wanted or len(set(values)) != len(values):
+            raise ValueError(
+                f"{name}: {field_name} must be {wanted} distinct indices in 0..{size - 1}, "
+                f"got {values!r}"
+            )
+        chosen[field_name] = values
+    return GroupSpec(key, members, chosen["rows"], chosen["cols"])
