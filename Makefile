@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q -c constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo demo-quick bench docs clean
+.PHONY: test lint typecheck pytest demo demo-quick bench docs clean finetune finetune-test
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	HYPOTHESIS_PROFILE=ci HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
-test: lint typecheck pytest docs
+test: lint typecheck pytest finetune-test docs
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONPATH=examples $(PY) -m tcur_demo
@@ -36,10 +36,23 @@ demo-quick: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONPATH=examples $(PY) -m tcur_demo --quick
 
 bench: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) benchmarks/run_all.py
+	$(FINETUNE_ENV) $(PY) benchmarks/run_all.py
 
 docs: $(STAMP)
-	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	PYTHONPATH=. $(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+# The fine-tuning experiments (benchmarks/finetune/): the one PYTHONPATH they need.
+# make finetune FT=<entry point> FT_ARGS=<options>, e.g. FT=minilm_rt FT_ARGS=--resume;
+# the entry points are listed in benchmarks/finetune/__init__.py.
+FINETUNE_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONPATH=benchmarks:examples
+FT ?= minilm_rt
+FT_ARGS ?= --quick
+
+finetune: $(STAMP)
+	$(FINETUNE_ENV) $(PY) -m finetune.$(FT) $(FT_ARGS)
+
+finetune-test: $(STAMP)
+	$(FINETUNE_ENV) $(PY) -m pytest -q -p no:cacheprovider benchmarks/finetune
 
 clean:
 	rm -rf $(VENV) docs/_build .pytest_cache .mypy_cache .ruff_cache .hypothesis

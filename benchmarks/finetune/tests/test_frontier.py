@@ -1,4 +1,4 @@
-"""The fine-tuning frontier's protocol, records and report (``benchmarks/frontier_*.py``).
+"""The fine-tuning frontier's protocol, records and report (:mod:`finetune`).
 
 No model is trained here: the schedule, the learning-rate search, the record store and the
 summaries are checked on synthetic records.
@@ -15,15 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import finetune.methods as fm
+import finetune.protocol as fp
+import finetune.records as fr
+import finetune.report as rep
 import pytest
-
-BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCH_DIR))
-
-import frontier_methods as fm  # noqa: E402
-import frontier_protocol as fp  # noqa: E402
-import frontier_records as fr  # noqa: E402
-import frontier_report as rep  # noqa: E402
 
 BUDGET = fp.Budget(10, 10, 10, epochs=1, batch_size=4, max_length=8, seeds=(0, 1, 2))
 

@@ -1,10 +1,10 @@
-"""The methods of the fine-tuning frontier (``finetune_minilm_rt.py``): names, builders, budgets.
+"""The methods of the fine-tuning frontier (:mod:`finetune.minilm_rt`): names, builders, budgets.
 
 Every method adapts the same model, all-MiniLM-L6-v2 with a linear classifier on its mean-pooled
 embedding (``tcur_demo.classifier.MeanPoolClassifier``); the classifier always trains (PEFT:
 ``modules_to_save=["classifier"]``). A :class:`Method` holds the builder that turns the fresh
 model into the trainable one, the configuration, the first learning-rate grid (three values on
-the ladder of :func:`lr_ladder`; ``frontier_protocol`` extends it when the best is at an edge)
+the ladder of :func:`lr_ladder`; :mod:`finetune.protocol` extends it when the best is at an edge)
 and, for the plot, the family whose members are joined by a line.
 
 :func:`methods` lists them in the order the runs are scheduled: the most informative first.

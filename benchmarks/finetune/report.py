@@ -1,6 +1,6 @@
 """Reporting of the fine-tuning frontier: per-method summaries, the headline table and the plot.
 
-:func:`summarise` folds the per-run records (``frontier_records``) into one entry per method;
+:func:`summarise` folds the per-run records (:mod:`finetune.records`) into one entry per method;
 :func:`headline` compares methods at matched adapter budgets in the ``headline`` format that
 ``benchmarks/_readme.py`` renders (``{"question", "rows": [{"method", "figure", "ratio",
 "target", "met"}]}``); :func:`plot` draws test accuracy against trainable adapter parameters.
@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from frontier_methods import Method
-from frontier_protocol import Budget, grid_state
-from frontier_records import unit_id
+
+from finetune.methods import Method
+from finetune.protocol import Budget, grid_state
+from finetune.records import unit_id
 
 QUESTION = (
     "How much test accuracy does tCURLoRA buy per trainable adapter parameter, next to LoRA, "

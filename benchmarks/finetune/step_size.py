@@ -16,15 +16,12 @@ mean-pooled sentence embedding of the batch at ``lr = 1e-3`` (small enough to be
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from _common import base_parser, prepare, write_json
-from frontier_methods import ALL_LINEAR, QV
+
+from finetune.methods import ALL_LINEAR, QV
 
 LR = 1e-3
 KINDS = {
@@ -94,15 +91,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     import torch
     from tcur_demo.classifier import MeanPoolClassifier
-    from tcur_demo.datasets import minilm_path, rotten_tomatoes
     from transformers import AutoModel, AutoTokenizer
 
+    from finetune.data import classification_splits, minilm_path
     from tcur.adapters import TCURLoRAConfig, apply
     from tcur.adapters.plan import stacked_weights, target_groups
 
     path = str(minilm_path())
     tokenizer, encoder = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
-    train = rotten_tomatoes(seed=0).train.head(args.batch)
+    train = classification_splits("rotten_tomatoes", seed=0).train.head(args.batch)
     batch = tokenizer(
         list(train.texts), padding=True, truncation=True, max_length=40, return_tensors="pt"
     )
