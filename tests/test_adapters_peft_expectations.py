@@ -1,7 +1,8 @@
 """What PEFT's own tuner tests expect of a tuner, re-checked for tcur (issue 18 §4).
 
-Layer sizes, disabling adapters and ``set_requires_grad`` with the shared ``dU``, mixed adapter
-batches, dtype-tolerant fingerprints, a config reused on another model, ``torch.compile``.
+Layer sizes, disabling adapters, ``set_requires_grad`` and ``get_model_status`` with the shared
+``dU``, mixed adapter batches, dtype-tolerant fingerprints, a config reused on another model,
+``torch.compile``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,56 @@ def test_set_requires_grad_reaches_the_shared_dU() -> None:
     assert _dU_flags(model) == [True, True, False]
     with pytest.raises(ValueError, match="no adapter named 'nope'"):
         model.set_requires_grad("nope", True)
+
+
+def _status(model: PeftModel) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    status = model.get_model_status()
+    layers = model.get_layer_status()
+    for layer in layers:  # every layer agrees with the model-wide answer
+        for name, flag in layer.requires_grad.items():
+            assert flag == status.requires_grad[name], layer.name
+        for name, devices in layer.devices.items():
+            assert devices == status.devices[name], layer.name
+    return dict(status.requires_grad), dict(status.devices)
+
+
+def test_model_and_layer_status_report_the_shared_dU() -> None:
+    """``get_model_status``/``get_layer_status``: requires_grad and devices per adapter."""
+    model = _peft(tiny_encoder())
+    model.add_adapter("other", TCURLoRAPeftConfig(target_modules=["query"], rank=2))
+    cpu = {"default": ["cpu"], "other": ["cpu"]}
+    assert _status(model) == ({"default": True, "other": False}, cpu)
+    with model.disable_adapter():
+        assert _status(model) == ({"default": False, "other": False}, cpu)
+    assert _status(model) == ({"default": True, "other": False}, cpu)
+    model.set_requires_grad(["default", "other"], True)
+    assert _status(model) == ({"default": True, "other": True}, cpu)
+    model.set_requires_grad("default", False)
+    assert _status(model) == ({"default": False, "other": True}, cpu)
+    model.base_model.set_adapter("other")
+    assert _status(model) == ({"default": False, "other": True}, cpu)
+    model.delete_adapter("default")
+    assert _status(model) == ({"other": True}, {"other": ["cpu"]})
+    # the view that shows dU to PEFT is not registered: state_dict keys are unchanged
+    assert not [k for k in model.state_dict() if "tcur_dU" in k]
+    assert sum(1 for k in model.state_dict() if k.endswith(".dU")) == 1
+
+
+@pytest.mark.parametrize("low_cpu_mem_usage", [False, True])
+def test_status_of_a_loaded_adapter_and_its_dtype(tmp_path: Path, low_cpu_mem_usage: bool) -> None:
+    """Loaded frozen or trainable; PEFT's device move keeps ``dU`` float32 in bfloat16 models."""
+    _peft(tiny_encoder(dtype=torch.bfloat16)).save_pretrained(tmp_path)
+    for trainable in (False, True):
+        loaded = PeftModel.from_pretrained(
+            tiny_encoder(dtype=torch.bfloat16),
+            tmp_path,
+            is_trainable=trainable,
+            low_cpu_mem_usage=low_cpu_mem_usage,
+        )
+        assert _status(loaded) == ({"default": trainable}, {"default": ["cpu"]})
+        layer = loaded.base_model.model.layers[0].query
+        layer._move_adapter_to_device_of_base_layer("default")
+        assert [g.dU.dtype for g in adapter_groups(loaded)] == [torch.float32] * 2
 
 
 def test_mixed_adapter_batches_are_refused_not_ignored() -> None:

@@ -224,7 +224,7 @@ class TCURPeftBase(nn.Module, BaseTunerLayer):
     exact_unmerge : bool
     """
 
-    adapter_layer_names = ("tcur_dropout",)
+    adapter_layer_names = ("tcur_dropout", "tcur_dU")
     other_param_names = ("tcur_sites", "tcur_strategy", "tcur_exact_unmerge")
 
     def __init__(
@@ -262,6 +262,41 @@ class TCURPeftBase(nn.Module, BaseTunerLayer):
         self.tcur_exact_unmerge[adapter_name] = exact_unmerge
         self.tcur_dropout[adapter_name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.set_adapter(self.active_adapters)
+
+    @property
+    def tcur_dU(self) -> nn.ModuleDict:
+        """``adapter -> the groups this layer uses`` (PEFT sees the shared ``dU`` through it).
+
+        A view built on each access, never registered on this layer (the groups belong to the
+        tuner: one owner for ``state_dict`` and FSDP2). PEFT's per-layer code reads the
+        ``adapter_layer_names`` of a layer: ``get_layer_status``/``get_model_status`` report
+        each adapter's ``requires_grad`` and devices from it, and the layer's ``set_adapter``,
+        ``enable_adapters`` and ``set_requires_grad`` switch the shared ``dU`` through it, as
+        PEFT's TinyLoRA does with its shared ``tinylora_v``. Deleting from the view changes
+        nothing; the adapter's entry in ``tcur_sites`` (what the view is built from) goes.
+        """
+        view = nn.ModuleDict()
+        for name, sites in self.tcur_sites.items():
+            groups = {id(g): g for parts in sites.values() for g, _ in parts}
+            view[name] = nn.ModuleList(groups.values())
+        return view
+
+    def _move_adapter_to_device_of_base_layer(
+        self, adapter_name: str, device: torch.device | None = None
+    ) -> None:
+        """Move ``adapter_name``'s groups to ``device`` (default: the base weights').
+
+        PEFT calls this after loading with ``low_cpu_mem_usage``. Unlike PEFT's version it
+        keeps the groups' dtypes (``dU`` stays float32 next to half-precision weights,
+        ``autocast_adapter_dtype``); the layer's own dropout modules hold no tensors.
+        """
+        if device is None:
+            device = site_tensor(self.base_layer, next(iter(self.tcur_sites[adapter_name]))).device
+        if device.type == "meta":
+            return  # nothing to move to: the base weights are not materialized yet
+        for group in self.tcur_dU[adapter_name].modules():
+            if isinstance(group, TCURGroup):
+                group.to(device)
 
     @property
     def tcur_parts(self) -> dict[str, Parts]:
