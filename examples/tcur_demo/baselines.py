@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from tcur.linalg import tprod, tsvd, ttranspose
+
 
 @dataclass(frozen=True)
 class TruncatedSVD:
@@ -51,8 +53,6 @@ class TruncatedTSVD:
 
     def reconstruct(self) -> Any:
         """Return the t-product ``U * S * V^T``."""
-        from tcur.linalg import tprod, ttranspose
-
         return tprod(self.U, self.S, ttranspose(self.V))
 
 
@@ -66,8 +66,6 @@ def truncated_tsvd(T: Any, rank: int) -> TruncatedTSVD:
     >>> float(np.linalg.norm(T - truncated_tsvd(T, 1).reconstruct()))
     1.0
     """
-    from tcur.linalg import tsvd
-
     U, S, V = tsvd(T, rank)
     return TruncatedTSVD(U, S, V)
 

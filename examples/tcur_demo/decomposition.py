@@ -22,6 +22,9 @@ from typing import Any
 
 import numpy as np
 
+import tcur
+from tcur.linalg import relative_error
+from tcur_demo import realdata
 from tcur_demo.baselines import scipy_id_cur, svd_rank_for_tol, truncated_svd, truncated_tsvd
 from tcur_demo.realdata import describe
 from tcur_demo.report import best_time, format_table, span
@@ -166,14 +169,10 @@ def _with_ratios(row: MatrixRow | TensorRow) -> dict[str, Any]:
 
 
 def _error(x: Any, approx: Any) -> float:
-    from tcur.linalg import relative_error
-
     return float(relative_error(x, approx))
 
 
 def _decompose(x: Any, rank: int) -> Any:
-    import tcur
-
     return tcur.decompose(x, rank, seed=0)
 
 
@@ -255,8 +254,6 @@ def tol_call(case: MatrixCase, tol: float) -> TolResult:
     >>> result.rank, result.svd_rank, result.error <= 0.3
     (2, 2, True)
     """
-    import tcur
-
     d, seconds = best_time(lambda: tcur.decompose(case.data, tol=tol, seed=0))
     error = _error(case.data, d.reconstruct())
     return TolResult(case.name, tol, int(d.rank), error, seconds, svd_rank_for_tol(case.data, tol))
@@ -431,7 +428,6 @@ def run(inputs: Inputs, repeats: int = 1, echo: Echo = print) -> Step1:
 
 def real_inputs(quick: bool) -> Inputs:
     """Step 1's real data; ``quick`` tries one rank per data set and every 8th token's embedding."""
-    from tcur_demo import realdata
 
     def ranks(full: Sequence[int]) -> Sequence[int]:
         return full[:1] if quick else full
