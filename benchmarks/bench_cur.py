@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 
 import tcur
 from tcur.linalg import cur, relative_error
-from tcur.linalg.cur import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES
+from tcur.linalg.matrix_cur import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES
 from tcur.linalg.pinv import pinv
 from tcur.linalg.selection import SELECT_RULES
 

@@ -219,10 +219,11 @@ def plot(matrix: list[dict[str, Any]], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = base_parser(__doc__)
     parser.add_argument("--output", default="bench_stability", help="result file name")
+    parser.add_argument("--step", type=int, default=3, help="rank step of the matrix sweep")
     args = parser.parse_args(argv)
     prepare(args.threads)
     families = sorted(FAMILIES)[:3] if args.quick else sorted(FAMILIES)
-    step = 25 if args.quick else 3
+    step = 25 if args.quick else args.step
     matrix = []
     with threadpool_limits(limits=1):
         for family in families:
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "quick": args.quick,
         "tcur_commit": commit,
         "size": list(SIZE),
+        "rank_step": step,
         "threads": "1 (threadpoolctl BLAS limit)",
         "headline": headline(matrix, tensors, tol),
         "matrix": matrix,

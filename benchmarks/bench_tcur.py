@@ -27,7 +27,7 @@ from cur_suite import tensors
 from threadpoolctl import threadpool_limits
 
 from tcur.linalg import TCUR, relative_error, tcur
-from tcur.linalg.cur import DEFAULT_MIDDLE, DEFAULT_SELECT
+from tcur.linalg.matrix_cur import DEFAULT_MIDDLE, DEFAULT_SELECT
 from tcur.linalg.pinv import pinv
 from tcur.linalg.selection import SELECT_RULES
 from tcur.linalg.tproduct import fourier_weights, from_fourier, to_fourier

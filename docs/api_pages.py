@@ -57,11 +57,12 @@ PAGES = {
 }
 
 TITLES = {
-    "tcur.decompose": "Decomposition entry point",
-    "tcur.linalg.cur": "Matrix CUR",
+    "tcur.decomposition": "Decomposition entry point",
+    "tcur.linalg.matrix_cur": "Matrix CUR",
+    "tcur.linalg.results": "Result types (CUR, TCUR)",
     "tcur.linalg.selection": "Index selection",
     "tcur.linalg.tproduct": "t-product algebra",
-    "tcur.linalg.tsvd": "t-SVD and tubal rank",
+    "tcur.linalg.tubal_svd": "t-SVD and tubal rank",
     "tcur.linalg.tensor_cur": "Tensor CUR (t-CUR)",
     "tcur.linalg.modewise": "Mode-wise CUR (Chidori and Fiber)",
     "tcur.linalg.tensor_ops": "Unfolding and n-mode products",

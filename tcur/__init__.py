@@ -5,7 +5,7 @@
 """
 
 from tcur import linalg
-from tcur.decompose import decompose
+from tcur.decomposition import decompose
 
 __version__ = "0.1.0"
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import tcur
@@ -39,3 +40,14 @@ def test_no_function_local_imports_of_tcur() -> None:
 def test_the_detector_finds_a_hidden_import() -> None:
     source = "import numpy\n\ndef f():\n    import numpy\n    from tcur.linalg import cur\n"
     assert function_local_tcur_imports(source, "probe.py") == ["probe.py:5 tcur.linalg"]
+
+
+def test_no_module_is_shadowed_by_a_function_of_its_name() -> None:
+    # ``import tcur.linalg.cur as m`` once gave the function ``cur``, not its module.
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[-1] in ("__init__", "__main__") or parts[1] in ("adapters", "testing"):
+            continue  # torch / Hypothesis packages: imported by their own tests
+        module = importlib.import_module(".".join(parts))
+        parent = importlib.import_module(".".join(parts[:-1]))
+        assert getattr(parent, parts[-1]) is module, ".".join(parts)

@@ -11,15 +11,15 @@ array is scanned for NaN/Inf once per call (internal steps never scan again), an
 scalars are accepted wherever an ``int`` is (ranks, modes, sizes); ``bool`` is not a rank.
 """
 
-from tcur.linalg.cur import CUR, cur
 from tcur.linalg.errors import relative_error
+from tcur.linalg.matrix_cur import CUR, cur
 from tcur.linalg.modewise import TuckerCUR, chidori_cur, fiber_cur
 from tcur.linalg.selection import deim, leverage_scores, qdeim
 from tcur.linalg.sparse import factored_error
 from tcur.linalg.tensor_cur import TCUR, tcur
 from tcur.linalg.tensor_ops import fold, mode_dot, multi_mode_dot, unfold
 from tcur.linalg.tproduct import teye, tinv, tpinv, tprod, ttranspose
-from tcur.linalg.tsvd import tsvd, tubal_rank
+from tcur.linalg.tubal_svd import tsvd, tubal_rank
 
 __all__ = [
     "CUR",

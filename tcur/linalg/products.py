@@ -52,6 +52,7 @@ from tcur.linalg.orthonormal import (
     Projection,
     interpolation_core,
     numerical_range,
+    orthonormal_columns,
     range_factor,
 )
 from tcur.linalg.pinv import check_rtol, pinv
@@ -133,35 +134,6 @@ def _gaussian(rng: np.random.Generator, shape: tuple[int, int], dtype: np.dtype)
     return rng.standard_normal(shape).astype(dtype, copy=False)
 
 
-def _orth(Y: np.ndarray) -> np.ndarray:
-    """Orthonormal basis (C order, ``Y``'s dtype) of the range of a tall ``Y`` (``m x l``), by two
-    rounds of Gram orthonormalization: ``Q <- Q V w^(-1/2)`` from ``eig(Q^H Q) = (w, V)``.
-
-    Directions with ``w <= l eps max(w)`` (singular values below about ``1e-7`` of the largest,
-    in float64) are set to zero; the second round restores orthogonality to round-off. Computed in
-    double precision; when the Gram matrix over- or underflows (entries beyond about ``1e+-240``)
-    ``Y`` is first divided by a power of two near its largest entry. Two products with the
-    ``m x l`` block per round: cheaper than a Householder QR and its Fortran-order copies.
-    """
-    Q = np.asarray(Y, dtype=np.result_type(Y.dtype, np.float64))
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        gram = Q.conj().T @ Q
-    top = float(np.max(gram.diagonal().real)) if gram.size else 0.0
-    if not (math.isfinite(top) and top > 2.0**-800):  # rare: rescale, then form it again
-        peak = float(np.max(np.abs(Q))) if Q.size else 0.0
-        if not peak > 0:
-            return np.zeros_like(Y)
-        Q = Q / binary_scale(peak)
-        gram = Q.conj().T @ Q
-    for second in (False, True):
-        w, V = np.linalg.eigh(gram)
-        keep = w > Q.shape[1] * float(np.finfo(w.dtype).eps) * w[-1]
-        Q = Q @ (V * np.where(keep, 1.0 / np.sqrt(np.where(keep, w, 1.0)), 0.0))
-        if not second:
-            gram = Q.conj().T @ Q
-    return np.ascontiguousarray(Q, dtype=Y.dtype)
-
-
 def pruned_pivots(basis: np.ndarray, count: int) -> np.ndarray:
     """:func:`tcur.linalg.pivoting.pivoted_qr_indices` of ``basis^H`` (``basis``: ``n x k``), run
     on the rows of largest norm only.
@@ -237,7 +209,7 @@ def _pivoted_selection(A: Operator, n_rows: int, n_cols: int, rule: str, seed: A
     m, n = A.shape
     size = min(max(n_rows, n_cols) + SKETCH_OVERSAMPLE, m, n)
     X = A.times(_gaussian(sketch_rng, (n, size), A.dtype))
-    cols = _outer(rule, A.adjoint_times(_orth(X)), n_cols, sample_rng)
+    cols = _outer(rule, A.adjoint_times(orthonormal_columns(X)), n_cols, sample_rng)
     (C,), _ = A.gather([cols], [])
     Q_C, T_C = range_factor(np, C)
     missing = n_rows - n_cols
@@ -257,9 +229,9 @@ def randomized_svd(
     (``2 + 2 * power_iters`` passes)."""
     (rng,) = spawn_rngs(seed, 1)
     size = min(k + SKETCH_OVERSAMPLE, min(A.shape))
-    Q = _orth(A.times(_gaussian(rng, (A.shape[1], size), A.dtype)))
+    Q = orthonormal_columns(A.times(_gaussian(rng, (A.shape[1], size), A.dtype)))
     for _ in range(power_iters):
-        Q = _orth(A.times(_orth(A.adjoint_times(Q))))
+        Q = orthonormal_columns(A.times(orthonormal_columns(A.adjoint_times(Q))))
     v, s, wh = np.linalg.svd(A.adjoint_times(Q), full_matrices=False)  # A^H Q = (Q^H A)^H
     return (Q @ wh.conj().T)[:, :k], s[:k], v[:, :k]
 

@@ -177,7 +177,7 @@ def leverage_scores(
 
     For ``A = U S V^T`` the score of row ``i`` is ``||U_k[i, :]||^2 / k`` (columns: ``V_k``).
     The scores are non-negative and sum to 1. ``svd`` is ``"auto"``, ``"exact"`` or
-    ``"randomized"`` (see :mod:`tcur.linalg.cur`); ``check_finite=False`` skips the NaN/Inf
+    ``"randomized"`` (see :mod:`tcur.linalg.matrix_cur`); ``check_finite=False`` skips the NaN/Inf
     scan of ``A``.
 
     Examples
