@@ -64,20 +64,23 @@ def decompose(
     check_choice(method, "method", METHODS)
     if is_sparse(x) or is_dask(x):
         return _matrix_only(x, rank, tol, method, check_finite, options)
-    x = as_float_array(x, "x", min_ndim=2, finite=False)
+    x = as_float_array(x, "x", min_ndim=2, finite=check_finite)  # the one NaN/Inf scan
     if method == "auto":
         method = "matrix" if x.ndim == 2 else "tproduct"
     check_rank_or_tol(rank, tol)
     if tol is not None and method in ("chidori", "fiber"):
         raise ValueError(f"tol= is supported by the matrix and tproduct methods, not {method!r}")
+    expected = {"matrix": 2, "tproduct": 3}.get(method)
+    if expected is not None and x.ndim != expected:
+        raise ValueError(
+            f"x must be {expected}-D for method={method!r}, got shape {tuple(x.shape)}"
+        )
     if method == "matrix":
-        as_float_array(x, "x", ndim=2, finite=False)
-        return cur(x, rank, tol=tol, check_finite=check_finite, **options)
+        return cur(x, rank, tol=tol, check_finite=False, **options)
     if method == "tproduct":
-        as_float_array(x, "x", ndim=3, finite=False)
-        return tcur(x, rank, tol=tol, check_finite=check_finite, **options)
+        return tcur(x, rank, tol=tol, check_finite=False, **options)
     fit = chidori_cur if method == "chidori" else fiber_cur
-    return fit(x, rank, check_finite=check_finite, **options)
+    return fit(x, rank, check_finite=False, **options)
 
 
 def _matrix_only(

@@ -89,11 +89,11 @@ def test_numpy_integers_are_accepted_like_python_ints(kind: Callable[[int], Any]
     [
         (lambda: tsvd(T3, True), TypeError, "rank must be an integer, got True"),
         (lambda: tpinv(T3, rank=np.bool_(True)), TypeError, "rank must be an integer"),  # type: ignore[arg-type]
-        (lambda: chidori_cur(TM, True), ValueError, "ranks must be an int or a sequence"),
+        (lambda: chidori_cur(TM, True), TypeError, "ranks must be an int or a sequence"),
         (lambda: fiber_cur(TM, [2, True, 2]), TypeError, r"ranks\[1\] must be an integer"),
-        (lambda: teye(True, 2), ValueError, "n must be a positive integer, got True"),
-        (lambda: teye(2, np.int64(0)), ValueError, "n3 must be a positive integer"),  # type: ignore[arg-type]
-        (lambda: teye(2.0, 2), ValueError, "n must be a positive integer, got 2.0"),  # type: ignore[arg-type]
+        (lambda: teye(True, 2), TypeError, "n must be an integer, got True"),
+        (lambda: teye(2, np.int64(0)), ValueError, "n3 must be >= 1"),  # type: ignore[arg-type]
+        (lambda: teye(2.0, 2), TypeError, "n must be an integer, got 2.0"),  # type: ignore[arg-type]
         (lambda: mode_dot(TM, np.ones((2, 6)), True), TypeError, "mode must be an integer"),
         (lambda: unfold(TM, 1.0), TypeError, "mode must be an integer, got 1.0"),  # type: ignore[arg-type]
         (lambda: leverage_scores(A, 2, axis=True), ValueError, "axis must be 0"),
@@ -330,3 +330,14 @@ def test_strategies_accept_numpy_integers(pair: tuple[Any, int]) -> None:
     assert isinstance(A_, torch.Tensor) and A_.dtype == torch.float32
     assert type(rank) is int and rank == min(2, *A_.shape)
     assert int(torch.linalg.matrix_rank(A_, rtol=1e-4)) == rank
+
+
+def test_decompose_names_its_own_argument() -> None:
+    import tcur
+
+    bad = np.ones((5, 4))
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="x must not contain NaN"):
+        tcur.decompose(bad, 2)
+    with pytest.raises(ValueError, match="x must be 2-D for method='matrix'"):
+        tcur.decompose(np.ones((3, 3, 3)), 2, method="matrix")

@@ -105,7 +105,12 @@ def _check_ranks(ranks: Any, shape: tuple[int, ...], name: str) -> list[int]:
         ranks = [ranks] * len(shape)
     if isinstance(ranks, np.ndarray) and ranks.ndim == 1:
         ranks = ranks.tolist()
-    if not isinstance(ranks, (list, tuple)) or len(ranks) != len(shape):
+    if not isinstance(ranks, (list, tuple)):
+        raise TypeError(
+            f"{name} must be an int or a sequence of {len(shape)} ints, got {ranks!r} "
+            f"({type(ranks).__name__})"
+        )
+    if len(ranks) != len(shape):
         raise ValueError(
             f"{name} must be an int or a sequence of {len(shape)} ints (one per mode of a tensor "
             f"of shape {shape}), got {ranks!r}"

@@ -18,6 +18,7 @@ input take the FFT.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,6 @@ from tcur._backend import (
     check_rank,
     eps,
     is_complex,
-    is_integer,
     is_torch,
     namespace,
     to_numpy,
@@ -232,10 +232,7 @@ def teye(n: int, n3: int, *, like: Array | None = None, dtype: Any = None) -> Ar
     array([[1., 0.],
            [0., 1.]])
     """
-    for value, name in ((n, "n"), (n3, "n3")):
-        if not is_integer(value) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    n, n3 = int(n), int(n3)
+    n, n3 = check_rank(n, "n", sys.maxsize), check_rank(n3, "n3", sys.maxsize)
     if like is None:
         out = np.zeros((n, n, n3), dtype=dtype or np.float64)
         out[:, :, 0] = np.eye(n, dtype=out.dtype)
