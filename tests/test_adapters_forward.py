@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from tcur.adapters.forward import (
     GroupDims,
-    choose_strategy,
     delta_from_operands,
     factored_cost,
     factored_operands,
@@ -20,6 +19,7 @@ from tcur.adapters.forward import (
     left_factor_share,
     materialized_cost,
 )
+from tcur.adapters.strategies import choose_strategy
 from tcur.linalg import tprod
 
 sizes = st.integers(1, 7)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from adapter_models import tiny_encoder
 
-from tcur.adapters import TCURGroups, TCURLoRAConfig, adapter_groups, apply, unload
+from tcur.adapters import TCURGroups, TCURLoRAConfig, adapter_groups, apply, plan, unload
+from tcur.adapters import model as model_module
 
 CONFIG = TCURLoRAConfig(["query", "value", "up"], rank=2, modules_to_save=["classifier"])
 
@@ -60,3 +62,42 @@ def test_sequential_root_and_unload() -> None:
     unload(net)
     assert len(net) == 3 and not hasattr(net, "tcur_groups")
     assert torch.equal(net(x), before)
+
+
+def test_the_container_owns_the_pass_counter_and_the_hooks() -> None:
+    """One pass counter per container, shared by its groups; its hooks go with ``unload``."""
+    model = _adapted()
+    container = model.tcur_groups
+    assert all(group.passes is container.passes for group in adapter_groups(model))
+    assert len(model._forward_pre_hooks) == 1 and len(model._load_state_dict_pre_hooks) == 1
+    before = container.passes.value
+    model(torch.randn(2, 3, 12))
+    assert container.passes.value == before + 1
+    clone = copy.deepcopy(model)  # the copy counts its own passes
+    clone(torch.randn(2, 3, 12))
+    assert clone.tcur_groups.passes.value == before + 2 and container.passes.value == before + 1
+    assert all(g.passes is clone.tcur_groups.passes for g in adapter_groups(clone))
+    unload(model)
+    assert not model._forward_pre_hooks and not model._load_state_dict_pre_hooks
+
+
+def test_work_before_the_model_changes_runs_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per ``apply``: one stack of weights per group, one sharding check, one match of
+    ``modules_to_save`` (issue 18: the stacks were built twice, the checks ran twice)."""
+    calls: dict[str, int] = {}
+
+    def counted(module: object, name: str) -> None:
+        original = getattr(module, name)
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            calls[name] = calls.get(name, 0) + 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    counted(plan, "stacked_weights")
+    counted(plan, "match_modules")
+    counted(model_module, "check_not_sharded")
+    model = apply(tiny_encoder(seed=0), CONFIG)
+    assert calls == {"stacked_weights": 3, "match_modules": 1, "check_not_sharded": 1}
+    assert len(adapter_groups(model)) == 3

@@ -17,6 +17,7 @@ from adapter_models import tiny_encoder
 from torch import nn
 
 from tcur.adapters import TCURLoRAConfig, adapter_groups, apply, load, save
+from tcur.adapters import plan as plan_module
 
 peft = pytest.importorskip("peft")
 from peft import PeftModel, get_peft_model  # noqa: E402
@@ -231,3 +232,31 @@ def test_torch_compile_does_not_recompile(host: str) -> None:
     assert counts[0] >= 1 and counts[1] == counts[2] == counts[0]
     assert counts[4] == counts[5] == counts[3]
     assert all(g.dU.grad is not None for g in adapter_groups(model))
+
+
+def test_peft_containers_own_their_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each adapter's groups: one stack per group, one counter, hooks removed with the adapter."""
+    stacks = [0]
+    original = plan_module.stacked_weights
+
+    def counted(*args: Any) -> Any:
+        stacks[0] += 1
+        return original(*args)
+
+    monkeypatch.setattr(plan_module, "stacked_weights", counted)
+    model = _peft(tiny_encoder())
+    assert stacks[0] == 2  # query and value: two groups, each stacked once
+    base = model.base_model.model
+    tuner = model.base_model
+    model.add_adapter("other", TCURLoRAPeftConfig(target_modules=["query"], rank=2))
+    assert len(base._forward_pre_hooks) == 2 and len(tuner._load_state_dict_pre_hooks) == 2
+    containers = dict(tuner.tcurlora_groups.items())
+    for container in containers.values():
+        assert all(g.passes is container.passes for g in container.values())
+    before = containers["default"].passes.value
+    model(torch.randn(2, 5, 12))
+    assert containers["default"].passes.value == before + 1
+    model.delete_adapter("other")
+    assert len(base._forward_pre_hooks) == 1 and len(tuner._load_state_dict_pre_hooks) == 1
+    plain = model.unload()
+    assert not plain._forward_pre_hooks and not tuner._load_state_dict_pre_hooks

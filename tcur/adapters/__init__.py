@@ -4,9 +4,12 @@ PEFT habits: a config dataclass, target modules by name or regex, ``modules_to_s
 the trainable parameters, merge/unmerge/unload, and save/load of the adapter weights only.
 
 One concept per module: ``config`` (the two configs and the scaling rule), ``targets`` (finding,
-splitting and grouping target weights), ``plan`` (row/column selection, frozen ``C``/``R``),
-``forward`` (factored and materialized updates, the cost model of ``forward="auto"``), ``layers``
-(the modules), ``model`` (apply, merge, unmerge, unload, counts), ``io`` (save/load), ``wrapper``
+splitting and grouping target weights), ``plan`` (the checks before a model is changed, row/column
+selection, frozen ``C``/``R``), ``forward`` (the update's algebra and the cost model),
+``merged_linear`` (the materialized forward's autograd function and ``W +- Delta``), ``groups``
+(the shared groups, their per-pass cache and their owner), ``strategies`` (the forward strategies
+as objects: cost and forward), ``layers`` (the native modules and what both hosts' layers share),
+``model`` (apply, merge, unmerge, unload, counts), ``io`` (save/load), ``wrapper``
 (the seed's :class:`TCURLoRAModel`) and ``training`` (plain-torch training/evaluation loops).
 ``peft`` (tCURLoRA and CURLoRA as PEFT methods) is imported only on request: ``import
 tcur.adapters`` never imports PEFT.
@@ -20,8 +23,9 @@ trainable params: 32 || all params: 576 || trainable%: 5.5556
 """
 
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
+from tcur.adapters.groups import TCURGroup, TCURGroups
 from tcur.adapters.io import load, save
-from tcur.adapters.layers import TCURGroup, TCURGroups, TCURLayer
+from tcur.adapters.layers import TCURLayer
 from tcur.adapters.model import (
     adapter_groups,
     adapter_layers,

@@ -16,9 +16,10 @@ rank-``r`` products per token, about twice as much, so the time-domain form is u
 forms layer ``k``'s own slice ``Delta_k = B_k @ A`` and runs the base layer with ``W_k + Delta_k``
 (summed in the compute dtype). In both strategies a forward pass builds ``A`` and ``G`` once for
 the whole group and every layer of the group reuses them; no strategy ever holds all of
-``Delta``. ``"auto"`` compares the costs below for the layer's token count ``T``, in
-multiply-adds; ``b = 3`` when gradients are being recorded (a backward pass costs about two
-forward passes), else ``b = 1``; ``F = n3 // 2 + 1``; ``g = 4 * F * d_out * c * r / n3`` is the
+``Delta``. The strategies themselves, objects with these costs and their forward, are in
+:mod:`tcur.adapters.strategies`. ``"auto"`` compares the costs below for the layer's token count
+``T``, in multiply-adds; ``b = 3`` when gradients are being recorded (a backward pass costs about
+two forward passes), else ``b = 1``; ``F = n3 // 2 + 1``; ``g = 4 * F * d_out * c * r / n3`` is the
 layer's share of building ``G`` (``F`` complex products of ``d_out x c`` by ``c x r``, shared by
 the group's ``n3`` layers):
 
@@ -43,7 +44,6 @@ out. In inference materialising wins once ``T`` exceeds about ``d_out * d_in / (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -106,25 +106,6 @@ def materialized_cost(
     rebuilt = b + 1 if grad else b  # merged_linear forms B_k @ A again in backward
     merge = elementwise_cost * weight * (2 if grad else 1)
     return float(rebuilt * product + b * share + merge + (tokens * weight if grad else 0))
-
-
-def choose_strategy(dims: Sequence[GroupDims], tokens: int, grad: bool, dropout: bool) -> str:
-    """``"factored"`` or ``"materialized"``, whichever the cost model rates cheaper.
-
-    ``dims`` lists the groups whose slices one layer uses (several for a split fused layer).
-
-    Examples
-    --------
-    >>> from tcur.adapters.forward import GroupDims, choose_strategy
-    >>> dims = [GroupDims(d_out=384, d_in=384, n_cols=16, n_rows=16, n3=6)]
-    >>> choose_strategy(dims, tokens=16, grad=False, dropout=False)
-    'factored'
-    >>> choose_strategy(dims, tokens=4096, grad=False, dropout=False)
-    'materialized'
-    """
-    factored = sum(factored_cost(d, tokens, grad) for d in dims)
-    materialized = sum(materialized_cost(d, tokens, grad, dropout) for d in dims)
-    return "materialized" if materialized < factored else "factored"
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:

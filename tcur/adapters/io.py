@@ -36,7 +36,7 @@ import math
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +55,10 @@ from tcur.adapters.fingerprint import (
     incomparable,
     weight_digest,
 )
-from tcur.adapters.layers import TCURGroup
+from tcur.adapters.groups import TCURGroup
 from tcur.adapters.model import (
     adapter_config,
     adapter_groups,
-    check_modules_to_save,
-    check_not_sharded,
     full_tensor,
     inject,
     is_adapted,
@@ -70,8 +68,10 @@ from tcur.adapters.plan import (
     GroupSpec,
     build_group,
     check_coverage,
+    check_not_sharded,
     config_targets,
     counts,
+    match_modules_to_save,
     spec_from_record,
 )
 from tcur.adapters.targets import TargetSlice, match_modules
@@ -139,7 +139,9 @@ def _adapter_tensors(model: nn.Module, config: AdapterConfig) -> dict[str, torch
     tensors: dict[str, torch.Tensor] = {
         f"groups.{i}.dU": g.dU for i, g in enumerate(adapter_groups(model))
     }
-    tensors.update(_modules_to_save(model, config))
+    if config.modules_to_save is not None:
+        matched = match_modules(model, config.modules_to_save, "modules_to_save")
+        tensors.update(_modules_to_save(matched))
     return {k: full_tensor(v.detach()).to("cpu").contiguous() for k, v in tensors.items()}
 
 
@@ -178,14 +180,12 @@ def _group_record(group: TCURGroup) -> dict[str, Any]:
 
 
 def _modules_to_save(
-    model: nn.Module, config: AdapterConfig, buffers: bool = True
+    modules: Sequence[tuple[str, nn.Module]], buffers: bool = True
 ) -> dict[str, torch.Tensor]:
     """``modules_to_save.<module>.<name>`` -> tensor: every parameter and, with ``buffers``,
-    every persistent buffer (BatchNorm's running statistics) of the ``modules_to_save``."""
-    if config.modules_to_save is None:
-        return {}
+    every persistent buffer (BatchNorm's running statistics) of the matched ``modules``."""
     tensors: dict[str, torch.Tensor] = {}
-    for name, module in match_modules(model, config.modules_to_save, "modules_to_save"):
+    for name, module in modules:
         for pname, parameter in module.named_parameters():
             tensors[f"modules_to_save.{name}.{pname}"] = parameter
         if buffers:
@@ -480,14 +480,14 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
     )
     slices = {s.label: s for s in config_targets(model, config)}
     check_coverage(meta["groups"], slices)
-    check_modules_to_save(model, config.modules_to_save, list(slices.values()))
+    matched = match_modules_to_save(model, config.modules_to_save, list(slices.values()))
     specs = [_spec_from_record(i, r, slices, config) for i, r in enumerate(meta["groups"])]
     weights_path = directory / WEIGHTS_FILE
     tensors = _parse_tensors(
         _read_verified(directory, WEIGHTS_FILE, manifest[WEIGHTS_FILE]), weights_path
     )
     buffers = meta.get("modules_to_save_buffers") is True  # files written before: parameters
-    saved_modules = _modules_to_save(model, config, buffers)
+    saved_modules = _modules_to_save(matched, buffers)
     expected: dict[str, torch.Tensor] = {
         f"groups.{i}.dU": torch.empty(
             len(spec.cols), len(spec.rows), len(spec.slices), device="meta"
@@ -503,7 +503,7 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
     with torch.no_grad():
         for i, (group, _) in enumerate(built):
             group.dU.copy_(tensors[f"groups.{i}.dU"])
-    inject(model, config, built)
+    inject(model, config, built, matched)
     with torch.no_grad():
         for key, tensor in saved_modules.items():
             tensor.copy_(tensors[key])

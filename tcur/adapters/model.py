@@ -3,36 +3,40 @@
 :func:`apply` changes the model in place (and returns it): every parameter is frozen, each target
 layer is replaced by a :class:`~tcur.adapters.layers.TCURLayer` that keeps the original as
 ``base_layer``, and only the groups' ``dU`` and the ``modules_to_save`` are trainable. The groups
-are owned by one :class:`~tcur.adapters.layers.TCURGroups` container registered on the root as
-``model.tcur_groups`` (see :mod:`tcur.adapters.layers`), so that FSDP2's per-block sharding never
+are owned by one :class:`~tcur.adapters.groups.TCURGroups` container registered on the root as
+``model.tcur_groups`` (see :mod:`tcur.adapters.groups`), so that FSDP2's per-block sharding never
 splits a group. Row/column selection needs whole weights: apply before sharding (``fully_shard``)
 or wrapping; :func:`apply` refuses sharded (``DTensor``) parameters. Unlike
 PEFT, ``modules_to_save`` are trained in place (no copy is kept), so :func:`unload` leaves them
-trained. A forward pre-hook on the model starts every forward pass with fresh per-pass operands.
+trained. A forward pre-hook on the model (installed by the container) starts every forward pass
+with fresh per-pass operands.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
+from tcur.adapters.groups import TCURGroup, TCURGroups
 from tcur.adapters.layers import (
     AdapterLayer,
-    PassCounter,
     TCURAttention,
-    TCURGroup,
-    TCURGroups,
     TCURLayer,
-    check_identity,
     guard_fast_paths,
     release_fast_paths,
-    site_owner,
 )
-from tcur.adapters.plan import AdapterConfig, GroupSpec, build_group, plan
-from tcur.adapters.targets import TargetSlice, match_modules
+from tcur.adapters.plan import (
+    AdapterConfig,
+    GroupSpec,
+    build_groups,
+    check_not_sharded,
+    check_tied_targets,
+    match_modules_to_save,
+    target_groups,
+)
+from tcur.adapters.targets import site_owner
 
 CONFIG_ATTR = "tcur_adapter_config"
 GROUPS_ATTR = "tcur_groups"
@@ -70,92 +74,17 @@ def apply(model: nn.Module, config: AdapterConfig) -> nn.Module:
     if is_adapted(model):
         raise ValueError("model already has tcur adapters; call tcur.adapters.unload(model) first")
     check_not_sharded(model)
-    specs = plan(model, config)  # finds and checks every target and count; changes nothing
-    check_tied_targets(specs)
-    check_modules_to_save(model, config.modules_to_save, [s for sp in specs for s in sp.slices])
-    built = [(build_group(spec, config), spec) for spec in specs]
-    inject(model, config, built)
+    groups = target_groups(model, config)  # finds and checks every target; changes nothing
+    slices = [s for members in groups.values() for s in members]
+    check_tied_targets(slices)
+    saved = match_modules_to_save(model, config.modules_to_save, slices)
+    inject(model, config, build_groups(groups, config), saved)
     return model
-
-
-def check_tied_targets(specs: Sequence[GroupSpec]) -> None:
-    """``ValueError`` naming both modules if two targets share one weight Parameter.
-
-    Merging would add both updates into the one shared weight, so such a pair is refused when
-    the adapters are applied (adapt one of the two).
-    """
-    owners: dict[int, str] = {}
-    for spec in specs:
-        for target in spec.slices:
-            label = target.weight_label
-            first = owners.setdefault(id(target.parameter()), label)
-            if first != label:
-                raise ValueError(
-                    f"target modules {first!r} and {label!r} share one weight Parameter "
-                    "(tied weights): merging would add both updates to it; target only one"
-                )
-
-
-def check_modules_to_save(
-    model: nn.Module,
-    modules_to_save: str | Sequence[str] | None,
-    slices: Sequence[TargetSlice],
-    *,
-    must_match: bool = True,
-) -> None:
-    """``ValueError`` if a ``modules_to_save`` module is, contains or lies inside a target.
-
-    A module is either adapted (its weights frozen) or trained in full and saved with the
-    adapter, not both. Checked before anything is changed. ``must_match=False`` skips entries
-    that match no module (PEFT, which adds entries of its own, reports those itself).
-    """
-    if modules_to_save is None:
-        return
-    targets: dict[int, str] = {}
-    for s in slices:
-        targets.setdefault(id(s.module), s.weight_label)
-        if s.host is not None:
-            targets.setdefault(id(model.get_submodule(s.host)), s.weight_label)
-    patterns = [modules_to_save] if isinstance(modules_to_save, str) else list(modules_to_save)
-    for pattern in patterns:
-        try:
-            matched = match_modules(model, [pattern], "modules_to_save")
-        except ValueError:
-            if must_match:
-                raise
-            continue
-        for name, module in matched:
-            for sub_name, sub in module.named_modules():
-                if id(sub) in targets:
-                    relation = "is" if not sub_name else "contains"
-                    raise ValueError(
-                        f"modules_to_save entry {name!r} {relation} the target "
-                        f"{targets[id(sub)]!r} of target_modules: a module is either adapted or "
-                        "trained in full and saved, not both; remove it from one of the two lists"
-                    )
 
 
 def is_adapted(model: nn.Module) -> bool:
     """True if :func:`apply` (or ``load``) added adapters to ``model``."""
     return hasattr(model, CONFIG_ATTR)
-
-
-def check_not_sharded(model: nn.Module) -> None:
-    """``ValueError`` if a parameter of ``model`` is a sharded ``DTensor`` (FSDP2, tensor parallel).
-
-    Selecting rows and columns reads whole weights, so adapters go in before ``fully_shard``.
-    """
-    if not torch.distributed.is_available():
-        return
-    from torch.distributed.tensor import DTensor
-
-    for name, parameter in model.named_parameters():
-        if isinstance(parameter, DTensor):
-            raise ValueError(
-                f"parameter {name!r} is a sharded DTensor (placements {parameter.placements}); "
-                "row/column selection needs whole weights: call tcur.adapters.apply (or load) "
-                "before fully_shard / distribute_tensor"
-            )
 
 
 def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
@@ -187,15 +116,20 @@ def adapter_config(model: nn.Module) -> AdapterConfig:
 
 
 def inject(
-    model: nn.Module, config: AdapterConfig, built: Sequence[tuple[TCURGroup, GroupSpec]]
+    model: nn.Module,
+    config: AdapterConfig,
+    built: Sequence[tuple[TCURGroup, GroupSpec]],
+    modules_to_save: Sequence[tuple[str, nn.Module]] = (),
 ) -> None:
     """Freeze ``model``, wrap the target layers with the built groups and set up training flags.
 
-    The groups are registered, in the order of ``built``, in a
-    :class:`~tcur.adapters.layers.TCURGroups` on the root (``model.tcur_groups``). A target
-    reachable under several names is replaced under all of them by one layer.
+    The caller has checked everything (:mod:`tcur.adapters.plan`: not sharded, targets,
+    ``modules_to_save`` matched into ``modules_to_save``, which train). The groups are registered,
+    in the order of ``built``, in a :class:`~tcur.adapters.groups.TCURGroups` on the root
+    (``model.tcur_groups``), which attaches its hooks to the model
+    (:meth:`~tcur.adapters.groups.TCURGroups.attach`). A target reachable under several names is
+    replaced under all of them by one layer.
     """
-    check_not_sharded(model)
     if hasattr(model, GROUPS_ATTR):
         raise ValueError(f"model already has an attribute {GROUPS_ATTR!r}; cannot add adapters")
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
@@ -212,28 +146,14 @@ def inject(
             for _, group, k in sorted(parts, key=lambda item: item[0]):
                 layer.add_part(group, k, site)
         _replace(model, name, layer)
-    model.add_module(GROUPS_ATTR, TCURGroups({str(i): group for i, (group, _) in enumerate(built)}))
-    if config.modules_to_save is not None:
-        for _, module in match_modules(model, config.modules_to_save, "modules_to_save"):
-            module.requires_grad_(True)
-    passes = PassCounter()
-    for group, _ in built:
-        group.passes = passes
-    hook = model.register_forward_pre_hook(_start_pass)
-    identity = model.register_load_state_dict_pre_hook(_check_state_dict)
+    container = TCURGroups({str(i): group for i, (group, _) in enumerate(built)})
+    model.add_module(GROUPS_ATTR, container)
+    for _, module in modules_to_save:
+        module.requires_grad_(True)
+    container.attach(model, model, GROUPS_ATTR)
     fast_paths = guard_fast_paths(model, lambda m: isinstance(m, AdapterLayer))
     setattr(model, CONFIG_ATTR, config)
-    setattr(
-        model,
-        _STATE_ATTR,
-        {
-            "requires_grad": flags,
-            "hook": hook,
-            "identity": identity,
-            "passes": passes,
-            "fast_paths": fast_paths,
-        },
-    )
+    setattr(model, _STATE_ATTR, {"requires_grad": flags, "fast_paths": fast_paths})
 
 
 def _sites_by_host(
@@ -259,16 +179,6 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     ]
     for parent, key in slots:
         setattr(parent, key, new)
-
-
-def _check_state_dict(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
-    """``load_state_dict`` pre-hook: refuse a state_dict of differently built groups up front."""
-    for name, group in getattr(module, GROUPS_ATTR).items():
-        check_identity(group, state_dict, f"{prefix}{GROUPS_ATTR}.{name}.")
-
-
-def _start_pass(module: nn.Module, args: Any) -> None:
-    getattr(module, _STATE_ATTR)["passes"].start(module)
 
 
 def adapter_layers(model: nn.Module) -> list[tuple[str, AdapterLayer]]:
@@ -432,11 +342,12 @@ def unload(model: nn.Module, *, merge: bool = False) -> nn.Module:
             unmerge(model)
     for name, layer in adapter_layers(model):
         _replace(model, name, layer.base_layer)
+    container = getattr(model, GROUPS_ATTR)
+    if isinstance(container, TCURGroups):
+        container.detach()
     delattr(model, GROUPS_ATTR)
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(state["requires_grad"].get(name, True))
-    state["hook"].remove()
-    state["identity"].remove()
     release_fast_paths(state["fast_paths"])
     delattr(model, _STATE_ATTR)
     delattr(model, CONFIG_ATTR)

@@ -3,8 +3,8 @@
 Importing this module (never done by ``import tcur.adapters``) registers two PEFT types,
 ``"TCURLORA"`` and ``"CURLORA"``. :func:`peft.get_peft_model` then returns an ordinary
 ``PeftModel`` whose target layers are :class:`TCURPeftLayer` (``Linear``/``Conv1D``; the
-native layer's forward, :func:`tcur.adapters.layers.linear_forward`, so the same strategies,
-outputs and saved-for-backward memory) and :class:`TCURPeftAttention`
+native layer's strategies, :mod:`tcur.adapters.strategies`, so the same outputs and
+saved-for-backward memory) and :class:`TCURPeftAttention`
 (``nn.MultiheadAttention``, run with the adapted weights substituted) and whose groups'
 ``C``, ``R``, ``dU`` live in one container on the tuner, the root
 of the ``PeftModel`` (``base_model.tcurlora_groups.<adapter>.<i>``; CURLoRA: ``curlora_groups``),
@@ -50,37 +50,34 @@ from peft.mapping import (
 )
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_adapters_to_merge
 from torch import nn
-from torch.nn import functional as F
 
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
+from tcur.adapters.groups import Parts, TCURGroup, TCURGroups, parts_delta
 from tcur.adapters.layers import (
     AttentionAttributes,
-    Parts,
-    PassCounter,
-    TCURGroup,
-    TCURGroups,
-    check_identity,
+    LinearFeatures,
+    Sites,
+    adapted_weights,
+    add_into,
     guard_fast_paths,
-    linear_forward,
-    linear_strategy,
-    parts_delta,
-    parts_update,
     release_fast_paths,
-    site_tensor,
     substituted_forward,
+    weight_copies,
 )
-from tcur.adapters.merged_linear import add_update
-from tcur.adapters.model import check_modules_to_save, check_not_sharded
 from tcur.adapters.plan import (
     AdapterConfig,
     GroupSpec,
     build_group,
+    build_groups,
     check_coverage,
+    check_not_sharded,
     config_targets,
-    plan,
+    match_modules_to_save,
     spec_from_record,
+    target_groups,
 )
-from tcur.adapters.targets import is_conv1d
+from tcur.adapters.strategies import Strategy, resolve_strategy
+from tcur.adapters.targets import site_tensor, site_transposed
 
 if Version(peft.__version__) < Version("0.21"):
     raise ImportError(
@@ -202,10 +199,6 @@ class CURLoRAPeftConfig(_CURPeftFields):
     peft_kind = TCURPeftType.CURLORA
 
 
-Sites = dict[str, Parts]
-"""``weight site -> parts`` of one adapter in one layer (as in ``AdapterLayer.sites``)."""
-
-
 class TCURPeftBase(nn.Module, BaseTunerLayer):
     """What both PEFT tuner layers share: per-adapter sites, dropout, strategy, merge/unmerge.
 
@@ -306,9 +299,6 @@ class TCURPeftBase(nn.Module, BaseTunerLayer):
     def _active(self) -> list[str]:
         return [name for name in self.active_adapters if name in self.tcur_sites]
 
-    def _transposed(self, site: str) -> bool:
-        return site == "weight" and is_conv1d(self.base_layer)
-
     def site_delta(self, adapter_name: str, site: str, *, fresh: bool = False) -> torch.Tensor:
         """The ``(out, in)`` update of ``adapter_name`` for the weight at ``site``."""
         return parts_delta(self.tcur_sites[adapter_name][site], fresh=fresh)
@@ -337,11 +327,10 @@ class TCURPeftBase(nn.Module, BaseTunerLayer):
                     )
         for name, updates in deltas.items():
             if self._tcur_originals is None and self.tcur_exact_unmerge[name]:
-                copies = {s: site_tensor(self.base_layer, s).detach().clone() for s in updates}
+                copies = weight_copies(self.base_layer, list(updates))
                 self._tcur_originals = (len(self.merged_adapters), copies)
             for site, delta in updates.items():
-                weight = site_tensor(self.base_layer, site)
-                weight.copy_(add_update(weight, delta, self._transposed(site)))
+                add_into(self.base_layer, site, delta)
             self.merged_adapters.append(name)
 
     @torch.no_grad()
@@ -357,17 +346,17 @@ class TCURPeftBase(nn.Module, BaseTunerLayer):
                 self._tcur_originals = None
                 continue
             for site, delta in self._deltas(name).items():
-                weight = site_tensor(self.base_layer, site)
-                weight.copy_(add_update(weight, delta, self._transposed(site), sign=-1.0))
+                add_into(self.base_layer, site, delta, sign=-1.0)
 
 
-class TCURPeftLayer(TCURPeftBase):
+class TCURPeftLayer(LinearFeatures, TCURPeftBase):
     """A PEFT tuner layer around an ``nn.Linear``/``Conv1D``: base output plus each active adapter.
 
-    One active adapter runs through the same forward as the native
-    :class:`~tcur.adapters.TCURLayer` (:func:`~tcur.adapters.layers.linear_forward`; the
-    materialized strategy keeps no weight-sized tensor for the backward pass); further active
-    adapters add their updates to that output.
+    PEFT's bookkeeping (disabled, merged, active adapters) around the native layer's strategies
+    (:mod:`tcur.adapters.strategies`): the first active adapter runs its strategy's forward, as
+    the native :class:`~tcur.adapters.TCURLayer` does (the materialized strategy keeps no
+    weight-sized tensor for the backward pass); further active adapters add their strategies'
+    updates to that output.
 
     Examples
     --------
@@ -386,22 +375,10 @@ class TCURPeftLayer(TCURPeftBase):
     ('TCURPeftLayer', 6, 4)
     """
 
-    @property
-    def in_features(self) -> int:
-        """Input size of the base layer (as ``nn.Linear.in_features``)."""
-        weight = site_tensor(self.base_layer, "weight")
-        return int(weight.shape[0 if self._transposed("weight") else 1])
-
-    @property
-    def out_features(self) -> int:
-        """Output size of the base layer (as ``nn.Linear.out_features``)."""
-        weight = site_tensor(self.base_layer, "weight")
-        return int(weight.shape[1 if self._transposed("weight") else 0])
-
-    def _strategy(self, name: str, x: torch.Tensor) -> str:
+    def _strategy(self, name: str, x: torch.Tensor) -> Strategy:
         parts = self.tcur_sites[name]["weight"]
         dropout = self.tcur_dropout[name]
-        return linear_strategy(self.tcur_strategy[name], parts, x, self.training, dropout)
+        return resolve_strategy(self.tcur_strategy[name], parts, x, self.training, dropout)
 
     def delta(self, adapter_name: str, *, fresh: bool = False) -> torch.Tensor:
         """The ``(out, in)`` update of ``adapter_name`` (compute dtype)."""
@@ -410,16 +387,8 @@ class TCURPeftLayer(TCURPeftBase):
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         """The update in the base weight's own layout and dtype (PEFT's name)."""
         delta = self.delta(adapter_name, fresh=True)
-        native = delta.T if self._transposed("weight") else delta
+        native = delta.T if site_transposed(self.base_layer, "weight") else delta
         return native.to(site_tensor(self.base_layer, "weight").dtype)
-
-    def _update(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        h = self.tcur_dropout[name](x)
-        parts = self.tcur_sites[name]["weight"]
-        if self._strategy(name, x) == "materialized":
-            delta = parts_delta(parts)
-            return F.linear(h.to(delta.dtype), delta)
-        return parts_update(parts, h)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         _refuse_adapter_names(kwargs)
@@ -428,28 +397,21 @@ class TCURPeftLayer(TCURPeftBase):
                 self.unmerge()
             return self.base_layer(x, *args, **kwargs)
         active = self._active()
-        if self.merged or not active or args or kwargs:
-            out = self.base_layer(x, *args, **kwargs)
-            if self.merged or not active:
-                return out
-            first: list[str] = []
+        if self.merged or not active:
+            return self.base_layer(x, *args, **kwargs)
+        if args or kwargs:  # the base layer takes more than x: every update is added to it
+            out, rest = self.base_layer(x, *args, **kwargs), active
         else:
-            name = active[0]
-            out = linear_forward(
-                self.base_layer,
-                self.tcur_sites[name]["weight"],
-                x,
-                self._strategy(name, x),
-                self.tcur_dropout[name],
-                self.training,
-            )
-            first = [name]
-        rest = [name for name in active if name not in first]
+            first, rest = active[0], active[1:]
+            parts, dropout = self.tcur_sites[first]["weight"], self.tcur_dropout[first]
+            strategy = self._strategy(first, x)
+            out = strategy.forward(self.base_layer, parts, x, dropout, self.training)
         if not rest:
             return out
         total = out.to(torch.promote_types(out.dtype, torch.float32))
         for name in rest:
-            total = total + self._update(name, x)
+            h = self.tcur_dropout[name](x)
+            total = total + self._strategy(name, x).update(self.tcur_sites[name]["weight"], h)
         return total.to(out.dtype)
 
 
@@ -471,13 +433,7 @@ class TCURPeftAttention(AttentionAttributes, TCURPeftBase):
         active = self._active()
         if self.merged or not active:
             return self.base_layer(*args, **kwargs)
-        weights = {}
-        for site in {s for name in active for s in self.tcur_sites[name]}:
-            deltas = [
-                self.site_delta(name, site) for name in active if site in self.tcur_sites[name]
-            ]
-            total = deltas[0] if len(deltas) == 1 else torch.stack(deltas).sum(dim=0)
-            weights[site] = add_update(site_tensor(self.base_layer, site), total)
+        weights = adapted_weights(self.base_layer, [self.tcur_sites[name] for name in active])
         return substituted_forward(self.base_layer, weights, args, kwargs)
 
     def unload_and_optionally_merge_module(
@@ -555,20 +511,8 @@ class TCURTuner(BaseTuner):
     ) -> None:
         self._planned: dict[str, dict[str, list[tuple[str, int, TCURGroup, int]]]] = {}
         self._injecting: str | None = None
-        self._passes = PassCounter()
         self._fast_paths: list[Any] = []
         super().__init__(model, config, adapter_name, low_cpu_mem_usage, state_dict)
-        self._pass_hook = model.register_forward_pre_hook(self._start_pass)
-        self.register_load_state_dict_pre_hook(self._check_state_dict)
-
-    def _check_state_dict(self, module: nn.Module, state_dict: Any, prefix: str, *_: Any) -> None:
-        """Refuse saved groups built on other base weights, indices, scale or config."""
-        for adapter, container in self.groups.items():
-            for i, group in container.named_children():
-                check_identity(group, state_dict, f"{prefix}{self.groups_attr}.{adapter}.{i}.")
-
-    def _start_pass(self, module: nn.Module, args: Any) -> None:
-        self._passes.start(module)
 
     @property
     def groups(self) -> nn.ModuleDict:
@@ -579,28 +523,40 @@ class TCURTuner(BaseTuner):
         assert isinstance(container, nn.ModuleDict)
         return container
 
+    def _container(self, adapter_name: str) -> TCURGroups:
+        container = self.groups[adapter_name]
+        assert isinstance(container, TCURGroups)
+        return container
+
     def _plan(self, model: nn.Module, config: _CURPeftFields, adapter_name: str) -> None:
-        """Select (or rebuild from ``config.groups``) the groups and register them."""
+        """Select (or rebuild from ``config.groups``) the groups and register them.
+
+        The checks and the build of :mod:`tcur.adapters.plan`, once per adapter, as
+        ``tcur.adapters.apply`` runs them (PEFT matches ``modules_to_save`` itself; here they are
+        only checked against the targets).
+        """
         tcur = config.tcur_config()
         check_not_sharded(model)
         with _base_layers_in_place(model):
+            built: list[tuple[TCURGroup, GroupSpec]]
             if config.groups is None:
-                specs = plan(model, tcur)
-                built = [(build_group(spec, tcur), spec) for spec in specs]
+                groups = target_groups(model, tcur)
+                targets = [t for members in groups.values() for t in members]
+                match_modules_to_save(model, config.modules_to_save, targets, must_match=False)
+                built = build_groups(groups, tcur)
             else:
                 specs = _specs_from_records(model, tcur, config.groups)
+                targets = [t for spec in specs for t in spec.slices]
+                match_modules_to_save(model, config.modules_to_save, targets, must_match=False)
                 scales = [float(r["scale"]) for r in config.groups]
                 built = [
                     (build_group(spec, tcur, scale=s), spec)
                     for spec, s in zip(specs, scales, strict=True)
                 ]
-            targets = [t for spec in specs for t in spec.slices]
-            check_modules_to_save(model, config.modules_to_save, targets, must_match=False)
         planned: dict[str, list[tuple[str, int, TCURGroup, int]]] = {}
         for group, spec in built:
             for name in ("C", "R"):  # rebuilt from the base weights, never saved
                 group.register_buffer(name, getattr(group, name), persistent=False)
-            group.passes = self._passes
             for k, target in enumerate(spec.slices):
                 entry = (target.site, target.part, group, k)
                 planned.setdefault(target.host_name, []).append(entry)
@@ -640,6 +596,7 @@ class TCURTuner(BaseTuner):
         finally:
             self._injecting = None
             self._planned.pop(adapter_name, None)
+        self._container(adapter_name).attach(model, self, f"{self.groups_attr}.{adapter_name}")
         release_fast_paths(self._fast_paths)
         self._fast_paths = guard_fast_paths(model, lambda m: isinstance(m, TCURPeftBase))
 
@@ -739,6 +696,7 @@ class TCURTuner(BaseTuner):
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove ``adapter_name`` from every layer and drop its groups."""
         super().delete_adapter(adapter_name)
+        self._container(adapter_name).detach()
         del self.groups[adapter_name]
 
     def _cast_adapter_dtype(self, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
@@ -770,7 +728,8 @@ class TCURTuner(BaseTuner):
                 if layer.merged:
                     layer.unmerge()
         model = super()._unload_and_optionally_merge(merge, progressbar, safe_merge, adapter_names)
-        self._pass_hook.remove()
+        for name in list(self.groups):
+            self._container(name).detach()
         release_fast_paths(self._fast_paths)
         self._fast_paths = []
         self.groups.clear()

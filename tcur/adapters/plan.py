@@ -1,9 +1,13 @@
 """From a config to adapter groups: targets, grouping, row/column selection, frozen C and R.
 
-:func:`plan` decides the groups and selects their indices (the only random step, seeded by
-``config.seed + group index``); :func:`build_group` turns a :class:`GroupSpec` into a
-:class:`~tcur.adapters.layers.TCURGroup` without touching the model. ``load`` builds the same specs
-from the saved indices instead of selecting again.
+Everything here runs before a host changes the model, once per ``apply`` / ``get_peft_model`` /
+``load``: :func:`check_not_sharded`, :func:`target_groups` (targets found and checked, then
+grouped), :func:`check_tied_targets`, :func:`match_modules_to_save` (matched once, checked against
+the targets, handed to the host) and :func:`build_groups`, which stacks each group's weights once
+and from that one stack selects its indices (the only random step, seeded by
+``config.seed + group index``), cuts ``C``/``R`` and computes the scale
+(:func:`build_group`). ``load`` and PEFT's ``from_pretrained`` build the same groups from the
+saved indices instead of selecting again (:func:`spec_from_record`, :func:`check_coverage`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from torch import nn
 from tcur._backend import as_float_array
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
 from tcur.adapters.fingerprint import config_digest, weight_digest
-from tcur.adapters.layers import TCURGroup
-from tcur.adapters.targets import TargetSlice, find_targets, group_targets
+from tcur.adapters.groups import TCURGroup
+from tcur.adapters.targets import TargetSlice, find_targets, group_targets, match_modules
 from tcur.linalg.selection import select_matrix_indices
 from tcur.linalg.tensor_cur import select_tensor_indices
 
@@ -129,14 +133,26 @@ def select(stack: torch.Tensor, config: AdapterConfig, seed: int) -> tuple[list[
     return rows.tolist(), cols.tolist()
 
 
-def plan(model: nn.Module, config: AdapterConfig) -> list[GroupSpec]:
-    """Group the targets of ``model`` and select each group's rows and columns."""
-    specs = []
-    for index, (key, slices) in enumerate(target_groups(model, config).items()):
+def build_groups(
+    groups: Mapping[str, Sequence[TargetSlice]], config: AdapterConfig
+) -> list[tuple[TCURGroup, GroupSpec]]:
+    """Select each group's rows and columns and build it, stacking its weights once.
+
+    ``groups`` is :func:`target_groups`'s ``key -> slices``. Group ``i`` is selected with seed
+    ``config.seed + i``; its one stack serves the selection, ``C``/``R`` and the scale, and is
+    dropped before the next group's is made (peak memory: one group's stack). Every group's
+    counts are checked before any selection runs.
+    """
+    for key, slices in groups.items():
         check_counts(key, slices[0].shape, config)
-        rows, cols = select(stacked_weights(slices), config, config.seed + index)
-        specs.append(GroupSpec(key, slices, rows, cols))
-    return specs
+    built = []
+    for index, (key, slices) in enumerate(groups.items()):
+        stack = stacked_weights(slices)
+        rows, cols = select(stack, config, config.seed + index)
+        spec = GroupSpec(key, list(slices), rows, cols)
+        built.append((build_group(spec, config, stack=stack), spec))
+        del stack
+    return built
 
 
 def scale_of(
@@ -161,13 +177,22 @@ def scale_of(
     return config.alpha * norm / norms
 
 
-def build_group(spec: GroupSpec, config: AdapterConfig, scale: float | None = None) -> TCURGroup:
+def build_group(
+    spec: GroupSpec,
+    config: AdapterConfig,
+    scale: float | None = None,
+    *,
+    stack: torch.Tensor | None = None,
+) -> TCURGroup:
     """The adapter module of ``spec``: frozen ``C``/``R`` copies and a zero ``dU``.
 
     ``scale`` overrides the config's scaling rule (``load`` passes the saved value). ``dU`` is
     float32 when the weights are float16/bfloat16 and ``config.autocast_adapter_dtype`` is set.
+    ``stack`` is :func:`stacked_weights` of ``spec.slices`` if the caller has it already
+    (:func:`build_groups`); otherwise it is made here.
     """
-    stack = stacked_weights(spec.slices)
+    if stack is None:
+        stack = stacked_weights(spec.slices)
     C = stack[:, spec.cols, :]
     R = stack[spec.rows, :, :]
     members = [s.label for s in spec.slices]
@@ -256,3 +281,85 @@ def spec_from_record(
             )
         chosen[field_name] = values
     return GroupSpec(key, members, chosen["rows"], chosen["cols"])
+
+
+def check_not_sharded(model: nn.Module) -> None:
+    """``ValueError`` if a parameter of ``model`` is a sharded ``DTensor`` (FSDP2, tensor parallel).
+
+    Selecting rows and columns reads whole weights, so adapters go in before ``fully_shard``.
+    """
+    if not torch.distributed.is_available():
+        return
+    from torch.distributed.tensor import DTensor
+
+    for name, parameter in model.named_parameters():
+        if isinstance(parameter, DTensor):
+            raise ValueError(
+                f"parameter {name!r} is a sharded DTensor (placements {parameter.placements}); "
+                "row/column selection needs whole weights: call tcur.adapters.apply (or load) "
+                "before fully_shard / distribute_tensor"
+            )
+
+
+def check_tied_targets(slices: Sequence[TargetSlice]) -> None:
+    """``ValueError`` naming both modules if two targets share one weight Parameter.
+
+    Merging would add both updates into the one shared weight, so such a pair is refused when
+    the adapters are applied (adapt one of the two).
+    """
+    owners: dict[int, str] = {}
+    for target in slices:
+        label = target.weight_label
+        first = owners.setdefault(id(target.parameter()), label)
+        if first != label:
+            raise ValueError(
+                f"target modules {first!r} and {label!r} share one weight Parameter "
+                "(tied weights): merging would add both updates to it; target only one"
+            )
+
+
+def match_modules_to_save(
+    model: nn.Module,
+    modules_to_save: str | Sequence[str] | None,
+    slices: Sequence[TargetSlice],
+    *,
+    must_match: bool = True,
+) -> list[tuple[str, nn.Module]]:
+    """The ``modules_to_save`` of ``model`` (``(name, module)``), checked against the targets.
+
+    ``ValueError`` if an entry matches nothing (``must_match``) or if a matched module is,
+    contains or lies inside a target: a module is either adapted (its weights frozen) or trained
+    in full and saved with the adapter, not both. Runs before anything is changed; the host
+    uses the returned modules instead of matching again. ``must_match=False`` skips entries that
+    match no module (PEFT, which adds entries of its own, reports those itself).
+    """
+    if modules_to_save is None:
+        return []
+    if must_match:
+        matched = match_modules(model, modules_to_save, "modules_to_save")
+    else:
+        patterns = [modules_to_save] if isinstance(modules_to_save, str) else modules_to_save
+        found: dict[int, tuple[str, nn.Module]] = {}
+        for pattern in patterns:  # PEFT's entries are names (suffix rule), one at a time
+            try:
+                hits = match_modules(model, [pattern], "modules_to_save")
+            except ValueError:
+                continue
+            for name, module in hits:
+                found.setdefault(id(module), (name, module))
+        matched = [(n, m) for n, m in model.named_modules() if n and id(m) in found]
+    targets: dict[int, str] = {}
+    for s in slices:
+        targets.setdefault(id(s.module), s.weight_label)
+        if s.host is not None:
+            targets.setdefault(id(model.get_submodule(s.host)), s.weight_label)
+    for name, module in matched:
+        for sub_name, sub in module.named_modules():
+            if id(sub) in targets:
+                relation = "is" if not sub_name else "contains"
+                raise ValueError(
+                    f"modules_to_save entry {name!r} {relation} the target "
+                    f"{targets[id(sub)]!r} of target_modules: a module is either adapted or "
+                    "trained in full and saved, not both; remove it from one of the two lists"
+                )
+    return matched

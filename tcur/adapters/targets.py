@@ -79,6 +79,41 @@ def out_in_weight(module: nn.Module) -> torch.Tensor:
     return weight.T if is_conv1d(module) else weight
 
 
+def optional_tensor(module: nn.Module, name: str) -> torch.Tensor | None:
+    """``module.<name>`` if it is a tensor, else ``None`` (a missing bias, say)."""
+    value = getattr(module, name, None)
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def site_owner(module: nn.Module, site: str) -> tuple[nn.Module, str]:
+    """``(submodule, attribute)`` that holds the tensor at path ``site`` under ``module``."""
+    prefix, _, attr = site.rpartition(".")
+    return (module.get_submodule(prefix) if prefix else module), attr
+
+
+def site_tensor(module: nn.Module, site: str) -> torch.Tensor:
+    """The tensor at path ``site`` under ``module`` (``"weight"``, ``"out_proj.weight"``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters.targets import site_tensor
+    >>> attention = torch.nn.MultiheadAttention(4, 1)
+    >>> tuple(site_tensor(attention, "out_proj.weight").shape)
+    (4, 4)
+    """
+    owner, attr = site_owner(module, site)
+    value = optional_tensor(owner, attr)
+    if value is None:
+        raise TypeError(f"{type(owner).__name__} has no tensor attribute {attr!r}")
+    return value
+
+
+def site_transposed(module: nn.Module, site: str) -> bool:
+    """True if the weight at ``site`` under ``module`` is stored ``(in, out)`` (``Conv1D``)."""
+    return site == "weight" and is_conv1d(module)
+
+
 @dataclass(frozen=True)
 class TargetSlice:
     """One ``(out, in)`` matrix to adapt: a whole weight or one part of a split fused one.
