@@ -1,11 +1,15 @@
 """The methods of the fine-tuning frontier (:mod:`finetune.minilm_rt`): names, builders, budgets.
 
-Every method adapts the same model, all-MiniLM-L6-v2 with a linear classifier on its mean-pooled
-embedding (``tcur_demo.classifier.MeanPoolClassifier``); the classifier always trains (PEFT:
-``modules_to_save=["classifier"]``). A :class:`Method` holds the builder that turns the fresh
-model into the trainable one, the configuration, the first learning-rate grid (three values on
-the ladder of :func:`lr_ladder`; :mod:`finetune.protocol` extends it when the best is at an edge)
-and, for the plot, the family whose members are joined by a line.
+In the frontier every method adapts the same model, all-MiniLM-L6-v2 with a linear classifier on its
+mean-pooled embedding (``tcur_demo.classifier.MeanPoolClassifier``); the classifier always trains
+(PEFT: ``modules_to_save=["classifier"]``). The builders also serve the causal-LM benchmark (no
+``classifier``: only the adapter trains). Every builder is called as ``build(model, config, seed,
+context)``; ``context`` (the experiment, or ``None``) gives the gradient bases of
+:mod:`finetune.variants` their calibration gradients. :func:`build_model` applies the options every
+method shares (``head_lr_scale``). A :class:`Method` holds the builder that turns the fresh model
+into the trainable one, the configuration, the first learning-rate grid (three values on the ladder
+of :func:`lr_ladder`; :mod:`finetune.protocol` extends it when the best is at an edge) and, for the
+plot, the family whose members are joined by a line.
 
 :func:`methods` lists them in the order the runs are scheduled: the most informative first.
 """
@@ -23,7 +27,8 @@ QV = ["query", "value"]
 ALL_LINEAR = r".*\.layer\.\d+\..*\.(query|key|value|dense)"
 """q/k/v, attention output, FFN up (``intermediate.dense``) and down (``output.dense``)."""
 
-Builder = Callable[[Any, dict[str, Any], int], Any]
+Builder = Callable[[Any, dict[str, Any], int, Any], Any]
+"""``build(model, config, seed, context)`` -> the model to train."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,7 @@ class Method:
     name: str
     build: Builder
     config: dict[str, Any] = field(default_factory=dict)
-    grid: tuple[float, float, float] = (1e-3, 3e-3, 1e-2)
+    grid: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
     family: str | None = None
     label: str = ""
 
@@ -56,41 +61,101 @@ def lr_ladder(value: float, steps: int) -> float:
     return float(f"{1 if rung % 2 == 0 else 3}e{rung // 2}")
 
 
-def build_head_only(model: Any, config: dict[str, Any], seed: int) -> Any:
+def build_head_only(model: Any, config: dict[str, Any], seed: int, context: Any = None) -> Any:
     """Freeze the encoder; only the classifier trains."""
     model.encoder.requires_grad_(False)
     return model
 
 
-def build_full(model: Any, config: dict[str, Any], seed: int) -> Any:
+def build_full(model: Any, config: dict[str, Any], seed: int, context: Any = None) -> Any:
     """Every parameter trains."""
     return model
 
 
-def build_peft(model: Any, config: dict[str, Any], seed: int) -> Any:
-    """A PEFT method: ``config["kind"]`` names the PEFT config class, the rest are its fields."""
+def build_peft(model: Any, config: dict[str, Any], seed: int, context: Any = None) -> Any:
+    """A PEFT method: ``config["kind"]`` names the PEFT config class, the rest are its fields.
+
+    The ``classifier`` (when the model has one) is in ``modules_to_save``.
+    """
     import peft
 
     fields = {k: v for k, v in config.items() if k != "kind"}
-    peft_config = getattr(peft, config["kind"])(modules_to_save=["classifier"], **fields)
+    if hasattr(model, "classifier"):
+        fields["modules_to_save"] = ["classifier"]
+    peft_config = getattr(peft, config["kind"])(**fields)
     return peft.get_peft_model(model, peft_config)
 
 
-def build_curlora(model: Any, config: dict[str, Any], seed: int) -> Any:
+def _head(model: Any) -> list[str] | None:
+    return ["classifier"] if hasattr(model, "classifier") else None
+
+
+def build_curlora(model: Any, config: dict[str, Any], seed: int, context: Any = None) -> Any:
     """tcur's per-matrix CURLoRA."""
     from tcur.adapters import CURLoRAConfig, apply
 
-    return apply(model, CURLoRAConfig(modules_to_save=["classifier"], seed=seed, **config))
+    return apply(model, CURLoRAConfig(modules_to_save=_head(model), seed=seed, **config))
 
 
-def build_tcurlora(model: Any, config: dict[str, Any], seed: int) -> Any:
+def build_tcurlora(model: Any, config: dict[str, Any], seed: int, context: Any = None) -> Any:
     """tcur's tCURLoRA (one shared tensor adapter per group of weights)."""
     from tcur.adapters import TCURLoRAConfig, apply
 
-    return apply(model, TCURLoRAConfig(modules_to_save=["classifier"], seed=seed, **config))
+    return apply(model, TCURLoRAConfig(modules_to_save=_head(model), seed=seed, **config))
 
 
-def build_reference(model: Any, config: dict[str, Any], seed: int) -> Any:
+def build_variant(model: Any, config: dict[str, Any], seed: int, context: Any = None) -> Any:
+    """A tCURLoRA variant of :mod:`finetune.variants` (``config``: its ``VariantConfig`` fields).
+
+    The gradient bases take their calibration gradients from ``context.gradients``.
+    """
+    from finetune.variants import VariantConfig, apply_variant
+
+    gradients = getattr(context, "gradients", None)
+    model = apply_variant(model, VariantConfig(**config), seed, gradients)
+    if hasattr(model, "classifier"):
+        model.classifier.requires_grad_(True)
+    return model
+
+
+def scale_head_lr(model: Any, factor: float) -> None:
+    """Give the ``classifier`` an effective learning rate ``factor`` times the adapter's.
+
+    Adam's step is invariant to the gradient's scale, so the head is reparametrized as
+    ``W = factor * W'`` (``torch.nn.utils.parametrize``) with ``W'`` trained: one step of size
+    ``lr`` in ``W'`` moves ``W`` by ``factor * lr``. Weight and bias both; the outputs at the start
+    are unchanged.
+    """
+    import torch
+    from torch.nn.utils import parametrize
+
+    class Scale(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return factor * x
+
+        def right_inverse(self, x: torch.Tensor) -> torch.Tensor:
+            return x / factor
+
+    head = model.classifier
+    for name in ("weight", "bias"):
+        if getattr(head, name, None) is not None:
+            parametrize.register_parametrization(head, name, Scale())
+
+
+def build_model(method: Method, model: Any, seed: int, context: Any = None) -> Any:
+    """``method``'s builder on ``model``, then the shared options of its config.
+
+    ``head_lr_scale`` (optional): see :func:`scale_head_lr`; the other entries go to the builder.
+    """
+    config = dict(method.config)
+    head_lr_scale = config.pop("head_lr_scale", None)
+    built = method.build(model, config, seed, context)
+    if head_lr_scale is not None:
+        scale_head_lr(built, float(head_lr_scale))
+    return built
+
+
+def build_reference(model: Any, config: dict[str, Any], seed: int, context: Any = None) -> Any:
     """The published tCURLoRA code's behaviour, reproduced on the query/value stacks.
 
     Per group the weights are stacked along the tube axis and taken to the Fourier domain; the
@@ -100,15 +165,18 @@ def build_reference(model: Any, config: dict[str, Any], seed: int) -> Any:
     weights are overwritten through ``.data`` with ``W - W_frozen + W_U``, where both terms are the
     inverse transform of ``C U R`` (equal, because ``U`` starts at ``U_frozen``). Everything but
     the classifier is frozen. ``model.reference_u`` keeps the U parameters so a run can show that
-    they never received a gradient.
+    they never received a gradient. A model without a ``classifier`` (the causal LM) has nothing
+    left to train: it stays the base model, which is what the published code trains there.
     """
     import torch
 
     model.requires_grad_(False)
-    model.classifier.requires_grad_(True)
+    if hasattr(model, "classifier"):
+        model.classifier.requires_grad_(True)
+    root = getattr(model, "encoder", model)
     u_parameters = []
     for name in config["target_modules"]:
-        linears = [m for n, m in model.encoder.named_modules() if n.endswith(f".{name}")]
+        linears = [m for n, m in root.named_modules() if n.endswith(f".{name}")]
         stack = torch.stack([m.weight.data for m in linears], dim=-1)
         hat = torch.fft.fft(stack, dim=-1)
         cols = hat.abs().pow(2).sum(0).sqrt().sum(-1).topk(config["rank"]).indices
@@ -129,7 +197,7 @@ def build_reference(model: Any, config: dict[str, Any], seed: int) -> Any:
     return model
 
 
-def _tcur(rank: int, grid: tuple[float, float, float]) -> Method:
+def _tcur(rank: int, grid: tuple[float, ...]) -> Method:
     return Method(
         f"tcurlora_r{rank}",
         build_tcurlora,
@@ -245,6 +313,11 @@ def adapter_file_bytes(method: Method, model: Any) -> int:
             from tcur.adapters import save
 
             save(model, tmp)
+        elif method.build is build_variant:
+            from finetune.variants import adapter_state
+
+            head = {k: v for k, v in trainable_state(model).items() if "variant_groups" not in k}
+            save_file({**adapter_state(model), **head}, os.path.join(tmp, "adapter.safetensors"))
         else:
             save_file(trainable_state(model), os.path.join(tmp, "weights.safetensors"))
         return sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())

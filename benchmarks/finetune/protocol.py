@@ -34,6 +34,7 @@ from _common import peak_rss_mb, reset_peak_rss
 from finetune.methods import (
     Method,
     adapter_file_bytes,
+    build_model,
     load_trainable_state,
     lr_ladder,
     trainable_state,
@@ -56,6 +57,24 @@ class Budget:
     grid_size: int = 3
     """Rates every method's final grid has at least: a grid that ends smaller is padded on the
     side of the best rate's better neighbour, so that no method gets more tuning than another."""
+    metric: str = "accuracy"
+    """What a run is judged by: ``"accuracy"`` (higher is better; records hold
+    ``validation_accuracy``/``test_accuracy``) or ``"perplexity"`` (lower is better)."""
+    task: str = "rotten_tomatoes"
+    """Classification task of :data:`finetune.data.TASKS` (the causal LM ignores it)."""
+    calibration_batches: int = 8
+    """Batches (of ``batch_size``) whose loss gradient the gradient bases are built from."""
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether a larger metric is better."""
+        return self.metric != "perplexity"
+
+    def rank_key(self, value: float) -> float:
+        """Sort key: larger is better; NaN (a diverged run) is worst."""
+        if value != value:  # NaN
+            return float("-inf")
+        return value if self.higher_is_better else -value
 
 
 @dataclass(frozen=True)
@@ -90,16 +109,18 @@ def grid_state(method: Method, records: Mapping[str, Any], budget: Budget) -> Gr
     while True:
         found = {lr: records.get(unit_id(method.name, lr, seed)) for lr in grid}
         missing = tuple(lr for lr, rec in found.items() if rec is None)
-        validation = {lr: rec["validation_accuracy"] for lr, rec in found.items() if rec}
+        key = f"validation_{budget.metric}"
+        validation = {lr: rec[key] for lr, rec in found.items() if rec}
         if missing:
             return GridState(tuple(grid), missing, None, validation)
-        best = max(grid, key=lambda lr: (validation[lr], -lr))  # ties: the smaller rate
+        best = max(grid, key=lambda lr: (budget.rank_key(validation[lr]), -lr))  # ties: smaller
         at_edge = best in (grid[0], grid[-1])
         if at_edge and extensions < budget.max_extensions:
             extensions += 1
             downward = best == grid[0]
         elif len(grid) < budget.grid_size:
-            downward = _pad_downward(grid, validation, best)
+            ranked = {lr: budget.rank_key(v) for lr, v in validation.items()}
+            downward = _pad_downward(grid, ranked, best)
         else:
             return GridState(tuple(grid), (), best, validation)
         if downward:
@@ -138,7 +159,12 @@ def pending(
 
 
 class Experiment:
-    """The tokenizer, the pretrained encoder and the three splits; trains and evaluates runs."""
+    """The tokenizer, the pretrained encoder and the three splits; trains and evaluates runs.
+
+    ``budget.task`` picks the classification task (:func:`finetune.data.classification_splits`).
+    """
+
+    metric = "accuracy"
 
     def __init__(self, budget: Budget, progress: bool = False) -> None:
         from transformers import AutoModel, AutoTokenizer
@@ -151,7 +177,7 @@ class Experiment:
         self.encoder = AutoModel.from_pretrained(path)
         self.encoder.pooler = None  # unused: the classifier reads the mean-pooled states
         splits = classification_splits(
-            "rotten_tomatoes",
+            budget.task,
             test_size=budget.test_size,
             validation_size=budget.validation_size,
             seed=0,
@@ -167,7 +193,7 @@ class Experiment:
 
         torch.manual_seed(seed)
         fresh = MeanPoolClassifier(copy.deepcopy(self.encoder), 2)
-        return method.build(fresh, dict(method.config), seed)
+        return build_model(method, fresh, seed, self)
 
     def fit(self, method: Method, lr: float, seed: int) -> tuple[Any, dict[str, Any]]:
         """Train one run; the model and what training measured."""
@@ -209,6 +235,34 @@ class Experiment:
             )
         return model, measured
 
+    def gradients(self, model: Any, weights: Sequence[Any]) -> list[Any]:
+        """Loss gradient of each of ``weights`` summed over the first ``calibration_batches``
+        training batches (a fixed order, the same for every seed and method)."""
+        import torch
+
+        from tcur.adapters.training.batching import logits_of, padded, tokenize
+
+        size, n = self.budget.batch_size, self.budget.calibration_batches
+        texts, labels = self.train.texts[: size * n], self.train.labels[: size * n]
+        encoded = tokenize(self.tokenizer, texts, self.budget.max_length)
+        pad = self.tokenizer.pad_token_id or 0
+        total = [torch.zeros_like(w) for w in weights]
+        model.eval()  # no dropout: the bases depend on the data, not on a dropout draw
+        for start in range(0, len(encoded), size):
+            batch = list(range(start, min(start + size, len(encoded))))
+            input_ids, mask = padded(encoded, batch, pad, torch.device("cpu"))
+            target = torch.tensor([labels[i] for i in batch])
+            logits = logits_of(model(input_ids=input_ids, attention_mask=mask))
+            loss = torch.nn.functional.cross_entropy(logits, target)
+            for acc, g in zip(total, torch.autograd.grad(loss, list(weights)), strict=True):
+                acc += g
+        model.train()
+        return total
+
+    def evaluate(self, model: Any, split: str) -> float:
+        """The metric (accuracy) of ``model`` on ``"validation"`` or ``"test"``."""
+        return self.accuracy(model, split)
+
     def accuracy(self, model: Any, split: str) -> float:
         """Accuracy of ``model`` on ``"validation"`` or ``"test"``."""
         from tcur.adapters.training import evaluate_classifier
@@ -224,7 +278,7 @@ class Experiment:
         )
 
 
-def run_unit(exp: Experiment, method: Method, unit: Unit, store: RecordStore) -> dict[str, Any]:
+def run_unit(exp: Any, method: Method, unit: Unit, store: RecordStore) -> dict[str, Any]:
     """Do one unit and return its record (the caller stores it)."""
     start = time.time()
     record: dict[str, Any] = {"method": unit.method, "lr": unit.lr, "seed": unit.seed}
@@ -232,15 +286,15 @@ def run_unit(exp: Experiment, method: Method, unit: Unit, store: RecordStore) ->
     if unit.kind == "test":
         model, retrained = _chosen_model(exp, method, unit, store)
         record["retrained"] = retrained
-        record["test_accuracy"] = exp.accuracy(model, "test")
+        record[f"test_{exp.metric}"] = exp.evaluate(model, "test")
         record["adapter_file_bytes"] = adapter_file_bytes(method, model)
         _drop_states(method, store)
     else:
         model, measured = exp.fit(method, unit.lr, unit.seed)
         record.update(measured)
-        record["validation_accuracy"] = exp.accuracy(model, "validation")
+        record[f"validation_{exp.metric}"] = exp.evaluate(model, "validation")
         if unit.kind == "seed":
-            record["test_accuracy"] = exp.accuracy(model, "test")
+            record[f"test_{exp.metric}"] = exp.evaluate(model, "test")
         else:
             _save_state(model, store.state_path(unit.uid))
     record["wall_s"] = time.time() - start
@@ -252,9 +306,7 @@ def run_unit(exp: Experiment, method: Method, unit: Unit, store: RecordStore) ->
     return record
 
 
-def _chosen_model(
-    exp: Experiment, method: Method, unit: Unit, store: RecordStore
-) -> tuple[Any, bool]:
+def _chosen_model(exp: Any, method: Method, unit: Unit, store: RecordStore) -> tuple[Any, bool]:
     """The chosen seed-0 run: its saved weights, or trained again when they are gone."""
     from safetensors.torch import load_file
 

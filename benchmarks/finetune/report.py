@@ -3,7 +3,10 @@
 :func:`summarise` folds the per-run records (:mod:`finetune.records`) into one entry per method;
 :func:`headline` compares methods at matched adapter budgets in the ``headline`` format that
 ``benchmarks/_readme.py`` renders (``{"question", "rows": [{"method", "figure", "ratio",
-"target", "met"}]}``); :func:`plot` draws test accuracy against trainable adapter parameters.
+"target", "met"}]}``); :func:`plot` draws test accuracy (or perplexity) against trainable adapter
+parameters; :func:`paired_difference` and :func:`comparisons` give the paired-seed differences
+between two methods with a 95% confidence interval and the verdict of issue 21 ("beats": the
+interval's lower end > 0; "matches": >= -1 point, or >= -1% relative for perplexity).
 Everything works on partial results: a method without a test accuracy yet is left out of the
 table and the plot, and ``complete`` says whether every method has every seed.
 """
@@ -50,7 +53,7 @@ def summarise(
             "description": method.describe(),
             "config": {k: v for k, v in method.config.items()},
             "lr_grid": [
-                {"lr": lr, "validation_accuracy": state.validation[lr]}
+                {"lr": lr, f"validation_{budget.metric}": state.validation[lr]}
                 for lr in state.grid
                 if lr in state.validation
             ],
@@ -72,20 +75,21 @@ def _seeds(method: Method, lr: float, records: Mapping[str, Any], budget: Budget
     done = [(s, tr, te) for s, tr, te in zip(budget.seeds, train, test, strict=True) if tr and te]
     if not done:
         return {"seeds_done": []}
-    accuracy = [te["test_accuracy"] for _, _, te in done]
+    metric = budget.metric
+    values = [te[f"test_{metric}"] for _, _, te in done]
     first = done[0][1]
     entry = {
         "seeds_done": [s for s, _, _ in done],
         "trainable_params": first["trainable_params"],
         "adapter_params": first["adapter_params"],
-        "accuracy": accuracy,
-        "accuracy_mean": float(np.mean(accuracy)),
-        "accuracy_std": float(np.std(accuracy, ddof=1)) if len(accuracy) > 1 else None,
-        "validation_accuracy": [tr["validation_accuracy"] for _, tr, _ in done],
+        metric: values,
+        f"{metric}_mean": float(np.mean(values)),
+        f"{metric}_std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+        f"validation_{metric}": [tr[f"validation_{metric}"] for _, tr, _ in done],
         "step_time_ms": float(np.mean([tr["step_time_ms"] for _, tr, _ in done])),
         "train_time_s": float(np.mean([tr["train_time_s"] for _, tr, _ in done])),
         "peak_rss_mb": float(max(tr["peak_rss_mb"] for _, tr, _ in done)),
-        "final_train_loss": float(np.mean([tr["final_train_loss"] for _, tr, _ in done])),
+        "final_train_loss": _mean([tr["final_train_loss"] for _, tr, _ in done]),
     }
     test0 = records.get(unit_id(method.name, lr, seed0, test=True))
     if test0:
@@ -95,6 +99,12 @@ def _seeds(method: Method, lr: float, records: Mapping[str, Any], budget: Budget
             tr.get("reference_u_received_gradient", False) for _, tr, _ in done
         )
     return entry
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    """Mean of the values that are not ``None`` (a run that did not train has no loss)."""
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
 
 
 SCALING = ("tcurlora_r4", "tcurlora_r8", "tcurlora_r16", "tcurlora_r32", "tcurlora_all_linear")
@@ -155,25 +165,86 @@ def headline(summary: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {"question": QUESTION, "rows": rows}
 
 
+def paired_difference(
+    a: Mapping[str, Any], b: Mapping[str, Any], metric: str = "accuracy"
+) -> dict[str, Any] | None:
+    """Paired-seed difference of summary entries ``a`` and ``b`` with a 95% t-interval.
+
+    Accuracy: ``100 * (a - b)`` points per seed. Perplexity: the relative improvement of ``a``,
+    ``100 * (b - a) / b`` percent per seed (positive: ``a`` better). Only seeds both have count
+    (the same seed means the same data order for every method); ``None`` with fewer than 2.
+
+    Examples
+    --------
+    >>> a = {"seeds_done": [0, 1, 2], "accuracy": [0.80, 0.82, 0.81]}
+    >>> b = {"seeds_done": [0, 1, 2], "accuracy": [0.79, 0.80, 0.80]}
+    >>> d = paired_difference(a, b)
+    >>> round(d["mean"], 2), [round(x, 2) for x in d["ci95"]], d["verdict"]
+    (1.33, [-0.1, 2.77], 'matches')
+    """
+    from scipy import stats
+
+    if metric not in a or metric not in b:
+        return None
+    va = dict(zip(a["seeds_done"], a[metric], strict=True))
+    vb = dict(zip(b["seeds_done"], b[metric], strict=True))
+    seeds = sorted(set(va) & set(vb))
+    if len(seeds) < 2:
+        return None
+    if metric == "perplexity":
+        diffs = np.array([100 * (vb[s] - va[s]) / vb[s] for s in seeds])
+    else:
+        diffs = np.array([100 * (va[s] - vb[s]) for s in seeds])
+    mean, sem = float(diffs.mean()), float(diffs.std(ddof=1) / np.sqrt(len(diffs)))
+    half = float(stats.t.ppf(0.975, len(diffs) - 1)) * sem
+    low, high = mean - half, mean + half
+    verdict = "beats" if low > 0 else "matches" if low >= -1.0 else "below"
+    return {
+        "seeds": seeds,
+        "n": len(seeds),
+        "mean": mean,
+        "ci95": [low, high],
+        "unit": "% relative (perplexity)" if metric == "perplexity" else "points",
+        "verdict": verdict,
+    }
+
+
+def comparisons(
+    summary: Mapping[str, Mapping[str, Any]],
+    pairs: Sequence[tuple[str, str]],
+    metric: str = "accuracy",
+) -> dict[str, Any]:
+    """``"a vs b"`` -> :func:`paired_difference` for every pair both of whose methods have seeds."""
+    out = {}
+    for a, b in pairs:
+        if a in summary and b in summary:
+            found = paired_difference(summary[a], summary[b], metric)
+            if found is not None:
+                out[f"{a} vs {b}"] = found
+    return out
+
+
 def plot(
     summary: Mapping[str, Mapping[str, Any]],
     methods: Sequence[Method],
     path: Path,
     title: str = "",
+    metric: str = "accuracy",
 ) -> None:
-    """Test accuracy (mean ± std over seeds) against trainable adapter parameters, log x.
+    """Test accuracy or perplexity (mean ± std over seeds) against trainable adapter parameters.
 
-    Members of a family (tCURLoRA ranks, LoRA ranks) are joined by a line; head-only training
-    (no adapter parameters) is a horizontal band.
+    Log x. Members of a family (tCURLoRA ranks, LoRA ranks) are joined by a line; head-only
+    training (no adapter parameters) is a horizontal band. Accuracy is shown in percent.
     """
     from _common import pyplot
 
+    unit = 100.0 if metric == "accuracy" else 1.0
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
-    done = {m.name: m for m in methods if "accuracy" in summary.get(m.name, {})}
+    done = {m.name: m for m in methods if metric in summary.get(m.name, {})}
     head = summary.get("head_only", {})
-    if "accuracy" in head:
-        mean, std = 100 * head["accuracy_mean"], 100 * (head["accuracy_std"] or 0.0)
+    if metric in head:
+        mean, std = unit * head[f"{metric}_mean"], unit * (head[f"{metric}_std"] or 0.0)
         ax.axhspan(mean - std, mean + std, color="0.85")
         ax.axhline(mean, color="0.4", ls="--", lw=1, label=f"head only ({mean:.1f}%)")
     families: dict[str, list[Method]] = {}
@@ -183,11 +254,11 @@ def plot(
         families.setdefault(method.family or method.name, []).append(method)
     for family, members in families.items():
         members.sort(key=lambda m: summary[m.name]["adapter_params"])
-        xs = [summary[m.name]["adapter_params"] for m in members]
-        ys = [100 * summary[m.name]["accuracy_mean"] for m in members]
-        es = [100 * (summary[m.name]["accuracy_std"] or 0.0) for m in members]
+        xs = [max(1, summary[m.name]["adapter_params"]) for m in members]
+        ys = [unit * summary[m.name][f"{metric}_mean"] for m in members]
+        es = [unit * (summary[m.name][f"{metric}_std"] or 0.0) for m in members]
         line = ax.errorbar(xs, ys, yerr=es, fmt="o-" if len(members) > 1 else "o", capsize=4)
-        seeds = {len(summary[m.name]["accuracy"]) for m in members}
+        seeds = {len(summary[m.name][metric]) for m in members}
         note = "" if seeds == {3} else f", seeds: {'/'.join(map(str, sorted(seeds)))}"
         line.set_label((family if len(members) > 1 else f"{family} ({ys[0]:.1f}%)") + note)
         for m, x, y in zip(members, xs, ys, strict=True):
@@ -201,7 +272,7 @@ def plot(
                 )
     ax.set_xscale("log")
     ax.set_xlabel("trainable adapter parameters (classifier head excluded; log scale)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test accuracy (%)" if metric == "accuracy" else f"test {metric}")
     ax.legend(fontsize=7, loc="lower right")
     if title:
         ax.set_title(title, fontsize=9)

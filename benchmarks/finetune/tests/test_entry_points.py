@@ -1,0 +1,39 @@
+"""The research entry points' method tables and report pairs (nothing is trained here)."""
+
+from __future__ import annotations
+
+import finetune.causal_lm as lm
+import finetune.discriminating as disc
+import finetune.runner as runner
+import finetune.variants as fv
+import pytest
+
+
+@pytest.mark.parametrize("module", [disc, lm])
+def test_tables_have_unique_names_known_pairs_and_valid_variants(module: object) -> None:
+    table = module.methods()  # type: ignore[attr-defined]
+    names = [m.name for m in table]
+    assert len(names) == len(set(names))
+    assert {"lora_r1", "lora_r8", "tcurlora_reference"} <= set(names)
+    assert any(n.startswith("tinylora_u") for n in names)
+    for a, b in module.PAIRS:  # type: ignore[attr-defined]
+        assert a in names and b in names
+    for method in table:
+        assert 1 <= len(method.grid) <= 3
+        if method.name.startswith("tcv_"):
+            config = {k: v for k, v in method.config.items() if k != "head_lr_scale"}
+            fv.VariantConfig(**config)  # every variant's options are valid
+    assert all(len(m.grid) == 1 for m in module.methods(True))  # type: ignore[attr-defined]
+
+
+def test_discriminating_schedules_its_check_first() -> None:
+    first = [m.name for m in disc.methods()][:4]
+    assert first == ["lora_r1", "lora_r8", "full", "head_only"]
+    assert disc.FULL.epochs == 3 and lm.FULL.metric == "perplexity"
+
+
+def test_runner_refuses_unknown_methods(tmp_path: object) -> None:
+    with pytest.raises(SystemExit, match="unknown method"):
+        disc.main(["--only", "nope", "--out", str(tmp_path)])
+    parsed = runner.parser(None).parse_args(["--seeds", "0", "1", "--resume"])
+    assert parsed.seeds == [0, 1] and parsed.resume
