@@ -26,6 +26,8 @@ from finetune.protocol import Budget, pending, run_unit
 from finetune.records import RecordStore, write_atomic
 from finetune.report import comparisons, plot, summarise
 
+__all__ = ["comparisons", "headline", "main", "parser", "work", "write_report"]
+
 ExperimentFactory = Callable[[Budget, bool], Any]
 
 
@@ -76,6 +78,47 @@ def work(
         after_unit()
 
 
+def headline(
+    question: str,
+    summary: dict[str, dict[str, Any]],
+    differences: dict[str, dict[str, Any]],
+    metric: str,
+) -> dict[str, Any]:
+    """The ``headline`` of ``benchmarks/results_render.py``: one row per paired difference.
+
+    Before any pair has two shared seeds, one row per tested method (its seed-0 value).
+    """
+    unit = 100.0 if metric == "accuracy" else 1.0
+    rows = []
+    for pair, d in differences.items():
+        a, b = (summary[n] for n in pair.split(" vs "))
+        rows.append(
+            {
+                "method": pair,
+                "figure": f"{unit * a[f'{metric}_mean']:.2f} vs {unit * b[f'{metric}_mean']:.2f}"
+                f" ({d['n']} paired seeds)",
+                "ratio": f"{d['mean']:+.2f} {d['unit']}, 95% CI [{d['ci95'][0]:+.2f}, "
+                f"{d['ci95'][1]:+.2f}]",
+                "target": "beats: CI lower end > 0",
+                "met": d["verdict"] == "beats",
+            }
+        )
+    if not rows:
+        for name, entry in summary.items():
+            if metric in entry:
+                rows.append(
+                    {
+                        "method": name,
+                        "figure": f"{metric} {unit * entry[f'{metric}_mean']:.2f} "
+                        f"(seeds {entry['seeds_done']})",
+                        "ratio": f"{entry['adapter_params']:,} adapter parameters",
+                        "target": None,
+                        "met": None,
+                    }
+                )
+    return {"question": question, "rows": rows}
+
+
 def write_report(
     out: Path,
     name: str,
@@ -90,12 +133,14 @@ def write_report(
     records = store.records()
     summary = summarise(table, records, budget)
     metric = budget.metric
+    differences = comparisons(summary, pairs, metric)
     payload: dict[str, Any] = {
         "machine": machine(),
+        "headline": headline(about["question"], summary, differences, metric),
         **about,
         "budget": {k: v for k, v in dataclasses.asdict(budget).items()},
         "seeds_done": {m.name: summary.get(m.name, {}).get("seeds_done", []) for m in table},
-        "paired_differences": comparisons(summary, pairs, metric),
+        "paired_differences": differences,
         "methods": summary,
         "records": f"{name}/ (one JSON per run)",
         "units_finished": len(records),

@@ -37,3 +37,17 @@ def test_runner_refuses_unknown_methods(tmp_path: object) -> None:
         disc.main(["--only", "nope", "--out", str(tmp_path)])
     parsed = runner.parser(None).parse_args(["--seeds", "0", "1", "--resume"])
     assert parsed.seeds == [0, 1] and parsed.resume
+
+
+def test_headline_rows_come_from_the_paired_differences() -> None:
+    a = {"seeds_done": [0, 1, 2], "accuracy": [0.82, 0.83, 0.82], "adapter_params": 10}
+    b = {"seeds_done": [0, 1, 2], "accuracy": [0.80, 0.81, 0.80], "adapter_params": 20}
+    for entry in (a, b):
+        entry["accuracy_mean"] = sum(entry["accuracy"]) / 3  # type: ignore[arg-type]
+    summary = {"a": a, "b": b}
+    differences = runner.comparisons(summary, [("a", "b")], "accuracy")
+    rows = runner.headline("q?", summary, differences, "accuracy")["rows"]
+    assert rows[0]["method"] == "a vs b" and rows[0]["met"] is True
+    assert rows[0]["ratio"].startswith("+2.00 points, 95% CI")
+    only = runner.headline("q?", summary, {}, "accuracy")["rows"]
+    assert [r["method"] for r in only] == ["a", "b"] and only[0]["met"] is None
