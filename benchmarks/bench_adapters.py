@@ -29,8 +29,17 @@ Five measurements, written to ``results/bench_adapters.json`` and ``results/benc
    fresh process (``VmHWM`` as above): the per-pass cache must not keep a ``(d_out, d_in, n3)``
    update alive, so the extra memory is activations, the adapter and (materialized only) the
    per-layer merged weights that the backward pass needs.
+6. **Native vs PEFT host** (``--hosts`` runs only this and writes
+   ``results/bench_adapters_hosts.json``): one AdamW training step of the same tCURLoRA adapter
+   hosted natively (``tcur.adapters.apply``) and through PEFT (``get_peft_model`` with
+   ``TCURLoRAPeftConfig``), for each forward strategy, on 8 ``nn.Linear`` layers of 512 x 512
+   (one tCUR group, rank 8) and 64 tokens, on 1 thread. The two hosts' steps alternate (native,
+   PEFT, PEFT, native, ...) after warm-up steps; the medians of the wall time and of the
+   thread's CPU time (``time.thread_time``, which the other jobs on a shared machine disturb far
+   less) are compared. Target: within 5% for every strategy. Both hosts must train to the same
+   ``dU`` (checked).
 
-Run ``python benchmarks/bench_adapters.py [--quick]``.
+Run ``python benchmarks/bench_adapters.py [--quick] [--hosts]``.
 """
 
 from __future__ import annotations
@@ -49,8 +58,16 @@ from typing import Any
 import torch
 from _common import RESULTS, best_time, proc_status_kib, pyplot, reset_peak_rss, write_json
 
-from tcur.adapters import TCURLoRAConfig, adapter_groups, adapter_layers, apply, merge
+from tcur.adapters import (
+    TCURLayer,
+    TCURLoRAConfig,
+    adapter_groups,
+    adapter_layers,
+    apply,
+    merge,
+)
 from tcur.adapters.forward import GroupDims, factored_cost, materialized_cost
+from tcur.adapters.peft import TCURLoRAPeftConfig
 
 BATCH, TOKENS, RANK = 32, 48, 8
 METHODS = ("lora", "tcur")
@@ -420,6 +437,151 @@ def one_step_update(ranks: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+HOST_LAYERS, HOST_WIDTH, HOST_TOKENS = 8, 512, 64
+HOSTS = ("native", "peft")
+HOST_STRATEGIES = ("factored", "materialized", "auto")
+HOST_TOLERANCE = 0.05
+
+
+class LinearChain(torch.nn.Module):
+    """``layers`` square ``nn.Linear`` layers with ``tanh`` between them."""
+
+    def __init__(self, layers: int, width: int) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = torch.tanh(layer(x))
+        return x
+
+
+def hosted(host: str, strategy: str, layers: int, width: int) -> torch.nn.Module:
+    """A seeded :class:`LinearChain` with one tCUR group (rank 8) on every layer, on ``host``."""
+    torch.manual_seed(0)
+    chain = LinearChain(layers, width)
+    targets = [f"layers.{i}" for i in range(layers)]
+    options: dict[str, Any] = {"rank": RANK, "group_by": "shape", "forward": strategy}
+    if host == "native":
+        return apply(chain, TCURLoRAConfig(targets, **options))
+    from peft import get_peft_model
+
+    model: torch.nn.Module = get_peft_model(
+        chain, TCURLoRAPeftConfig(target_modules=targets, **options)
+    )
+    return model
+
+
+def host_stepper(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], tuple[float, float]]:
+    """One AdamW step on ``mean(model(x)^2)``; returns (wall ms, thread CPU ms)."""
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+
+    def step() -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        optimizer.zero_grad(set_to_none=True)
+        model(x).square().mean().backward()
+        optimizer.step()
+        return 1000.0 * (time.perf_counter() - wall), 1000.0 * (time.thread_time() - cpu)
+
+    return step
+
+
+def host_comparison(
+    steps: int,
+    warmup: int,
+    layers: int = HOST_LAYERS,
+    width: int = HOST_WIDTH,
+    tokens: int = HOST_TOKENS,
+) -> dict[str, Any]:
+    """Step times of the native and the PEFT host per strategy (interleaved, 1 thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x = torch.randn(tokens, width, generator=torch.Generator().manual_seed(0))
+        rows = {}
+        for strategy in HOST_STRATEGIES:
+            models = {h: hosted(h, strategy, layers, width) for h in HOSTS}
+            steps_of = {h: host_stepper(models[h], x) for h in HOSTS}
+            for h in HOSTS:
+                for _ in range(warmup):
+                    steps_of[h]()
+            wall: dict[str, list[float]] = {h: [] for h in HOSTS}
+            cpu: dict[str, list[float]] = {h: [] for h in HOSTS}
+            for i in range(steps):
+                for h in HOSTS if i % 2 == 0 else HOSTS[::-1]:
+                    w, c = steps_of[h]()
+                    wall[h].append(w)
+                    cpu[h].append(c)
+            trained = {h: [g.dU.detach().clone() for g in adapter_groups(models[h])] for h in HOSTS}
+            same = all(
+                torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+                for a, b in zip(trained["native"], trained["peft"], strict=True)
+            )
+            layer = next(m for m in models["native"].modules() if isinstance(m, TCURLayer))
+            resolved = layer.resolve_strategy(x)  # in training, gradients on: as in the steps
+            median_wall = {h: statistics.median(v) for h, v in wall.items()}
+            median_cpu = {h: statistics.median(v) for h, v in cpu.items()}
+            rows[strategy] = {
+                "resolved_in_training": resolved if strategy == "auto" else strategy,
+                "median_wall_ms": median_wall,
+                "median_cpu_ms": median_cpu,
+                "ratio_wall_peft_over_native": median_wall["peft"] / median_wall["native"],
+                "ratio_cpu_peft_over_native": median_cpu["peft"] / median_cpu["native"],
+                "same_trained_dU": same,
+                "wall_ms": wall,
+                "cpu_ms": cpu,
+            }
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "setup": {
+            "model": f"{layers} nn.Linear({width}, {width}) with tanh, one tCUR group",
+            "tokens": tokens,
+            "rank": RANK,
+            "step": "AdamW step on mean(output^2); both hosts' steps interleaved",
+            "steps": steps,
+            "warmup_steps": warmup,
+            "threads": 1,
+            "load_average_at_start": round(os.getloadavg()[0], 2),
+        },
+        "strategies": rows,
+        "tolerance": HOST_TOLERANCE,
+    }
+
+
+def hosts_headline(hosts: dict[str, Any]) -> dict[str, Any]:
+    """The headline of the host comparison (``results_render`` format)."""
+    setup = hosts["setup"]
+    rows = []
+    for strategy, row in hosts["strategies"].items():
+        wall, cpu = row["median_wall_ms"], row["median_cpu_ms"]
+        ratio = row["ratio_wall_peft_over_native"]
+        label = strategy
+        if strategy == "auto":
+            label = f"auto (-> {row['resolved_in_training']})"
+        rows.append(
+            {
+                "method": f"PEFT vs native host, forward={label}: one training step",
+                "figure": f"wall {wall['peft']:.1f} vs {wall['native']:.1f} ms, CPU "
+                f"{cpu['peft']:.1f} vs {cpu['native']:.1f} ms (medians of {setup['steps']}); "
+                f"same trained dU: {'yes' if row['same_trained_dU'] else 'NO'}",
+                "ratio": f"{ratio:.3f}x wall, {row['ratio_cpu_peft_over_native']:.3f}x CPU",
+                "target": f"within {hosts['tolerance']:.0%} of each other",
+                "met": abs(ratio - 1.0) <= hosts["tolerance"] and row["same_trained_dU"],
+            }
+        )
+    return {
+        "question": "Does the PEFT host train a tCURLoRA adapter as fast as the native host, "
+        f"for every forward strategy ({setup['model']}, {setup['tokens']} tokens, 1 thread)?",
+        "rows": rows,
+        "answer": "Both hosts run the same strategy objects (tcur.adapters.strategies) and train "
+        "to the same dU; what differs is PEFT's bookkeeping (PeftModel.forward, the tuner "
+        "layer's adapter checks), a fixed cost of some microseconds per forward pass. The CPU "
+        "time is the steadier figure on a shared machine; the wall time carries its load.",
+    }
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     """Step time / memory ratios and the strategy times against token count."""
     plt = pyplot()
@@ -512,6 +674,7 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
             "target": "per-pass cache holds no full update after the pass",
             "met": None,
         },
+        *hosts_headline(result["hosts"])["rows"],
         {
             "method": "forward='auto' cost constant, fitted on this machine",
             "figure": f"E = {result['elementwise_fit']['elementwise_cost']:.1f}",
@@ -529,6 +692,9 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and token counts")
+    parser.add_argument(
+        "--hosts", action="store_true", help="only the native-vs-PEFT step-time comparison"
+    )
     parser.add_argument("--memory-worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument(
         "--synthetic-worker", choices=("factored", "materialized"), help=argparse.SUPPRESS
@@ -544,6 +710,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(synthetic_memory_worker(args.synthetic_worker, args.layers, args.width)))
         return {}
     quick = args.quick
+    hosts = host_comparison(6 if quick else 40, 2 if quick else 5)
+    if args.hosts:
+        name = "bench_adapters_hosts_quick" if quick else "bench_adapters_hosts"
+        payload = {"headline": hosts_headline(hosts), **hosts}
+        write_json(name, payload)
+        print(json.dumps(payload["headline"], indent=1))
+        return payload
     strategies = strategy_table(
         [16, 256, 4096] if quick else [16, 64, 256, 1024, 4096], 2 if quick else 9
     )
@@ -571,6 +744,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),
         "merged_inference": merged_inference(4 if quick else 15),
         "one_step_update": one_step_update([4, 16] if quick else [4, 8, 16, 32]),
+        "hosts": hosts,
         "targets": {"step_time_ratio_max": 1.15, "peak_memory_ratio_max": 1.1},
     }
     result = {"headline": headline(result), **result}

@@ -10,6 +10,7 @@ from adapter_models import tiny_encoder
 
 from tcur.adapters import TCURGroups, TCURLoRAConfig, adapter_groups, apply, plan, unload
 from tcur.adapters import model as model_module
+from tcur.adapters.groups import PassCounter
 
 CONFIG = TCURLoRAConfig(["query", "value", "up"], rank=2, modules_to_save=["classifier"])
 
@@ -101,3 +102,27 @@ def test_work_before_the_model_changes_runs_once(monkeypatch: pytest.MonkeyPatch
     model = apply(tiny_encoder(seed=0), CONFIG)
     assert calls == {"stacked_weights": 3, "match_modules": 1, "check_not_sharded": 1}
     assert len(adapter_groups(model)) == 3
+
+
+class _ClassFlag(torch.nn.Linear):
+    gradient_checkpointing = True
+
+
+class _PropertyFlag(torch.nn.Linear):
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("how", ["none", "instance", "class", "property", "false"])
+def test_pass_counter_sees_gradient_checkpointing_however_it_is_set(how: str) -> None:
+    """Operands are not shared across a training pass with checkpointing, however it is set."""
+    inner = {"class": _ClassFlag, "property": _PropertyFlag}.get(how, torch.nn.Linear)(4, 4)
+    if how in ("instance", "false"):
+        inner.gradient_checkpointing = how == "instance"
+    model = torch.nn.Sequential(torch.nn.Sequential(inner))
+    counter = PassCounter()
+    counter.start(model.train())
+    assert counter.shared is (how in ("none", "false"))
+    counter.start(model.eval())
+    assert counter.shared

@@ -91,15 +91,42 @@ class PassCounter:
         if torch.compiler.is_compiling():
             return
         self.value += 1
-        self.shared = not (
-            model.training
-            and any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
-        )
+        self.shared = not (model.training and any(_checkpointing(m) for m in model.modules()))
 
     def hook(self, model: nn.Module, args: Any) -> None:
         """The forward pre-hook form of :meth:`start` (a method of this plain object, not of a
         module, so that ``torch.compile`` traces it without wrapping the adapter's modules)."""
         self.start(model)
+
+
+def _checkpointing(module: nn.Module) -> bool:
+    """``module.gradient_checkpointing is True``, read without ``nn.Module.__getattr__``.
+
+    Called for every module on every forward pass: the attribute is an instance attribute where
+    it exists (transformers sets it in ``__init__``), so ``vars`` answers without the exception
+    that ``getattr`` with a default costs a module lacking it; a class that defines it (a
+    property, say) is asked in full.
+    """
+    value = vars(module).get("gradient_checkpointing", _ABSENT)
+    if value is _ABSENT:
+        if not _class_defines(type(module)):
+            return False
+        value = getattr(module, "gradient_checkpointing", False)
+    return value is True
+
+
+_ABSENT = object()
+
+
+_CLASS_DEFINES: dict[type, bool] = {}
+
+
+def _class_defines(kind: type) -> bool:
+    """Whether class ``kind`` defines ``gradient_checkpointing`` (asked once per class)."""
+    found = _CLASS_DEFINES.get(kind)
+    if found is None:
+        found = _CLASS_DEFINES[kind] = hasattr(kind, "gradient_checkpointing")
+    return found
 
 
 @dataclass

@@ -297,7 +297,10 @@ class TCURPeftBase(nn.Module, BaseTunerLayer):
         return {a: sites["weight"] for a, sites in self.tcur_sites.items() if "weight" in sites}
 
     def _active(self) -> list[str]:
-        return [name for name in self.active_adapters if name in self.tcur_sites]
+        """The active adapters this layer has (PEFT's ``active_adapters``, read directly: the
+        forward pass asks on every call)."""
+        names = self._active_adapter
+        return [n for n in ([names] if isinstance(names, str) else names) if n in self.tcur_sites]
 
     def site_delta(self, adapter_name: str, site: str, *, fresh: bool = False) -> torch.Tensor:
         """The ``(out, in)`` update of ``adapter_name`` for the weight at ``site``."""
@@ -375,9 +378,7 @@ class TCURPeftLayer(LinearFeatures, TCURPeftBase):
     ('TCURPeftLayer', 6, 4)
     """
 
-    def _strategy(self, name: str, x: torch.Tensor) -> Strategy:
-        parts = self.tcur_sites[name]["weight"]
-        dropout = self.tcur_dropout[name]
+    def _strategy(self, name: str, parts: Parts, x: torch.Tensor, dropout: nn.Module) -> Strategy:
         return resolve_strategy(self.tcur_strategy[name], parts, x, self.training, dropout)
 
     def delta(self, adapter_name: str, *, fresh: bool = False) -> torch.Tensor:
@@ -391,27 +392,29 @@ class TCURPeftLayer(LinearFeatures, TCURPeftBase):
         return native.to(site_tensor(self.base_layer, "weight").dtype)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        _refuse_adapter_names(kwargs)
-        if self.disable_adapters:
-            if self.merged:
+        if kwargs:
+            _refuse_adapter_names(kwargs)
+        if self._disable_adapters:  # PEFT's disable_adapters / merged, read directly
+            if self.merged_adapters:
                 self.unmerge()
             return self.base_layer(x, *args, **kwargs)
         active = self._active()
-        if self.merged or not active:
+        if self.merged_adapters or not active:
             return self.base_layer(x, *args, **kwargs)
+        dropouts = self.tcur_dropout
         if args or kwargs:  # the base layer takes more than x: every update is added to it
             out, rest = self.base_layer(x, *args, **kwargs), active
         else:
             first, rest = active[0], active[1:]
-            parts, dropout = self.tcur_sites[first]["weight"], self.tcur_dropout[first]
-            strategy = self._strategy(first, x)
+            parts, dropout = self.tcur_sites[first]["weight"], dropouts[first]
+            strategy = self._strategy(first, parts, x, dropout)
             out = strategy.forward(self.base_layer, parts, x, dropout, self.training)
         if not rest:
             return out
         total = out.to(torch.promote_types(out.dtype, torch.float32))
         for name in rest:
-            h = self.tcur_dropout[name](x)
-            total = total + self._strategy(name, x).update(self.tcur_sites[name]["weight"], h)
+            parts, dropout = self.tcur_sites[name]["weight"], dropouts[name]
+            total = total + self._strategy(name, parts, x, dropout).update(parts, dropout(x))
         return total.to(out.dtype)
 
 
