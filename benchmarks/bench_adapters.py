@@ -575,10 +575,9 @@ def hosts_headline(hosts: dict[str, Any]) -> dict[str, Any]:
         "question": "Does the PEFT host train a tCURLoRA adapter as fast as the native host, "
         f"for every forward strategy ({setup['model']}, {setup['tokens']} tokens, 1 thread)?",
         "rows": rows,
-        "answer": "Both hosts run the same strategy objects (tcur.adapters.strategies) and train "
-        "to the same dU; what differs is PEFT's bookkeeping (PeftModel.forward, the tuner "
-        "layer's adapter checks), a fixed cost of some microseconds per forward pass. The CPU "
-        "time is the steadier figure on a shared machine; the wall time carries its load.",
+        "answer": "Both hosts run the same strategy objects and train to the same dU; they differ "
+        "only in PEFT's bookkeeping, microseconds per forward pass. CPU time is the steadier "
+        "figure on a shared machine; wall time carries its load.",
     }
 
 
@@ -710,6 +709,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(synthetic_memory_worker(args.synthetic_worker, args.layers, args.width)))
         return {}
     quick = args.quick
+    if args.hosts:
+        torch.set_num_threads(1)  # what the comparison runs on, and what the record says
     hosts = host_comparison(6 if quick else 40, 2 if quick else 5)
     if args.hosts:
         name = "bench_adapters_hosts_quick" if quick else "bench_adapters_hosts"
