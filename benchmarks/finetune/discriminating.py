@@ -27,8 +27,9 @@ t-SVD bases; one run with a head learning rate 10x smaller than the core's
 (``head_lr_scale=0.1``; under Adam this is the same as ``alpha = 10``). Gradient bases use the
 loss gradient of 8 batches of 16 (the first training sentences, fixed for every seed).
 
-Run matrix and budget (one process, one thread; measured here at about 1.0-1.3 s per step for
-LoRA on every linear layer with the machine shared, 1,227 steps per 3-epoch run, ~25 min):
+Run matrix and budget (one process, one thread; 1,227 steps per 3-epoch run; measured here
+0.57-1.0 s per step for LoRA on every linear layer with the machine shared, i.e. 14-23 min per
+run with its evaluations; the --quick smoke had the variants at 1.5-3x LoRA's step time):
 
 1. Screen, seed 0 (``--seeds 0``): every method above on a two-rate grid (extended once past an
    edge, so 2-3 runs per method; head-only and full fine-tuning on their own ladders), then one
@@ -42,16 +43,28 @@ loses at most the unit in flight; ``--resume`` continues; two processes with the
 share the work). The report (``finetune_discriminating.json`` / ``.png``) has per-method
 summaries and the paired differences with 95% intervals (``paired_differences``).
 
-The screen was started as (records carry ``code`` = the commit in ``TCUR_BENCH_CODE``)::
+Evidence before the screen (an ad-hoc run on the pre-move frontier code, same setting, seed 0,
+lr 1e-3; validation accuracy after epochs 1/2/3, then test): LoRA r1 0.820/0.825/0.833, test 0.821;
+LoRA r8 0.827/0.811/0.845, test 0.821. r8 is 1.2 points above r1 on validation and equal on
+test: on one seed the two do not separate. Whether they do over paired seeds is the first thing
+the screen's records (then the finalists' seeds) must settle; if not, this setting is not
+discriminating either and the next candidate is IMDB (``Budget.task="imdb"``) with longer
+sequences.
 
-    S=<snapshot>; TCUR_BENCH_CODE=<commit> OMP_NUM_THREADS=1 \\
-      PYTHONPATH=$S/benchmarks:$S/examples:$S \\
-      nohup .venv/bin/python -m finetune.discriminating --resume --seeds 0 \\
-      --out /work/main/benchmarks/results > benchmarks/results/finetune_discriminating.log 2>&1 &
+The seed-0 screen was started on 2026-12-04 21:50 UTC, from ``/work/ft_snapshot_5337299a9c36``
+(``git archive`` of commit 5337299a9c36; records carry ``code`` = that commit)::
 
-(``<snapshot>``: ``git archive`` of that commit, so edits to the working tree cannot change a
-running screen.) ``make finetune FT=discriminating FT_ARGS="--resume --seeds 0"`` is the same
-from the working tree. ``--quick`` is a smoke test over every method (one rate, tiny data).
+    S=/work/ft_snapshot_5337299a9c36; R=/work/main/benchmarks/results
+    mkdir -p $R/finetune_discriminating && cd $S && TCUR_BENCH_CODE=5337299a9c36 \\
+      OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \\
+      PYTHONPATH=$S/benchmarks:$S/examples:$S nohup /work/main/.venv/bin/python \\
+      -m finetune.discriminating --resume --seeds 0 --threads 1 --out $R \\
+      > $R/finetune_discriminating/screen.log 2>&1 &
+
+(run from the snapshot's root so that the working tree's ``tcur`` is not first on ``sys.path``
+and edits to the working tree cannot change a running screen.)
+``make finetune FT=discriminating FT_ARGS="--resume --seeds 0"`` is the same from the working
+tree. ``--quick`` is a smoke test over every method (one rate, tiny data).
 """
 
 from __future__ import annotations
