@@ -29,14 +29,18 @@ loss gradient of 8 batches of 16 (the first training sentences, fixed for every 
 
 Run matrix and budget (one process, one thread; 1,227 steps per 3-epoch run; measured here
 0.57-1.0 s per step for LoRA on every linear layer with the machine shared, i.e. 14-23 min per
-run with its evaluations; the --quick smoke had the variants at 1.5-3x LoRA's step time):
+run with its evaluations; at batch 16 x 40 tokens one step took 0.8-1.2 s for LoRA r1 and
+1.6-2.6 s for the library's tCURLoRA and the variants at rank 32, which materialize all 36
+updates every step):
 
-1. Screen, seed 0 (``--seeds 0``): every method above on a two-rate grid (extended once past an
-   edge, so 2-3 runs per method; head-only and full fine-tuning on their own ladders), then one
-   test evaluation of the chosen run. 24 methods x ~2.5 runs ~ 60 runs ~ 25 process-hours.
+1. Screen, seed 0 (``--seeds 0``): every method above on a two-rate grid, extended once past
+   the edge its best sits on (with two rates that is always an edge, so 3 runs per method;
+   head-only and full fine-tuning on their own ladders), then one test evaluation of the chosen
+   run (reusing its saved weights). 21 methods x 3 runs = 63 runs: ~8 LoRA-like controls at
+   ~20 min, full at ~40 min, 12 tCURLoRA methods at ~40 min: about 34 process-hours.
 2. Finalists, seeds 0-4 (``--seeds 0 1 2 3 4 --only ...``): LoRA r1, LoRA r8, full, head_only,
    the best two tCURLoRA variants, tinylora_u1024 and the best <= 1,000-parameter variant at their
-   chosen rates: 8 methods x 4 more seeds = 32 runs ~ 13 process-hours.
+   chosen rates: 8 methods x 4 more seeds = 32 runs ~ 16 process-hours.
 
 Both stages share ``benchmarks/results/finetune_discriminating/`` (one JSON per unit; a crash
 loses at most the unit in flight; ``--resume`` continues; two processes with the same arguments
