@@ -98,3 +98,69 @@ def encoder_net(seed: int = 0, nested: bool = False) -> EncoderNet:
     """A seeded :class:`EncoderNet` in eval mode (PyTorch's fused inference path applies)."""
     torch.manual_seed(seed)
     return EncoderNet(nested=nested).eval()
+
+
+class MLP(nn.Module):
+    """PEFT's test MLP, with two equal hidden layers so that tCURLoRA groups have ``n3 = 2``.
+
+    ``lin0`` (10 -> 20), ``lins.0``/``lins.1`` (20 -> 20), dropout and a ``head`` (20 -> 2).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin0 = nn.Linear(10, 20)
+        self.lins = nn.ModuleList(nn.Linear(20, 20) for _ in range(2))
+        self.drop = nn.Dropout(0.5)
+        self.head = nn.Linear(20, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.lin0(x))
+        for layer in self.lins:
+            x = torch.tanh(layer(x))
+        out: torch.Tensor = self.head(self.drop(x))
+        return out
+
+
+def mlp(seed: int = 0) -> MLP:
+    """A seeded :class:`MLP` in eval mode."""
+    torch.manual_seed(seed)
+    return MLP().eval()
+
+
+def tiny_bert(seed: int = 0) -> nn.Module:
+    """A random 2-layer BERT classifier (hidden 32, no dropout, ``classifier`` head)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        classifier_dropout=0.0,
+    )
+    config.num_labels = 3
+    return BertForSequenceClassification(config).eval()
+
+
+def tiny_llama(seed: int = 0) -> nn.Module:
+    """A random 2-layer LLaMA (hidden 32, grouped-query attention, untied ``lm_head``)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+        tie_word_embeddings=False,
+        attention_dropout=0.0,
+    )
+    return LlamaForCausalLM(config).eval()
