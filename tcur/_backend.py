@@ -117,6 +117,34 @@ def to_numpy(x: Array) -> np.ndarray:
     return np.asarray(x)
 
 
+def host_arrays(*arrays: Array) -> list[np.ndarray]:
+    """Host NumPy copies of ``arrays`` in one device-to-host transfer for torch tensors (they
+    are flattened into one buffer of their promoted dtype, copied once, then split), so that a
+    call on a GPU synchronises once, not once per array; :func:`to_numpy` of each otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur._backend import host_arrays
+    >>> [a.shape for a in host_arrays(np.ones((2, 3)), np.arange(4))]
+    [(2, 3), (4,)]
+    """
+    if not arrays or not all(is_torch(a) for a in arrays):
+        return [to_numpy(a) for a in arrays]
+    torch = sys.modules["torch"]
+    common = arrays[0].dtype
+    for a in arrays[1:]:
+        common = torch.promote_types(common, a.dtype)
+    flat = torch.cat([a.detach().reshape(-1).to(common) for a in arrays]).cpu().numpy()
+    out, start = [], 0
+    for a in arrays:
+        part = flat[start : start + a.numel()].reshape(tuple(a.shape))
+        start += a.numel()
+        target = np.dtype(str(a.dtype).removeprefix("torch."))
+        out.append((part.real if target.kind != "c" else part).astype(target, copy=False))
+    return out
+
+
 def like(values: Any, ref: Array, dtype: Any = None) -> Array:
     """Convert host ``values`` to the array kind and device of ``ref`` (``dtype``: one of
     ``ref``'s namespace, or None to keep the values' dtype)."""

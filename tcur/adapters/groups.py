@@ -99,6 +99,10 @@ class PassCounter:
         self.start(model)
 
 
+_ABSENT = object()
+"""Marker for an attribute a module does not have."""
+
+
 def _checkpointing(module: nn.Module) -> bool:
     """``module.gradient_checkpointing is True``, read without ``nn.Module.__getattr__``.
 
@@ -113,9 +117,6 @@ def _checkpointing(module: nn.Module) -> bool:
             return False
         value = getattr(module, "gradient_checkpointing", False)
     return value is True
-
-
-_ABSENT = object()
 
 
 _CLASS_DEFINES: dict[type, bool] = {}

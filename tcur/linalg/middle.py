@@ -47,8 +47,9 @@ def middle_factors(
     """
     xp = namespace(A)
     cutoff = explicit_rtol(rtol, eps(A))
-    Q_C, T_C = range_factor(xp, _detached(C))
-    Q_R, T_R = range_factor(xp, hermitian(xp, _detached(R)))
+    drop = middle == "pinv"  # interpolation needs the numerical ranges; projection does not
+    Q_C, T_C = range_factor(xp, _detached(C), drop=drop)
+    Q_R, T_R = range_factor(xp, hermitian(xp, _detached(R)), drop=drop)
     if middle == "pinv":
         W = take(R, cols, axis=R.ndim - 1)
         U = pinv(W, cutoff, rank=rank)

@@ -44,13 +44,16 @@ def adjoint(X: Any) -> Any:
     return hermitian(namespace(X), X)
 
 
-def range_factor(xp: Any, X: Array) -> tuple[Array, Array]:
+def range_factor(xp: Any, X: Array, *, drop: bool = True) -> tuple[Array, Array]:
     """``(Q, T)`` with ``X = Q T`` up to round-off, ``Q`` orthonormal on its kept columns.
 
     ``X`` is ``(..., m, k)`` with ``k <= m``. Householder QR ``X = Q0 R``, then the SVD
-    ``R = u s v^H``: ``Q = Q0 u`` and ``T = s v^H``, with the directions whose singular value is at
-    round-off level (``<= max(m, k) * eps * s_max``, ``s_max`` over the whole batch) set to zero in
-    both. A rank-deficient ``X`` thus contributes only its numerical range.
+    ``R = u s v^H``: ``Q = Q0 u`` and ``T = s v^H``. With ``drop`` (default) the directions whose
+    singular value is at round-off level (``<= max(m, k) * eps * s_max``, ``s_max`` over the
+    whole batch) are set to zero in both, so a rank-deficient ``X`` contributes only its numerical
+    range (what pivoting and interpolation need); without it ``Q`` keeps every direction (still
+    orthonormal: an orthogonal projection onto it is as stable, and it captures what the
+    columns hold down to round-off).
 
     Examples
     --------
@@ -64,6 +67,8 @@ def range_factor(xp: Any, X: Array) -> tuple[Array, Array]:
     """
     Q0, R = xp.linalg.qr(X)
     u, s, vh = xp.linalg.svd(R, full_matrices=False)
+    if not drop:
+        return Q0 @ u, xp.astype(s[..., :, None], vh.dtype) * vh
     keep = xp.astype(s > max(X.shape[-2:]) * eps(X) * xp.max(s), s.dtype)
     Q = (Q0 @ u) * xp.astype(keep, u.dtype)[..., None, :]
     T = xp.astype((s * keep)[..., :, None], vh.dtype) * vh

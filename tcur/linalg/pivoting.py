@@ -41,7 +41,6 @@ is ``C``'s range extended by a sketch of ``A``'s range.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -49,6 +48,7 @@ import numpy as np
 from tcur._backend import (
     Array,
     eps,
+    host_arrays,
     index_array,
     is_foreign,
     is_torch,
@@ -146,19 +146,6 @@ def _orth(xp: Any, Y: Array) -> Array:
     return Q
 
 
-def range_basis(F: Array, cols: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Host orthonormal bases ``(b, m, size)`` of ``F_k[:, cols]``, extended by a range sketch.
-
-    The first ``cols.size`` columns span ``F_k[:, cols]``.
-    """
-    xp = namespace(F)
-    C = take(F, index_array(cols, F), axis=2)
-    if size > cols.size:
-        extra = F @ gaussian(rng, (F.shape[0], F.shape[2], size - cols.size), F)
-        C = xp.concat([C, extra], axis=2)
-    return to_numpy(numerical_range(xp, C))
-
-
 def top_right_vectors(Y: np.ndarray, count: int) -> np.ndarray:
     """Leading ``count`` left singular vectors ``(b, n, count)`` of each sketch ``Y_k``
     (approximate leading right singular vectors of ``F_k``; round-off directions zeroed)."""
@@ -219,60 +206,26 @@ def captured_energy(
     return np.asarray(energies)
 
 
-def sketched_energy(Q: Array, Y: Array, weights: np.ndarray, bases: list[Any]) -> np.ndarray:
-    """:func:`captured_energy` of ``Q Y^H`` (the sketch's low-rank approximation of ``F``)
-    instead of ``F``: no pass over ``F``, used to pre-rank the candidates."""
-    xp = namespace(Q)
-    return np.asarray(
-        [
-            _weighted_energy(xp, weights, (hermitian(xp, QC) @ Q) @ (hermitian(xp, Y) @ QR))
-            for QC, QR in bases
-        ]
-    )
-
-
-def _conditioned(
-    rule: str,
-    F: Array,
-    sketch: Array,
-    first: int,
-    second: int,
-    context: tuple[np.ndarray, bool, Any, Any],
-    orthonormal: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices along ``F``'s last axis from ``sketch`` (``(b, n, l)``; its leading singular
-    vectors for ``"arp"`` or ``orthonormal``), then indices along its middle axis conditioned
-    on them (pivots of the range of ``F[:, :, first_indices]``)."""
-    w, real, sketch_rng, sample_rng = context
-    host = to_numpy(sketch)
-    basis = top_right_vectors(host, first) if rule == "arp" or orthonormal else host
-    stacked = stack_bases(basis, w, real)
-    if orthonormal:  # the dominant subspace of the slices' averaged projector
-        stacked = numerical_range(np, stacked[None])[0][:, :first]
-    outer = pick(rule, stacked, first, sample_rng)
-    inner_basis = range_basis(F, outer, second, sketch_rng)
-    inner = pick(rule, stack_bases(inner_basis, w, real), second, sample_rng)
-    return inner, outer
-
-
 def unit_scaled(F: Array) -> Array:
     """``F`` times the power of two that brings its largest magnitude into ``[0.5, 1)``.
 
     Exact (a power of two), so the pivots are unchanged; without it the squared energies that
     rank the candidates overflow or underflow at 1e+-300 (float64) and 1e+-30 (float32). Applied
-    in two half steps so that neither factor leaves the dtype's range.
+    in two half steps so that neither factor leaves the dtype's range. Computed where ``F``
+    lives, without reading the scale back to the host (no device synchronisation).
 
     >>> import numpy as np
     >>> float(np.abs(unit_scaled(np.array([[3e300, -1e300]]))).max())  # doctest: +ELLIPSIS
     0.5...
     """
     xp = namespace(F)
-    peak = float(xp.max(xp.abs(F)))
-    if peak == 0.0 or not math.isfinite(peak):
-        return F
-    exponent = math.frexp(peak)[1]
-    half = exponent // 2
-    return (F * 2.0 ** (-half)) * 2.0 ** (half - exponent)
+    peak = xp.max(xp.abs(F))
+    usable = (peak > 0) & xp.isfinite(peak)
+    safe = xp.where(usable, peak, xp.ones_like(peak))
+    exponent = xp.where(usable, xp.floor(xp.log2(safe)) + 1, xp.zeros_like(peak))
+    half = xp.floor(exponent / 2)
+    two = xp.full_like(peak, 2.0)
+    return (F * two ** (-half)) * two ** (half - exponent)
 
 
 def select_pivoted(
@@ -305,7 +258,6 @@ def select_pivoted(
     sketch_rng, sample_rng = spawn_rngs(seed, 2)
     F = unit_scaled(F.detach() if is_torch(F) else F)
     w = np.ones(F.shape[0]) if weights is None else weights
-    context = (w, real, sketch_rng, sample_rng)
     xp = namespace(F)
     Fh = hermitian(xp, F)
     size = min(max(n_rows, n_cols) + SKETCH_OVERSAMPLE, min(F.shape[1:]))
@@ -313,20 +265,96 @@ def select_pivoted(
     X1 = F @ _orth(xp, Y0)
     Q1 = _orth(xp, X1)
     Y1 = Fh @ Q1
-    candidates = [
-        _conditioned(rule, F, Y0, n_cols, n_rows, context),
-        _conditioned(rule, F, Y1, n_cols, n_rows, context),
-        _conditioned(rule, Fh, X1, n_rows, n_cols, context)[::-1],
+    Y0_host, Y1_host, X1_host = host_arrays(Y0, Y1, X1)  # transfer 1: the sketches
+    # (side, sketch, outer count, inner count, transposed order, orthonormal outer basis)
+    plans = [
+        (F, Y0_host, n_cols, n_rows, False, False),
+        (F, Y1_host, n_cols, n_rows, False, False),
+        (Fh, X1_host, n_rows, n_cols, True, False),
     ]
-    if rule == "sketch_qr":
-        candidates.append(_conditioned(rule, F, Y1, n_cols, n_rows, context, orthonormal=True))
+    if rule == "sketch_qr":  # Q-DEIM on the dominant subspace of the slices' averaged projector
+        plans.append((F, Y1_host, n_cols, n_rows, False, True))
+    outers = [
+        _outer(rule, sketch, first, w, real, sample_rng, ortho)
+        for _, sketch, first, _, _, ortho in plans
+    ]
+    blocks = [
+        numerical_range(xp, _extended_columns(side, outer, second, sketch_rng))
+        for (side, _, _, second, _, _), outer in zip(plans, outers, strict=True)
+    ]
+    candidates = []
+    for plan, outer, block in zip(plans, outers, host_arrays(*blocks), strict=True):  # transfer 2
+        inner = pick(rule, stack_bases(block, w, real), plan[3], sample_rng)
+        candidates.append((outer, inner) if plan[4] else (inner, outer))
+    return candidates[_best(F, Q1, Y1, w, candidates)]
+
+
+def _outer(
+    rule: str,
+    sketch: np.ndarray,
+    count: int,
+    weights: np.ndarray,
+    real: bool,
+    rng: np.random.Generator,
+    orthonormal: bool,
+) -> np.ndarray:
+    """Indices along the sketched axis from a host ``sketch`` (``(b, n, l)``; its leading singular
+    vectors for ``"arp"`` or ``orthonormal``)."""
+    basis = top_right_vectors(sketch, count) if rule == "arp" or orthonormal else sketch
+    stacked = stack_bases(basis, weights, real)
+    if orthonormal:
+        stacked = numerical_range(np, stacked[None])[0][:, :count]
+    return pick(rule, stacked, count, rng)
+
+
+def _extended_columns(F: Array, cols: np.ndarray, size: int, rng: np.random.Generator) -> Array:
+    """``F_k[:, cols]`` (where ``F`` lives), extended to ``size`` columns by a range sketch when
+    more inner than outer indices are kept; the inner pivots are chosen on its range."""
+    xp = namespace(F)
+    C = take(F, index_array(cols, F), axis=2)
+    if size > cols.size:
+        extra = F @ gaussian(rng, (F.shape[0], F.shape[2], size - cols.size), F)
+        C = xp.concat([C, extra], axis=2)
+    return C
+
+
+def _best(F: Array, Q: Array, Y: Array, weights: np.ndarray, candidates: list[Any]) -> int:
+    """Position of the candidate with the largest exact captured energy.
+
+    The candidates are pre-ranked on the sketch ``Q Y^H`` (no pass over ``F``) and the best
+    :data:`EXACT_CANDIDATES` measured exactly in one pass (every candidate of a tensor: its
+    sketch ranks them less reliably), all where ``F`` lives; one transfer brings the ranking and
+    the energies to the host. Candidates within round-off of the best are ties: the first wins
+    (backend-independent)."""
+    xp = namespace(F)
     bases = candidate_bases(F, candidates)
-    # Pre-rank on the sketch, then measure the best EXACT_CANDIDATES exactly in one pass.
-    # A tensor's Fourier slices are measured exactly: its sketch ranks them less reliably.
-    exact = EXACT_CANDIDATES if F.shape[0] == 1 else len(candidates)
-    order = np.argsort(-sketched_energy(Q1, Y1, w, bases), kind="stable")[:exact]
-    order = np.sort(order)
-    energy = captured_energy(F, w, [candidates[i] for i in order], [bases[i] for i in order])
-    # Candidates within round-off of the best are ties: take the first (backend-independent).
+    w = xp.asarray(weights, dtype=_real_dtype(xp, F), device=getattr(F, "device", None))
+    sketched = xp.stack(
+        [_energy(xp, w, (hermitian(xp, QC) @ Q) @ (hermitian(xp, Y) @ QR)) for QC, QR in bases]
+    )
+    exact_count = EXACT_CANDIDATES if F.shape[0] == 1 else len(candidates)
+    order = xp.sort(xp.argsort(-sketched, stable=True)[:exact_count])
+    left = xp.stack([QC for QC, _ in bases])
+    right = xp.stack([QR for _, QR in bases])
+    chosen_left, chosen_right = take(left, order, axis=0), take(right, order, axis=0)
+    width = left.shape[-1]
+    joined = xp.reshape(xp.moveaxis(chosen_left, 0, -2), (*F.shape[:2], exact_count * width))
+    G = hermitian(xp, joined) @ F
+    exact = xp.stack(
+        [
+            _energy(xp, w, G[:, j * width : (j + 1) * width, :] @ chosen_right[j, ...])
+            for j in range(exact_count)
+        ]
+    )
+    order_host, energy = host_arrays(order, exact)  # transfer 3: ranking and energies
     best = int(np.flatnonzero(energy >= energy.max() * (1 - 1000 * eps(F)))[0])
-    return candidates[int(order[best])]
+    return int(order_host[best])
+
+
+def _real_dtype(xp: Any, F: Array) -> Any:
+    return xp.real(F[:1, :1, :1]).dtype if xp.isdtype(F.dtype, "complex floating") else F.dtype
+
+
+def _energy(xp: Any, weights: Array, block: Array) -> Array:
+    """``sum_k w_k ||block_k||_F^2`` (0-D, where ``block`` lives)."""
+    return xp.sum(weights * xp.sum(xp.abs(block) ** 2, axis=(1, 2)))

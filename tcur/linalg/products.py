@@ -311,8 +311,9 @@ def fit_by_products(
         picked = _single_candidate(A, rank, n_rows, n_cols, select, seed, svd)
     rows, cols = picked.rows, picked.cols
     cutoff = explicit_rtol(rtol, float(np.finfo(A.dtype).eps))
-    Q_C, T_C = picked.C_factor or range_factor(np, picked.C)
-    Q_R, T_R = range_factor(np, picked.R.conj().T)
+    drop = middle == "pinv"  # interpolation needs the numerical ranges; projection does not
+    Q_C, T_C = (drop and picked.C_factor) or range_factor(np, picked.C, drop=drop)
+    Q_R, T_R = range_factor(np, picked.R.conj().T, drop=drop)
     if middle == "pinv":
         U = pinv(picked.R[:, cols], cutoff, rank=rank)
         capped = rank < min(n_rows, n_cols)
