@@ -200,7 +200,7 @@ def test_frontier_is_read_from_the_committed_json() -> None:
 
 
 def test_frontier_missing_file_names_the_script(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"finetune_minilm_rt\.py"):
+    with pytest.raises(FileNotFoundError, match=r"make finetune FT=minilm_rt"):
         frontier.load(tmp_path / "none.json")
     with pytest.raises(KeyError, match="no method 'nope'"):
         frontier.load()["nope"]

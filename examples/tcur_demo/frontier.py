@@ -1,6 +1,6 @@
 """The fine-tuning frontier's results (``benchmarks/results/finetune_minilm_rt.json``), read-only.
 
-``benchmarks/finetune_minilm_rt.py`` tuned every method's learning rate on a validation split and
+``benchmarks/finetune/minilm_rt.py`` tuned every method's learning rate on a validation split and
 trained it on 6,530 Rotten Tomatoes sentences with 3 seeds. The demo takes from it each method's
 configuration and chosen learning rate, its batch size and truncation length, and the 3-seed
 means it prints beside its own single-seed figures; its closing sentence is computed from those
@@ -73,12 +73,10 @@ def load(path: Path = FRONTIER_JSON) -> Frontier:
     Raises
     ------
     FileNotFoundError
-        If ``path`` does not exist (the message names ``benchmarks/finetune_minilm_rt.py``).
+        If ``path`` does not exist (the message names ``benchmarks/finetune/minilm_rt.py``).
     """
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no frontier results at {path}; run python benchmarks/finetune_minilm_rt.py"
-        )
+        raise FileNotFoundError(f"no frontier results at {path}; run make finetune FT=minilm_rt")
     data = json.loads(path.read_text(encoding="utf-8"))
     budget = data["budget"]
     methods = {

@@ -26,7 +26,7 @@ For the ``query``/``value`` groups of all-MiniLM-L6-v2 ``s`` is about 0.2 at ran
 rank 16, so learning rates stay in LoRA's range (and a classifier head trained in the same
 optimizer is not thrown off).
 
-Measured (``benchmarks/finetune_step_size.py``: Adam's first step on all-MiniLM-L6-v2 for a
+Measured (``benchmarks/finetune/step_size.py``: Adam's first step on all-MiniLM-L6-v2 for a
 batch of 32 Rotten Tomatoes sentences), the rule holds per weight: each adapted weight moves by
 1.03-1.43 ``lr`` times its own norm for query/value at ranks 4 to 32, 1.28 for one ``n3 = 24``
 tensor over every 384 x 384 layer and 1.7-2.0 for the FFN projections. What a rule built from
@@ -35,7 +35,7 @@ step on the FFN up- or down-projection moves the sentence embedding 10x more tha
 value or the attention output, so an adapter on every linear layer moves the embedding 12x more
 per step than one on query/value at the same ``lr``. Over a full training run that did not move
 the best learning rate on the 1-3-10 grid of the fine-tuning frontier
-(``benchmarks/finetune_minilm_rt.py``: 1e-2 for query/value at rank 8 and for every linear layer,
+(``benchmarks/finetune/minilm_rt.py``: 1e-2 for query/value at rank 8 and for every linear layer,
 both 3 points worse at 3e-2). The earlier collapse of ``tcurlora_all_linear`` (one seed of three
 at 0.57) came from a rate above that optimum: 3e-2, reused from a query/value grid whose best
 value sat at its lower edge, on a 50-step schedule. Choose the learning rate on validation, from a
@@ -260,7 +260,7 @@ class TCURLoRAConfig(_ConfigIO):
         ``"leverage"``: best (tied with ``"uniform"``, deterministic unlike it) in the first
         round's rule sweep, MiniLM on 800 Rotten Tomatoes sentences (validation accuracy:
         leverage 0.726, uniform 0.726, norm 0.720, deim 0.700; differences within noise). The
-        sweep was not repeated on the larger budget of ``benchmarks/finetune_minilm_rt.py``.
+        sweep was not repeated on the larger budget of ``benchmarks/finetune/minilm_rt.py``.
     group_by : {"name", "shape"} or callable
         ``"name"``: the module path with layer numbers replaced by ``*`` (every ``query`` of a
         BERT forms one group); ``"shape"``: every target of one ``(d_out, d_in)``; a callable
