@@ -381,6 +381,43 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     return str(value)
 
 
+def power_of_two_below(xp: Any, m: Array) -> Array:
+    """``2**floor(log2(m))`` for a positive finite 0-D ``m``, else 1 (dividing by it is exact),
+    computed where ``m`` lives (no host synchronisation); :func:`binary_scale` is the host form.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur._backend import power_of_two_below
+    >>> float(power_of_two_below(np, np.float64(3.0))), float(power_of_two_below(np, np.float64(0)))
+    (2.0, 1.0)
+    """
+    ok = (m > 0) & xp.isfinite(m)
+    safe = xp.where(ok, m, xp.ones_like(m))
+    return xp.where(ok, 2.0 ** xp.floor(xp.log2(safe)), xp.ones_like(m))
+
+
+def unit_scaled(F: Array) -> Array:
+    """``F`` times the power of two that brings its largest magnitude into ``[0.5, 1)``.
+
+    Exact (a power of two), so the pivots are unchanged; without it the squared energies that
+    rank the candidates overflow or underflow at 1e+-300 (float64) and 1e+-30 (float32). Applied
+    in two half steps so that neither factor leaves the dtype's range. Computed where ``F``
+    lives, without reading the scale back to the host (no device synchronisation).
+
+    >>> import numpy as np
+    >>> from tcur._backend import unit_scaled
+    >>> float(np.abs(unit_scaled(np.array([[3e300, -1e300]]))).max())  # doctest: +ELLIPSIS
+    0.5...
+    """
+    xp = namespace(F)
+    peak = xp.max(xp.abs(F))
+    exponent = xp.log2(power_of_two_below(xp, peak)) + 1
+    half = xp.floor(exponent / 2)
+    two = xp.full_like(peak, 2.0)
+    return (F * two ** (-half)) * two ** (half - exponent)
+
+
 def binary_scale(peak: float) -> float:
     """A power of two near a finite ``peak >= 0`` (1.0 for 0): dividing by it is exact, and
     brings the largest entry into ``[0.5, 1)`` so squares neither over- nor underflow.

@@ -7,21 +7,23 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import Array, as_float_array, eps, is_sparse, is_torch, namespace, tiny
+from tcur._backend import (
+    Array,
+    as_float_array,
+    eps,
+    is_sparse,
+    is_torch,
+    namespace,
+    power_of_two_below,
+    tiny,
+)
 from tcur.linalg.sparse import sparse_relative_error
-
-
-def _power_of_two_below(xp: Any, m: Array) -> Array:
-    """``2**floor(log2(m))`` for a positive finite 0-D ``m``, else 1 (dividing by it is exact)."""
-    ok = (m > 0) & xp.isfinite(m)
-    safe = xp.where(ok, m, xp.ones_like(m))
-    return xp.where(ok, 2.0 ** xp.floor(xp.log2(safe)), xp.ones_like(m))
 
 
 def _scaled_norm(xp: Any, v: Array) -> tuple[Array, Array]:
     """``(n, p)`` with ``||v|| = n * p``: ``p`` a power of two near ``max|v|`` and ``n`` computed on
     ``v / p`` (entries below 2 in size), so squaring neither overflows nor underflows."""
-    p = _power_of_two_below(xp, xp.max(xp.abs(v)))
+    p = power_of_two_below(xp, xp.max(xp.abs(v)))
     return xp.linalg.vector_norm(v / p), p
 
 
@@ -100,7 +102,7 @@ def _plain_ratio(x: np.ndarray, approx: np.ndarray) -> np.ndarray | None:
 
 def _scaled_ratio(xp: Any, x: Array, approx: Array) -> Array:
     """The ratio from arrays scaled by powers of two; no host synchronisation."""
-    scale = _power_of_two_below(xp, xp.maximum(xp.max(xp.abs(x)), xp.max(xp.abs(approx))))
+    scale = power_of_two_below(xp, xp.maximum(xp.max(xp.abs(x)), xp.max(xp.abs(approx))))
     x = x / scale
     diff, diff_scale = _scaled_norm(xp, x - approx / scale)
     ref, ref_scale = _scaled_norm(xp, x)

@@ -15,6 +15,7 @@ from tcur._backend import (
     is_torch,
     take,
 )
+from tcur.linalg.errors import relative_error
 from tcur.linalg.lazy import dask_cur
 from tcur.linalg.middle import middle_factors
 from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
@@ -26,7 +27,6 @@ from tcur.linalg.tolerance import (
     check_rank_or_tol,
     estimate_rank,
     fit_to_tolerance,
-    measured_error,
 )
 
 
@@ -147,7 +147,7 @@ def cur(
     first = estimate_rank(detached, tol, seed=seed)
     return fit_to_tolerance(
         lambda k: _fit(A, k, k, k, **options),
-        lambda d: measured_error(A, d.reconstruct()),
+        lambda d: float(relative_error(A, d.reconstruct(), check_finite=False)),
         tol,
         first,
         full,

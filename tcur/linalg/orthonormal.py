@@ -44,6 +44,26 @@ def adjoint(X: Any) -> Any:
     return hermitian(namespace(X), X)
 
 
+def qr_basis(xp: Any, Y: Array, against: Array | None = None) -> Array:
+    """Orthonormal basis of the range of ``Y`` (``(..., m, l)``) by Householder QR, where ``Y``
+    lives; with ``against``, that basis's range is first projected out (twice: stable
+    Gram-Schmidt), so the result extends it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.orthonormal import qr_basis
+    >>> Q = qr_basis(np, np.random.default_rng(0).standard_normal((6, 2)))
+    >>> bool(np.allclose(Q.T @ Q, np.eye(2)))
+    True
+    """
+    for _ in range(2 if against is not None else 1):
+        if against is not None:
+            Y = Y - against @ (hermitian(xp, against) @ Y)
+        Y, _ = xp.linalg.qr(Y)
+    return Y
+
+
 def range_factor(xp: Any, X: Array, *, drop: bool = True) -> tuple[Array, Array]:
     """``(Q, T)`` with ``X = Q T`` up to round-off, ``Q`` orthonormal on its kept columns.
 

@@ -57,8 +57,9 @@ from tcur._backend import (
     spawn_rngs,
     take,
     to_numpy,
+    unit_scaled,
 )
-from tcur.linalg.orthonormal import hermitian, numerical_range
+from tcur.linalg.orthonormal import hermitian, numerical_range, qr_basis
 
 PIVOTING_RULES = ("sketch_qr", "arp")
 SKETCH_OVERSAMPLE = 10
@@ -141,11 +142,6 @@ def gaussian(rng: np.random.Generator, shape: tuple[int, ...], ref: Array) -> Ar
     return host.astype(ref.dtype, copy=False)
 
 
-def _orth(xp: Any, Y: Array) -> Array:
-    Q, _ = xp.linalg.qr(Y)
-    return Q
-
-
 def top_right_vectors(Y: np.ndarray, count: int) -> np.ndarray:
     """Leading ``count`` left singular vectors ``(b, n, count)`` of each sketch ``Y_k``
     (approximate leading right singular vectors of ``F_k``; round-off directions zeroed)."""
@@ -206,28 +202,6 @@ def captured_energy(
     return np.asarray(energies)
 
 
-def unit_scaled(F: Array) -> Array:
-    """``F`` times the power of two that brings its largest magnitude into ``[0.5, 1)``.
-
-    Exact (a power of two), so the pivots are unchanged; without it the squared energies that
-    rank the candidates overflow or underflow at 1e+-300 (float64) and 1e+-30 (float32). Applied
-    in two half steps so that neither factor leaves the dtype's range. Computed where ``F``
-    lives, without reading the scale back to the host (no device synchronisation).
-
-    >>> import numpy as np
-    >>> float(np.abs(unit_scaled(np.array([[3e300, -1e300]]))).max())  # doctest: +ELLIPSIS
-    0.5...
-    """
-    xp = namespace(F)
-    peak = xp.max(xp.abs(F))
-    usable = (peak > 0) & xp.isfinite(peak)
-    safe = xp.where(usable, peak, xp.ones_like(peak))
-    exponent = xp.where(usable, xp.floor(xp.log2(safe)) + 1, xp.zeros_like(peak))
-    half = xp.floor(exponent / 2)
-    two = xp.full_like(peak, 2.0)
-    return (F * two ** (-half)) * two ** (half - exponent)
-
-
 def select_pivoted(
     F: Array,
     n_rows: int,
@@ -261,9 +235,9 @@ def select_pivoted(
     xp = namespace(F)
     Fh = hermitian(xp, F)
     size = min(max(n_rows, n_cols) + SKETCH_OVERSAMPLE, min(F.shape[1:]))
-    Y0 = Fh @ _orth(xp, F @ gaussian(sketch_rng, (F.shape[0], F.shape[2], size), F))
-    X1 = F @ _orth(xp, Y0)
-    Q1 = _orth(xp, X1)
+    Y0 = Fh @ qr_basis(xp, F @ gaussian(sketch_rng, (F.shape[0], F.shape[2], size), F))
+    X1 = F @ qr_basis(xp, Y0)
+    Q1 = qr_basis(xp, X1)
     Y1 = Fh @ Q1
     Y0_host, Y1_host, X1_host = host_arrays(Y0, Y1, X1)  # transfer 1: the sketches
     # (side, sketch, outer count, inner count, transposed order, orthonormal outer basis)

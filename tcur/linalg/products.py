@@ -23,9 +23,9 @@ see below):
   the product engine keeps the first. On the dense benchmark suite made sparse it was at most
   1.15x the dense default's error. The pivots come from :func:`pruned_pivots` (the same pivots,
   from the longest rows only).
-- ``"deim"``, ``"qdeim"``, ``"leverage"``, ``"leverage_sample"``: randomized SVD with
-  :data:`POWER_ITERS` power iterations (``2 + 2 * POWER_ITERS = 6`` passes), then one gather and,
-  for ``middle="optimal"``, one product: **8 passes** (7 with ``middle="pinv"``). With
+- ``"deim"``, ``"qdeim"``, ``"leverage"``, ``"leverage_sample"``: randomized SVD with two power
+  iterations (:func:`tcur.linalg.svd_bases.operator_randomized_svd`: 6 passes), then one gather
+  and, for ``middle="optimal"``, one product: **8 passes** (7 with ``middle="pinv"``). With
   ``svd="exact"`` the singular vectors come from :func:`scipy.sparse.linalg.svds` on the
   operator (one pass per ARPACK iteration: many).
 - ``"norm"``, ``"inverse_norm"``, ``"uniform"``: one pass for the norms, one gather, one product
@@ -65,11 +65,9 @@ from tcur.linalg.pivoting import (
 )
 from tcur.linalg.results import CUR
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
-from tcur.linalg.svd_bases import SVD_METHODS
+from tcur.linalg.svd_bases import SVD_METHODS, operator_singular_vectors
 from tcur.linalg.tolerance import check_rank_or_tol, estimate_rank, fit_to_tolerance
 
-POWER_ITERS = 2
-"""Power iterations of the randomized SVD behind the basis rules."""
 EXACT_BELOW = 100
 """:func:`operator_error` measures exactly (one pass) below ``EXACT_BELOW * sqrt(eps)``."""
 
@@ -221,47 +219,6 @@ def _pivoted_selection(A: Operator, n_rows: int, n_cols: int, rule: str, seed: A
     return Selection(rows, cols, C, R, (Q_C, T_C))
 
 
-def randomized_svd(
-    A: Operator, k: int, seed: Any, power_iters: int = POWER_ITERS
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Leading ``k`` singular triplets ``(U_k, s_k, V_k)`` (``V_k``: ``n x k``) of an operator:
-    Gaussian range finder with ``k + 10`` columns and ``power_iters`` power iterations
-    (``2 + 2 * power_iters`` passes)."""
-    (rng,) = spawn_rngs(seed, 1)
-    size = min(k + SKETCH_OVERSAMPLE, min(A.shape))
-    Q = orthonormal_columns(A.times(_gaussian(rng, (A.shape[1], size), A.dtype)))
-    for _ in range(power_iters):
-        Q = orthonormal_columns(A.times(orthonormal_columns(A.adjoint_times(Q))))
-    v, s, wh = np.linalg.svd(A.adjoint_times(Q), full_matrices=False)  # A^H Q = (Q^H A)^H
-    return (Q @ wh.conj().T)[:, :k], s[:k], v[:, :k]
-
-
-def _arpack_svd(A: Operator, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    import scipy.sparse.linalg  # deferred: keeps `import tcur` fast
-
-    op = scipy.sparse.linalg.LinearOperator(
-        A.shape,
-        matvec=lambda x: A.times(np.reshape(x, (-1, 1)))[:, 0],
-        rmatvec=lambda x: A.adjoint_times(np.reshape(x, (-1, 1)))[:, 0],
-        matmat=A.times,
-        rmatmat=A.adjoint_times,
-        dtype=A.dtype,
-    )
-    u, s, vh = scipy.sparse.linalg.svds(op, k=k, random_state=0)
-    order = np.argsort(-s)
-    return u[:, order], s[order], vh[order].conj().T
-
-
-def singular_vectors(
-    A: Operator, k: int, *, svd: str, seed: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Leading singular triplets: ARPACK for ``svd="exact"`` (when ``k < min(A.shape)``),
-    else :func:`randomized_svd`."""
-    if svd == "exact" and k < min(A.shape):
-        return _arpack_svd(A, k)
-    return randomized_svd(A, k, seed)
-
-
 def _single_candidate(
     A: Operator, rank: int, n_rows: int, n_cols: int, select: str, seed: Any, svd: str
 ) -> Selection:
@@ -269,7 +226,7 @@ def _single_candidate(
     sketch_rng, sample_rng = spawn_rngs(seed, 2)
     U = V = row_norms = col_norms = None
     if select in BASIS_RULES:
-        U, _, V = singular_vectors(A, rank, svd=svd, seed=sketch_rng)
+        U, _, V = operator_singular_vectors(A, rank, svd=svd, seed=sketch_rng)
     else:
         row_norms, col_norms = A.norms()
     rows = choose_indices(select, n_rows, basis=U, norms=row_norms, rng=sample_rng)

@@ -1,4 +1,7 @@
-"""Leading singular vectors for index selection: exact SVD or randomized SVD.
+"""Leading singular vectors for index selection: exact SVD or randomized SVD, of a dense
+array (:func:`singular_vectors`) or of a matrix seen through products
+(:func:`operator_singular_vectors`). The one home of singular-vector finding; the ``tol=`` range
+finder is in :mod:`tcur.linalg.tolerance`.
 
 Selection never needs gradients, so the input is detached. The work runs where the array lives
 (GPU included) and the small ``(n, k)`` bases come back to the host as NumPy arrays.
@@ -10,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import Array, check_choice, is_torch, make_rng, namespace, to_numpy
+from tcur._backend import Array, check_choice, is_torch, make_rng, namespace, spawn_rngs, to_numpy
+from tcur.linalg.orthonormal import orthonormal_columns, qr_basis
 
 SVD_METHODS = ("auto", "exact", "randomized")
 
@@ -35,11 +39,6 @@ def _exact(a: Array, k: int) -> tuple[Array, Array, Array]:
     return u[:, :k], s[:k], vh[:k, :]
 
 
-def _orthonormal(xp: Any, y: Array) -> Array:
-    q, _ = xp.linalg.qr(y)
-    return q
-
-
 def _randomized(
     a: Array, k: int, oversample: int, power_iters: int, seed: Any
 ) -> tuple[Array, Array, Array]:
@@ -52,10 +51,10 @@ def _randomized(
         omega = xp.asarray(omega_host, dtype=a.dtype, device=a.device)
     else:
         omega = omega_host.astype(a.dtype, copy=False)
-    q = _orthonormal(xp, a @ omega)
+    q = qr_basis(xp, a @ omega)
     a_h = xp.conj(a.T) if xp.isdtype(a.dtype, "complex floating") else a.T
     for _ in range(power_iters):
-        q = _orthonormal(xp, a @ _orthonormal(xp, a_h @ q))
+        q = qr_basis(xp, a @ qr_basis(xp, a_h @ q))
     b = xp.conj(q.T) @ a if xp.isdtype(a.dtype, "complex floating") else q.T @ a
     ub, s, vh = xp.linalg.svd(b, full_matrices=False)
     return (q @ ub)[:, :k], s[:k], vh[:k, :]
@@ -84,3 +83,47 @@ def singular_vectors(
         u, s, vh = _exact(a, k)
     v = to_numpy(vh).conj().T
     return to_numpy(u), to_numpy(s), v
+
+
+def operator_randomized_svd(
+    A: Any, k: int, seed: Any, power_iters: int = 2, oversample: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Leading ``k`` singular triplets ``(U_k, s_k, V_k)`` (``V_k``: ``n x k``) of an operator:
+    Gaussian range finder with ``k + 10`` columns and ``power_iters`` power iterations
+    (``2 + 2 * power_iters`` passes); the operator form of :func:`singular_vectors`."""
+    (rng,) = spawn_rngs(seed, 1)
+    size = min(k + oversample, min(A.shape))
+    omega = rng.standard_normal((A.shape[1], size)).astype(A.dtype, copy=False)
+    Q = orthonormal_columns(A.times(omega))
+    for _ in range(power_iters):
+        Q = orthonormal_columns(A.times(orthonormal_columns(A.adjoint_times(Q))))
+    v, s, wh = np.linalg.svd(A.adjoint_times(Q), full_matrices=False)  # A^H Q = (Q^H A)^H
+    return (Q @ wh.conj().T)[:, :k], s[:k], v[:, :k]
+
+
+def _arpack_svd(A: Any, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import scipy.sparse.linalg  # deferred: keeps `import tcur` fast
+
+    op = scipy.sparse.linalg.LinearOperator(
+        A.shape,
+        matvec=lambda x: A.times(np.reshape(x, (-1, 1)))[:, 0],
+        rmatvec=lambda x: A.adjoint_times(np.reshape(x, (-1, 1)))[:, 0],
+        matmat=A.times,
+        rmatmat=A.adjoint_times,
+        dtype=A.dtype,
+    )
+    u, s, vh = scipy.sparse.linalg.svds(op, k=k, random_state=0)
+    order = np.argsort(-s)
+    return u[:, order], s[order], vh[order].conj().T
+
+
+def operator_singular_vectors(
+    A: Any, k: int, *, svd: str, seed: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`singular_vectors` of a matrix seen only through products (an
+    :class:`tcur.linalg.products.Operator`: ``shape``, ``dtype``, ``times``, ``adjoint_times``):
+    ARPACK for ``svd="exact"`` (when ``k < min(A.shape)``), else
+    :func:`operator_randomized_svd`."""
+    if svd == "exact" and k < min(A.shape):
+        return _arpack_svd(A, k)
+    return operator_randomized_svd(A, k, seed)

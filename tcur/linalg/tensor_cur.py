@@ -49,11 +49,13 @@ from tcur._backend import (
     spawn_rngs,
     take,
     to_numpy,
+    unit_scaled,
 )
+from tcur.linalg.errors import relative_error
 from tcur.linalg.middle import middle_factors
 from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
 from tcur.linalg.pinv import check_rtol
-from tcur.linalg.pivoting import PIVOTING_RULES, captured_energy, select_pivoted, unit_scaled
+from tcur.linalg.pivoting import PIVOTING_RULES, captured_energy, select_pivoted
 from tcur.linalg.results import TCUR
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
 from tcur.linalg.svd_bases import singular_vectors
@@ -61,7 +63,6 @@ from tcur.linalg.tolerance import (
     check_rank_or_tol,
     estimate_rank,
     fit_to_tolerance,
-    measured_error,
 )
 from tcur.linalg.tproduct import fourier_weights, from_fourier, to_fourier
 
@@ -311,7 +312,7 @@ def tcur(
     first = estimate_rank(fit.detached, tol, weights=weights, seed=seed)
     return fit_to_tolerance(
         lambda k: fit(k, k, k),
-        lambda d: measured_error(A, d.reconstruct()),
+        lambda d: float(relative_error(A, d.reconstruct(), check_finite=False)),
         tol,
         first,
         min(A.shape[:2]),

@@ -22,9 +22,18 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tcur._backend import Array, eps, is_integer, namespace, spawn_rngs, to_numpy, warn_user
-from tcur.linalg.orthonormal import hermitian
-from tcur.linalg.pivoting import gaussian, unit_scaled
+from tcur._backend import (
+    Array,
+    eps,
+    is_integer,
+    namespace,
+    spawn_rngs,
+    to_numpy,
+    unit_scaled,
+    warn_user,
+)
+from tcur.linalg.orthonormal import hermitian, qr_basis
+from tcur.linalg.pivoting import gaussian
 
 FIRST_BLOCK = 16
 """Width of the first block of the range finder (later blocks double the basis)."""
@@ -106,15 +115,6 @@ def _sq_norms(xp: Any, X: Array) -> np.ndarray:
     return np.asarray(to_numpy(xp.sum(xp.abs(X) ** 2, axis=(-2, -1))), dtype=np.float64)
 
 
-def _orthonormal(xp: Any, Y: Array, Q: Array | None) -> Array:
-    """Orthonormal basis of ``Y`` with ``Q``'s range projected out (twice: stable Gram-Schmidt)."""
-    for _ in range(2):
-        if Q is not None:
-            Y = Y - Q @ (hermitian(xp, Q) @ Y)
-        Y, _ = xp.linalg.qr(Y)
-    return Y
-
-
 def estimate_rank(
     F: Any, tol: float, *, weights: np.ndarray | None = None, seed: Any = None
 ) -> int:
@@ -167,8 +167,8 @@ def estimate_rank(
     remaining, block = total, FIRST_BLOCK
     while True:
         width = min(block, full - (0 if Q is None else Q.shape[-1]))
-        Y = _orthonormal(xp, op.times(op.gaussian(rng, width)), Q)
-        Y = _orthonormal(xp, op.times(_orthonormal(xp, op.adjoint_times(Y), None)), Q)
+        Y = qr_basis(xp, op.times(op.gaussian(rng, width)), Q)
+        Y = qr_basis(xp, op.times(qr_basis(xp, op.adjoint_times(Y))), Q)
         block_rows = hermitian(xp, op.adjoint_times(Y))  # Y^H F
         Q = Y if Q is None else xp.concat([Q, Y], axis=-1)
         B = block_rows if B is None else xp.concat([B, block_rows], axis=-2)
@@ -183,17 +183,6 @@ def estimate_rank(
     outside = max(remaining, 0.0)
     meets = np.flatnonzero(outside + np.append(tail[1:], 0.0) <= target)
     return int(meets[0]) + 1 if meets.size else full
-
-
-def measured_error(x: Array, approx: Array) -> float:
-    """``||x - approx||_F / ||x||_F`` without re-validating ``x``, scaled by ``max |x|``."""
-    xp = namespace(x, approx)
-    x, approx = (a.detach() if hasattr(a, "detach") else a for a in (x, approx))
-    scale = xp.max(xp.abs(x))
-    if float(scale) == 0.0:
-        return 0.0 if float(xp.max(xp.abs(approx))) == 0.0 else math.inf
-    num = xp.linalg.vector_norm((x - approx) / scale)
-    return float(num / xp.linalg.vector_norm(x / scale))
 
 
 def fit_to_tolerance(
