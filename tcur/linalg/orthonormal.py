@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import Array, binary_scale, eps, is_dask, namespace, take
+from tcur._backend import Array, binary_scale, eps, is_dask, namespace, take, thin_factorization
 from tcur.linalg.pinv import pinv
 
 
@@ -60,7 +60,8 @@ def qr_basis(xp: Any, Y: Array, against: Array | None = None) -> Array:
     for _ in range(2 if against is not None else 1):
         if against is not None:
             Y = Y - against @ (hermitian(xp, against) @ Y)
-        Y, _ = xp.linalg.qr(Y)
+        with thin_factorization(Y):
+            Y, _ = xp.linalg.qr(Y)
     return Y
 
 
@@ -85,8 +86,9 @@ def range_factor(xp: Any, X: Array, *, drop: bool = True) -> tuple[Array, Array]
     >>> bool(np.allclose(Q @ T, [[1.0, 2.0], [2.0, 4.0], [0.0, 0.0]]))
     True
     """
-    Q0, R = xp.linalg.qr(X)
-    u, s, vh = xp.linalg.svd(R, full_matrices=False)
+    with thin_factorization(X):
+        Q0, R = xp.linalg.qr(X)
+        u, s, vh = xp.linalg.svd(R, full_matrices=False)
     if not drop:
         return Q0 @ u, xp.astype(s[..., :, None], vh.dtype) * vh
     keep = xp.astype(s > max(X.shape[-2:]) * eps(X) * xp.max(s), s.dtype)

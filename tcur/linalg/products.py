@@ -45,7 +45,13 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import binary_scale, check_choice, check_rank, namespace, spawn_rngs
+from tcur._backend import (
+    binary_scale,
+    check_choice,
+    check_rank,
+    namespace,
+    spawn_rngs,
+)
 from tcur.linalg.middle import explicit_optimal
 from tcur.linalg.options import MIDDLES, explicit_rtol, index_counts
 from tcur.linalg.orthonormal import (
@@ -60,7 +66,6 @@ from tcur.linalg.pivoting import (
     PIVOTING_RULES,
     SKETCH_OVERSAMPLE,
     pick,
-    pivoted_qr_indices,
     top_right_vectors,
 )
 from tcur.linalg.results import CUR
@@ -132,59 +137,14 @@ def _gaussian(rng: np.random.Generator, shape: tuple[int, int], dtype: np.dtype)
     return rng.standard_normal(shape).astype(dtype, copy=False)
 
 
-def pruned_pivots(basis: np.ndarray, count: int) -> np.ndarray:
-    """:func:`tcur.linalg.pivoting.pivoted_qr_indices` of ``basis^H`` (``basis``: ``n x k``), run
-    on the rows of largest norm only.
-
-    A pivoted QR picks, at every step, the row of largest residual norm, and a residual is never
-    longer than its row. So if the pivots found on the ``B`` longest rows all have residual norm
-    (``|R_jj|``) above the ``(B + 1)``-th longest row's norm, no other row could have been
-    picked at any step: the pivots are those of the whole matrix. ``B`` doubles until that
-    holds (rank-deficient cases take the whole matrix). For the peaked row norms of sparse data
-    this is a small fraction of a QR of the whole ``k x n`` matrix.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from tcur.linalg.pivoting import pivoted_qr_indices
-    >>> from tcur.linalg.products import pruned_pivots
-    >>> V = np.random.default_rng(0).standard_normal((5000, 6)) ** 3
-    >>> bool(np.array_equal(pruned_pivots(V, 6), pivoted_qr_indices(V.T, 6)))
-    True
-    """
-    import scipy.linalg  # deferred: keeps `import tcur` fast
-
-    n = basis.shape[0]
-    peak = float(np.max(np.abs(basis))) if basis.size else 0.0
-    norms = np.linalg.norm(basis / peak, axis=1) * peak if peak > 0 else np.zeros(n)
-    order = np.argsort(-norms, kind="stable")
-    size = min(n, 16 * count + 256)
-    tolerance = max(basis.shape) * float(np.finfo(basis.dtype).eps)
-    while size < n:
-        subset = order[:size]
-        R, pivots = scipy.linalg.qr(basis[subset].conj().T, mode="r", pivoting=True)
-        diag = np.abs(np.diagonal(R))
-        if diag.size < count or not diag[count - 1] > tolerance * diag[0]:
-            break  # rank-deficient: the whole matrix decides the fill
-        if diag[count - 1] > norms[order[size]]:
-            return np.asarray(subset[pivots[:count]], dtype=np.int64)
-        size = min(n, 2 * size)
-    return pivoted_qr_indices(basis.conj().T, count)
-
-
-def _pick(rule: str, basis: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """:func:`tcur.linalg.pivoting.pick`, with :func:`pruned_pivots` for ``"sketch_qr"``."""
-    return pruned_pivots(basis, count) if rule == "sketch_qr" else pick(rule, basis, count, rng)
-
-
 def _outer(rule: str, sketch: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """Column indices from a row-space sketch ``Y`` (``n x l``), as
     :func:`tcur.linalg.pivoting.select_pivoted` picks them: pivots of ``Y^H`` for
     ``"sketch_qr"``, adaptive randomized pivots on ``Y``'s leading left singular vectors for
     ``"arp"``."""
     if rule == "arp":
-        return _pick(rule, top_right_vectors(sketch[None, ...], count)[0], count, rng)
-    return _pick(rule, sketch, count, rng)
+        return pick(rule, top_right_vectors(sketch[None, ...], count)[0], count, rng)
+    return pick(rule, sketch, count, rng)
 
 
 @dataclass(frozen=True)
@@ -214,7 +174,7 @@ def _pivoted_selection(A: Operator, n_rows: int, n_cols: int, rule: str, seed: A
     # The pivots depend only on the subspace: an orthonormal basis of [Q_C, X'] spans [C, X'].
     extended = np.concatenate([Q_C, X[:, :missing]], axis=1)
     basis = numerical_range(np, extended) if missing > 0 else Q_C
-    rows = _pick(rule, basis, n_rows, sample_rng)
+    rows = pick(rule, basis, n_rows, sample_rng)
     _, (R,) = A.gather([], [rows])
     return Selection(rows, cols, C, R, (Q_C, T_C))
 
