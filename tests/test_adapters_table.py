@@ -9,8 +9,8 @@ checks, each run on both hosts: the native ``tcur.adapters.apply`` and PEFT's
 Checks: training changes the output (and nothing but the adapter and ``modules_to_save``);
 merge equals the unmerged output (dtype-scaled tolerance); unmerge restores it exactly; unload
 leaves no adapter module (and the base weights, or the merged ones); save/load round trip
-exact; disable-adapter gives the base output (PEFT only: the native host has no switch, its
-``unload`` gives the base model back); a bfloat16 model trains and merges with a float32
+exact; disable-adapter gives the base output (PEFT's ``disable_adapter()``, the native
+``disable_adapters(model)``); a bfloat16 model trains and merges with a float32
 ``dU``; gradient checkpointing gives the same gradients (the transformers models).
 
 Models are built from code or configs with random weights (``adapter_models``), in float64
@@ -37,6 +37,7 @@ from tcur.adapters import (
     TCURLoRAConfig,
     adapter_groups,
     apply,
+    disable_adapters,
     load,
     merge,
     save,
@@ -327,12 +328,16 @@ def test_save_load_round_trip_is_exact(case: str, host: str, tmp_path: Path) -> 
         assert torch.equal(loaded[name], parameter), name
 
 
+@pytest.mark.parametrize("host", HOSTS)
 @pytest.mark.parametrize("case", CASES)
-def test_disable_adapter_gives_the_base_output(case: str) -> None:
-    """PEFT's ``disable_adapter()`` (the native host has no switch; ``unload`` is its way back)."""
-    t = _trained(case, "peft")
+def test_disable_adapter_gives_the_base_output(case: str, host: str) -> None:
+    """PEFT's ``disable_adapter()``; natively ``tcur.adapters.disable_adapters(model)``."""
+    if host == "native" and case.endswith("-save"):
+        pytest.skip("native modules_to_save train in place: no untrained copy to fall back to")
+    t = _trained(case, host)
+    switch = disable_adapters(t.model) if host == "native" else t.model.disable_adapter()
     with torch.no_grad():
-        with t.model.disable_adapter():  # type: ignore[operator]
+        with switch:  # type: ignore[attr-defined]
             disabled = _output(t.model, t.inputs, torch.float64)
         again = _output(t.model, t.inputs, torch.float64)
     _close(disabled, t.base_out)
@@ -381,3 +386,15 @@ def test_gradient_checkpointing_gives_the_same_gradients(case: str, host: str) -
     assert expected.keys() == got.keys() and any(n.endswith("dU") for n in got)
     for name, grad in got.items():
         _close(grad, expected[name])
+
+
+def test_native_disable_refuses_a_merged_model_and_restores_after_an_error() -> None:
+    t = _trained(CASES[0], "native")
+    merge(t.model)
+    with pytest.raises(ValueError, match="unmerge first"), disable_adapters(t.model):
+        pass
+    unmerge(t.model)
+    with pytest.raises(RuntimeError, match="inside"), disable_adapters(t.model):
+        raise RuntimeError("inside")
+    with torch.no_grad():
+        torch.testing.assert_close(_output(t.model, t.inputs, torch.float64), t.out)

@@ -184,6 +184,7 @@ class AdapterLayer(nn.Module):
         self.base_layer = base_layer
         self.sites: Sites = {}
         self.merged = False
+        self.disabled = False
         self._originals: dict[str, torch.Tensor] = {}
 
     def add_part(self, group: TCURGroup, k: int, site: str = "weight") -> None:
@@ -283,7 +284,7 @@ class TCURLayer(LinearFeatures, AdapterLayer):
         return parts_delta(self.parts, fresh=fresh)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.merged:
+        if self.merged or self.disabled:
             return self.base_layer(x)
         strategy = self._strategy(x)
         return strategy.forward(self.base_layer, self.parts, x, self.adapter_dropout, self.training)
@@ -317,7 +318,7 @@ class TCURAttention(AttentionAttributes, AdapterLayer):
     """
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if self.merged:
+        if self.merged or self.disabled:
             return self.base_layer(*args, **kwargs)
         weights = adapted_weights(self.base_layer, [self.sites])
         return substituted_forward(self.base_layer, weights, args, kwargs)

@@ -14,7 +14,8 @@ with fresh per-pass operands.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -231,6 +232,45 @@ def print_trainable_parameters(model: nn.Module) -> None:
 
 
 @torch.no_grad()
+@contextlib.contextmanager
+def disable_adapters(model: nn.Module) -> Iterator[nn.Module]:
+    """Context in which ``model`` computes as its base model (PEFT's ``disable_adapter()``).
+
+    Every adapter layer returns its base layer's output inside the context and the adapter's
+    again after it (also when the body raises); nothing is unloaded or copied. A merged model is
+    refused: its base weights hold the update (:func:`unmerge` first). ``modules_to_save`` are
+    trained in place by the native host (PEFT trains copies), so they keep their trained state
+    inside the context.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters import TCURLoRAConfig, adapter_groups, apply, disable_adapters
+    >>> net = apply(torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.Linear(6, 6)),
+    ...             TCURLoRAConfig(["0", "1"], rank=2))
+    >>> with torch.no_grad():
+    ...     _ = adapter_groups(net)[0].dU.fill_(1.0)
+    >>> x = torch.randn(2, 6)
+    >>> with disable_adapters(net):
+    ...     base = net(x)
+    >>> bool(torch.equal(base, net[1].base_layer(net[0].base_layer(x))))
+    True
+    """
+    layers = _layers_or_raise(model, "disable")
+    merged = [name for name, layer in layers if layer.merged]
+    if merged:
+        raise ValueError(
+            f"cannot disable the adapters of a merged model ({merged[0]}); unmerge first"
+        )
+    for _, layer in layers:
+        layer.disabled = True
+    try:
+        yield model
+    finally:
+        for _, layer in layers:
+            layer.disabled = False
+
+
 def merge(model: nn.Module, *, safe: bool = True) -> None:
     """Add every adapter's update into its base weight; merged layers run the base layer only.
 
