@@ -14,6 +14,7 @@ stable form of :mod:`tcur.linalg.orthonormal` that :meth:`CUR.reconstruct` evalu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tcur._backend import Array, fields_equal, is_complex, is_torch
@@ -37,7 +38,37 @@ def _needs_gradient(*factors: Array) -> bool:
 
 
 @dataclass(frozen=True, eq=False)
-class CUR:
+class Factors:
+    """The fields of every CUR-type result (:class:`CUR`, :class:`TCUR`): the factors ``C``,
+    ``U``, ``R``, the indices, the rank, and the stable ``form`` (not compared)."""
+
+    C: Array
+    U: Array
+    R: Array
+    rows: Array
+    cols: Array
+    rank: int | None = None
+    form: Projection | None = field(default=None, repr=False, compare=False)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a result of the same class whose arrays have the same kind, shape, dtype
+        and entries (``form`` is not compared); unhashable, like the arrays it holds."""
+        return bool(fields_equal(self, other)) if type(other) is type(self) else NotImplemented
+
+    def _evaluated(
+        self, stable: Callable[[Projection], Array], explicit: Callable[[], Array]
+    ) -> Array:
+        """``stable(form)`` when there is a form (with ``explicit()``'s gradient for torch input
+        that needs one), else ``explicit()``."""
+        if self.form is None:
+            return explicit()
+        if _needs_gradient(self.C, self.U, self.R):
+            return _with_explicit_gradient(stable(self.form), explicit())
+        return stable(self.form)
+
+
+@dataclass(frozen=True, eq=False)
+class CUR(Factors):
     """Result of :func:`tcur.linalg.cur`: ``A ~ C @ U @ R`` with ``C = A[:, cols]`` and
     ``R = A[rows, :]``.
 
@@ -57,19 +88,6 @@ class CUR:
         ``m x n_cols`` and ``n x n_rows`` arrays (the size of dense ``C`` and ``R``).
     """
 
-    C: Array
-    U: Array
-    R: Array
-    rows: Array
-    cols: Array
-    rank: int | None = None
-    form: Projection | None = field(default=None, repr=False, compare=False)
-
-    def __eq__(self, other: object) -> bool:
-        """Equal to a result of the same class whose arrays have the same kind, shape, dtype
-        and entries (``form`` is not compared); unhashable, like the arrays it holds."""
-        return bool(fields_equal(self, other)) if type(other) is type(self) else NotImplemented
-
     def reconstruct(self) -> Array:
         """The approximation of ``A``, evaluated stably.
 
@@ -79,16 +97,11 @@ class CUR:
         about ``sqrt(eps)`` relative. Without a form, ``C @ (U @ R)``. For torch input autograd
         flows as through ``C @ U @ R``.
         """
-        if self.form is None:
-            return self.C @ (self.U @ self.R)
-        stable = self.form.value()
-        if _needs_gradient(self.C, self.U, self.R):
-            return _with_explicit_gradient(stable, self.C @ (self.U @ self.R))
-        return stable
+        return self._evaluated(Projection.value, lambda: self.C @ (self.U @ self.R))
 
 
 @dataclass(frozen=True, eq=False)
-class TCUR:
+class TCUR(Factors):
     """Result of :func:`tcur.linalg.tcur`: ``A ~ C * U * R`` under the t-product.
 
     Attributes
@@ -107,27 +120,12 @@ class TCUR:
         slice; :mod:`tcur.linalg.orthonormal`); ``None`` for a result built by hand.
     """
 
-    C: Array
-    U: Array
-    R: Array
-    rows: Array
-    cols: Array
-    rank: int | None = None
-    form: Projection | None = field(default=None, repr=False, compare=False)
-
-    def __eq__(self, other: object) -> bool:
-        """Equal to a result of the same class whose arrays have the same kind, shape, dtype
-        and entries (``form`` is not compared); unhashable, like the arrays it holds."""
-        return bool(fields_equal(self, other)) if type(other) is type(self) else NotImplemented
-
     def reconstruct(self) -> Array:
         """The approximation of ``A``, evaluated stably slice by slice in the Fourier domain (see
         :meth:`CUR.reconstruct`); without a form, the t-product ``C * U * R``. Differentiable for
         torch input; the factors are not scanned for NaN/Inf again."""
-        explicit = None
-        if self.form is None or _needs_gradient(self.C, self.U, self.R):
-            explicit = tprod(self.C, self.U, self.R, check_finite=False)
-        if self.form is None:
-            return explicit
-        stable = from_fourier(self.form.value(), self.C.shape[2], not is_complex(self.C))
-        return stable if explicit is None else _with_explicit_gradient(stable, explicit)
+        n3, real = self.C.shape[2], not is_complex(self.C)
+        return self._evaluated(
+            lambda form: from_fourier(form.value(), n3, real),
+            lambda: tprod(self.C, self.U, self.R, check_finite=False),
+        )
