@@ -18,6 +18,7 @@ pytest.importorskip("transformers")
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "accelerate_finetune.py"
 CONFIG = ROOT / "examples" / "accelerate_cpu_2proc.yaml"
+GLOO_TEARDOWN = "terminate called without an active exception"
 OPTIONS = ["--tiny", "--train-size", "128", "--eval-size", "64", "--epochs", "2"]
 
 
@@ -35,6 +36,11 @@ def test_accelerate_launch_two_cpu_processes(tmp_path: Path) -> None:
     command += ["--output", str(tmp_path)]
     env = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    if run.returncode != 0 and GLOO_TEARDOWN in run.stderr:
+        # gloo can abort one rank while both tear the group down (seen 1 in ~5 runs on a loaded
+        # 2-core machine, after the work and the final barrier): one retry, same assertions.
+        command[command.index("--main_process_port") + 1] = str(_free_port())
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["world_size"] == 2
