@@ -27,6 +27,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from tcur.validation import check_rank, check_seed
+
 Array = Any
 """A NumPy ndarray, a torch Tensor or another array-API array."""
 
@@ -309,79 +311,6 @@ def check_finite(x: Array, name: str) -> None:
         raise ValueError(f"{name} must not contain NaN or Inf")
 
 
-def is_integer(value: object) -> bool:
-    """True for a Python or NumPy integer scalar; False for bool (``True`` is not a rank)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def check_rank(rank: Any, name: str, upper: int) -> int:
-    """Validate an integer rank-like argument in ``1..upper`` and return it as ``int``.
-
-    Python and NumPy integers are accepted; bool, floats and everything else get a ``TypeError``.
-    """
-    if not is_integer(rank):
-        raise TypeError(f"{name} must be an integer, got {rank!r} ({type(rank).__name__})")
-    if rank < 1:
-        raise ValueError(f"{name} must be >= 1, got {rank}")
-    if rank > upper:
-        raise ValueError(f"{name}={rank} exceeds the largest value allowed here ({upper})")
-    return int(rank)
-
-
-def check_sizes(values: Any, name: str, length: int | None = None) -> tuple[int, ...]:
-    """Validate a sequence of positive integers (a shape, per-mode ranks) and return a tuple.
-
-    Accepts a list, tuple or 1-D integer NumPy array of Python or NumPy integers; ``length``
-    (if given) is the required number of entries.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from tcur._backend import check_sizes
-    >>> check_sizes([2, np.int64(3)], "shape")
-    (2, 3)
-    """
-    if isinstance(values, np.ndarray) and values.ndim == 1:
-        values = values.tolist()
-    if not isinstance(values, (list, tuple)):
-        raise TypeError(
-            f"{name} must be a sequence of integers, got {values!r} ({type(values).__name__})"
-        )
-    if length is not None and len(values) != length:
-        raise ValueError(f"{name} must have {length} entries, got {len(values)}: {values!r}")
-    for v in values:
-        if not is_integer(v):
-            raise TypeError(
-                f"{name} must hold integers, got {v!r} ({type(v).__name__}) in {values!r}"
-            )
-        if v < 1:
-            raise ValueError(f"{name} must hold positive integers, got {v} in {values!r}")
-    return tuple(int(v) for v in values)
-
-
-def check_tolerance(value: Any, name: str) -> float:
-    """Validate a tolerance or cutoff: a finite real number ``>= 0`` (not bool); returns ``float``.
-
-    Examples
-    --------
-    >>> from tcur._backend import check_tolerance
-    >>> check_tolerance(1e-8, "tol")
-    1e-08
-    """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    if isinstance(value, np.complexfloating) or not math.isfinite(float(value)) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    """Validate a string option against ``choices``."""
-    if value not in choices:
-        raise ValueError(f"unknown {name}={value!r}; valid names are {', '.join(choices)}")
-    return str(value)
-
-
 _CONTROLLER: list[Any] = []
 
 
@@ -481,22 +410,10 @@ def tiny(x: Array) -> float:
     return float(_finfo(x).smallest_normal)
 
 
-def _check_seed(seed: Any) -> None:
-    if seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence)):
-        return
-    if not is_integer(seed):
-        raise TypeError(
-            f"seed must be None, an int, a numpy.random.SeedSequence or a numpy.random.Generator, "
-            f"got {seed!r}"
-        )
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed}")
-
-
 def make_rng(seed: Any) -> np.random.Generator:
     """NumPy generator from ``None`` (fresh OS entropy), an int >= 0, a ``SeedSequence`` or a
     ``Generator`` (returned as is, host-side sampling)."""
-    _check_seed(seed)
+    check_seed(seed)
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(seed)
@@ -518,7 +435,7 @@ def spawn_rngs(seed: Any, n: int) -> list[np.random.Generator]:
     >>> spawn_rngs(0, 2)[1].random() == spawn_rngs(0, 2)[1].random()
     True
     """
-    _check_seed(seed)
+    check_seed(seed)
     count = check_rank(n, "n", 2**31)
     if isinstance(seed, np.random.Generator):
         return list(seed.spawn(count))

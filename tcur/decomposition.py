@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tcur._backend import Array, as_float_array, check_choice, is_dask, is_sparse, kind_name
+from tcur._backend import Array, as_float_array, is_dask, is_sparse, kind_name
 from tcur.linalg.matrix_cur import cur
 from tcur.linalg.modewise import chidori_cur, fiber_cur
 from tcur.linalg.tensor_cur import tcur
-from tcur.linalg.tolerance import check_rank_or_tol
+from tcur.validation import check_choice, check_rank_or_tol
 
 METHODS = ("auto", "matrix", "tproduct", "chidori", "fiber")
 

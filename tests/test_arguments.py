@@ -341,3 +341,29 @@ def test_decompose_names_its_own_argument() -> None:
         tcur.decompose(bad, 2)
     with pytest.raises(ValueError, match="x must be 2-D for method='matrix'"):
         tcur.decompose(np.ones((3, 3, 3)), 2, method="matrix")
+
+
+def test_one_rule_for_library_and_adapter_configs() -> None:
+    # TypeError for a wrong type, ValueError for a wrong value, wherever the argument is given.
+    from tcur.adapters import CURLoRAConfig
+    from tcur.linalg import cur, teye
+
+    A = np.ones((6, 5))
+    for call in (
+        lambda: cur(A, 2, seed="x"),
+        lambda: CURLoRAConfig(["q"], seed="x"),
+        lambda: cur(A, 2.0),
+        lambda: teye(2.0, 3),
+        lambda: CURLoRAConfig(["q"], rank=2.0),
+    ):
+        with pytest.raises(TypeError):
+            call()
+    for call in (
+        lambda: cur(A, 2, seed=-1),
+        lambda: CURLoRAConfig(["q"], seed=-1),
+        lambda: cur(A, 0),
+        lambda: teye(0, 3),
+        lambda: CURLoRAConfig(["q"], rank=0),
+    ):
+        with pytest.raises(ValueError):
+            call()

@@ -44,16 +44,20 @@ grid whose best value is not at an edge.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-import numpy as np
-
-from tcur._backend import check_choice, check_rank, is_integer
 from tcur.linalg.selection import SELECT_RULES
+from tcur.validation import (
+    check_choice,
+    check_finite_number,
+    check_flag,
+    check_number,
+    check_rank,
+    is_integer,
+)
 
 FORWARD_STRATEGIES = ("auto", "factored", "materialized")
 SCALINGS = ("normalized", "plain")
@@ -88,38 +92,6 @@ def _check_targets(value: Any, name: str) -> str | list[str]:
 
 def _check_optional_targets(value: Any, name: str) -> str | list[str] | None:
     return None if value is None else _check_targets(value, name)
-
-
-def _is_real(value: Any) -> bool:
-    """True for a Python or NumPy real scalar (int or float); False for bool."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
-
-
-def _check_number(value: Any, name: str, low: float, high: float | None = None) -> float:
-    if not _is_real(value):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    number = float(value)
-    if not (low <= number and (high is None or number < high)) or number != number:
-        upper = "" if high is None else f" and < {high}"
-        raise ValueError(f"{name} must be >= {low}{upper}, got {value!r}")
-    return number
-
-
-def _check_finite(value: Any, name: str) -> float:
-    if not _is_real(value):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return number
-
-
-def _check_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
-    return bool(value)
 
 
 def _check_seed(value: Any) -> int:
@@ -320,12 +292,12 @@ def _validate_common(config: CURLoRAConfig | TCURLoRAConfig) -> None:
     config.modules_to_save = _check_optional_targets(config.modules_to_save, "modules_to_save")
     config.rank = check_rank(config.rank, "rank", 1 << 30)
     check_choice(config.select, "select", SELECT_RULES)
-    config.alpha = _check_finite(config.alpha, "alpha")
-    config.dropout = _check_number(config.dropout, "dropout", 0.0, 1.0)
+    config.alpha = check_finite_number(config.alpha, "alpha")
+    config.dropout = check_number(config.dropout, "dropout", 0.0, 1.0)
     config.seed = _check_seed(config.seed)
     check_choice(config.scaling, "scaling", SCALINGS)
     check_choice(config.forward, "forward", FORWARD_STRATEGIES)
-    config.autocast_adapter_dtype = _check_flag(
+    config.autocast_adapter_dtype = check_flag(
         config.autocast_adapter_dtype, "autocast_adapter_dtype"
     )
-    config.exact_unmerge = _check_flag(config.exact_unmerge, "exact_unmerge")
+    config.exact_unmerge = check_flag(config.exact_unmerge, "exact_unmerge")

@@ -13,7 +13,6 @@ from typing import Any
 
 from torch import nn
 
-from tcur._backend import check_choice
 from tcur.adapters.config import TCURLoRAConfig
 from tcur.adapters.io import load, save
 from tcur.adapters.model import adapter_config, apply, print_trainable_parameters
@@ -26,6 +25,7 @@ from tcur.adapters.training import (
     train_causal_lm,
     train_classifier,
 )
+from tcur.validation import check_choice
 
 TASKS = ("classification", "causal_lm")
 DEFAULT_TARGETS: tuple[tuple[str, ...], ...] = (

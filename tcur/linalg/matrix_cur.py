@@ -4,30 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from tcur._backend import (
-    Array,
-    as_float_array,
-    check_choice,
-    check_rank,
-    index_array,
-    is_dask,
-    is_sparse,
-    is_torch,
-    take,
-)
+from tcur._backend import Array, as_float_array, index_array, is_dask, is_sparse, is_torch, take
 from tcur.linalg.errors import relative_error
 from tcur.linalg.lazy import dask_cur
 from tcur.linalg.middle import middle_factors
 from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
-from tcur.linalg.pinv import check_rtol
 from tcur.linalg.results import CUR
 from tcur.linalg.selection import SELECT_RULES, select_matrix_indices
 from tcur.linalg.sparse import sparse_cur
-from tcur.linalg.tolerance import (
-    check_rank_or_tol,
-    estimate_rank,
-    fit_to_tolerance,
-)
+from tcur.linalg.tolerance import estimate_rank, fit_to_tolerance
+from tcur.validation import check_choice, check_rank, check_rank_or_tol, check_rtol
 
 
 def cur(

@@ -41,12 +41,9 @@ from tcur._backend import (
     Array,
     as_float_array,
     binary_scale,
-    check_choice,
-    check_rank,
     eps,
     fields_equal,
     index_array,
-    is_integer,
     is_torch,
     like,
     make_rng,
@@ -57,6 +54,7 @@ from tcur._backend import (
 from tcur.linalg.pinv import default_rtol, pinv
 from tcur.linalg.selection import choose_indices
 from tcur.linalg.tensor_ops import multi_mode_dot, unfold
+from tcur.validation import check_choice, check_rank, is_integer
 
 MODEWISE_RULES = ("deim", "qdeim", "leverage", "leverage_sample", "uniform")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tcur._backend import check_rank
+from tcur.validation import check_rank
 
 MIDDLES = ("optimal", "pinv")
 DEFAULT_SELECT = "sketch_qr"

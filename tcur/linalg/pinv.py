@@ -19,36 +19,11 @@ itself is not a differentiable (or even well-defined) function of ``W``.
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any
 
-import numpy as np
-
 from tcur._backend import Array, eps, is_torch, namespace
-
-
-def check_rtol(rtol: Any) -> float | None:
-    """Validate the pseudo-inverse cutoff ``rtol``: ``None`` or a finite number ``>= 0``.
-
-    Examples
-    --------
-    >>> from tcur.linalg.pinv import check_rtol
-    >>> check_rtol(1e-8)
-    1e-08
-    >>> check_rtol(-1.0)
-    Traceback (most recent call last):
-    ...
-    ValueError: rtol must be a finite number >= 0, got -1.0
-    """
-    if rtol is None:
-        return None
-    if isinstance(rtol, bool) or not isinstance(rtol, (int, float, np.integer, np.floating)):
-        raise TypeError(f"rtol must be a number or None, got {rtol!r} ({type(rtol).__name__})")
-    value = float(rtol)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"rtol must be a finite number >= 0, got {rtol!r}")
-    return value
+from tcur.validation import check_rtol
 
 
 def default_rtol(W: Array) -> float:

@@ -45,13 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import (
-    binary_scale,
-    check_choice,
-    check_rank,
-    namespace,
-    spawn_rngs,
-)
+from tcur._backend import binary_scale, namespace, spawn_rngs
 from tcur.linalg.middle import explicit_optimal
 from tcur.linalg.options import MIDDLES, explicit_rtol, index_counts
 from tcur.linalg.orthonormal import (
@@ -61,7 +55,7 @@ from tcur.linalg.orthonormal import (
     orthonormal_columns,
     range_factor,
 )
-from tcur.linalg.pinv import check_rtol, pinv
+from tcur.linalg.pinv import pinv
 from tcur.linalg.pivoting import (
     PIVOTING_RULES,
     SKETCH_OVERSAMPLE,
@@ -71,7 +65,8 @@ from tcur.linalg.pivoting import (
 from tcur.linalg.results import CUR
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
 from tcur.linalg.svd_bases import SVD_METHODS, operator_singular_vectors
-from tcur.linalg.tolerance import check_rank_or_tol, estimate_rank, fit_to_tolerance
+from tcur.linalg.tolerance import estimate_rank, fit_to_tolerance
+from tcur.validation import check_choice, check_rank, check_rank_or_tol, check_rtol
 
 EXACT_BELOW = 100
 """:func:`operator_error` measures exactly (one pass) below ``EXACT_BELOW * sqrt(eps)``."""

@@ -35,8 +35,6 @@ import numpy as np
 from tcur._backend import (
     Array,
     as_float_array,
-    check_choice,
-    check_rank,
     eps,
     index_array,
     is_torch,
@@ -48,6 +46,7 @@ from tcur._backend import (
 )
 from tcur.linalg.pivoting import PIVOTING_RULES, select_pivoted
 from tcur.linalg.svd_bases import SVD_METHODS, singular_vectors
+from tcur.validation import check_choice, check_rank
 
 SELECT_RULES = (
     "sketch_qr",

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import Array, check_choice, is_torch, make_rng, namespace, spawn_rngs, to_numpy
+from tcur._backend import Array, is_torch, make_rng, namespace, spawn_rngs, to_numpy
 from tcur.linalg.orthonormal import orthonormal_columns, qr_basis
+from tcur.validation import check_choice
 
 SVD_METHODS = ("auto", "exact", "randomized")
 

@@ -38,8 +38,6 @@ import numpy as np
 from tcur._backend import (
     Array,
     as_float_array,
-    check_choice,
-    check_rank,
     eps,
     index_array,
     is_complex,
@@ -54,17 +52,13 @@ from tcur._backend import (
 from tcur.linalg.errors import relative_error
 from tcur.linalg.middle import middle_factors
 from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
-from tcur.linalg.pinv import check_rtol
 from tcur.linalg.pivoting import PIVOTING_RULES, captured_energy, select_pivoted
 from tcur.linalg.results import TCUR
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
 from tcur.linalg.svd_bases import singular_vectors
-from tcur.linalg.tolerance import (
-    check_rank_or_tol,
-    estimate_rank,
-    fit_to_tolerance,
-)
+from tcur.linalg.tolerance import estimate_rank, fit_to_tolerance
 from tcur.linalg.tproduct import fourier_weights, from_fourier, to_fourier
+from tcur.validation import check_choice, check_rank, check_rank_or_tol, check_rtol
 
 
 def _detached_fourier(A: Array) -> tuple[Array, np.ndarray]:

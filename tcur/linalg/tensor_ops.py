@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tcur._backend import Array, as_float_array, check_sizes, is_integer, namespace
+from tcur._backend import Array, as_float_array, namespace
+from tcur.validation import check_sizes, is_integer
 
 
 def _check_mode(mode: Any, ndim: int, name: str = "mode") -> int:

@@ -22,16 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tcur._backend import (
-    Array,
-    eps,
-    is_integer,
-    namespace,
-    spawn_rngs,
-    to_numpy,
-    unit_scaled,
-    warn_user,
-)
+from tcur._backend import Array, eps, namespace, spawn_rngs, to_numpy, unit_scaled, warn_user
 from tcur.linalg.orthonormal import hermitian, qr_basis
 from tcur.linalg.pivoting import gaussian
 
@@ -44,33 +35,6 @@ GROWTH = 1.1
 """Factor by which the rank grows while the verified error exceeds ``tol``."""
 
 Result = TypeVar("Result")
-
-
-def check_rank_or_tol(rank: Any, tol: Any) -> float | None:
-    """Validate that exactly one of ``rank`` and ``tol`` is given; return ``tol`` as a float.
-
-    ``tol`` must be a finite real number in ``(0, 1)``.
-
-    Examples
-    --------
-    >>> from tcur.linalg.tolerance import check_rank_or_tol
-    >>> check_rank_or_tol(None, 0.05)
-    0.05
-    >>> check_rank_or_tol(5, 0.05)
-    Traceback (most recent call last):
-    ...
-    ValueError: give exactly one of rank and tol, got rank=5 and tol=0.05
-    """
-    if (rank is None) == (tol is None):
-        raise ValueError(f"give exactly one of rank and tol, got rank={rank!r} and tol={tol!r}")
-    if tol is None:
-        return None
-    if isinstance(tol, bool) or not (is_integer(tol) or isinstance(tol, (float, np.floating))):
-        raise TypeError(f"tol must be a float in (0, 1), got {tol!r} ({type(tol).__name__})")
-    value = float(tol)
-    if not (math.isfinite(value) and 0.0 < value < 1.0):
-        raise ValueError(f"tol must be a finite float in (0, 1), got {tol!r}")
-    return value
 
 
 class BatchProducts:

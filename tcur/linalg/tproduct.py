@@ -24,17 +24,9 @@ from typing import Any
 import numpy as np
 from array_api_compat import device as device_of
 
-from tcur._backend import (
-    Array,
-    as_float_array,
-    check_rank,
-    eps,
-    is_complex,
-    is_torch,
-    namespace,
-    to_numpy,
-)
-from tcur.linalg.pinv import check_rtol, pinv
+from tcur._backend import Array, as_float_array, eps, is_complex, is_torch, namespace, to_numpy
+from tcur.linalg.pinv import pinv
+from tcur.validation import check_rank, check_rtol
 
 SHORT_TUBE_MAX = 32
 """Real tubes up to this length use the real DFT as a matrix product in :func:`tprod`."""

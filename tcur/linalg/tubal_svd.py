@@ -18,8 +18,6 @@ from typing import Any
 from tcur._backend import (
     Array,
     as_float_array,
-    check_rank,
-    check_tolerance,
     eps,
     is_complex,
     is_torch,
@@ -28,6 +26,7 @@ from tcur._backend import (
     to_numpy,
 )
 from tcur.linalg.tproduct import from_fourier, to_fourier
+from tcur.validation import check_rank, check_tolerance
 
 
 def _self_conjugate(n3: int, real: bool) -> set[int]:

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import Array, as_float_array, check_tolerance, eps, is_sparse, to_numpy
+from tcur._backend import Array, as_float_array, eps, is_sparse, to_numpy
 from tcur.linalg.errors import relative_error
+from tcur.validation import check_tolerance
 
 MAX_COND = 100.0
 """Default largest condition number of the strategies' inputs (``max_cond`` of

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from tcur._backend import check_choice, check_rank, make_rng
+from tcur._backend import make_rng
 from tcur.testing.assertions import MAX_COND
+from tcur.validation import check_choice, check_rank
 
 BACKENDS = ("numpy", "torch")
 DTYPES = ("float64", "float32")

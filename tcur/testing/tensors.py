@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from tcur._backend import check_choice, check_rank, check_sizes, make_rng
+from tcur._backend import make_rng
 from tcur.testing.assertions import MAX_COND
 from tcur.testing.strategies import (
     DTYPES,
@@ -33,6 +33,7 @@ from tcur.testing.strategies import (
     orthonormal,
     spectrum,
 )
+from tcur.validation import check_choice, check_rank, check_sizes
 
 
 def _unitary(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
