@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from tcur._backend import Array, as_float_array, is_dask, is_sparse, kind_name
-from tcur.linalg.matrix_cur import cur
+from tcur.linalg.matrix_cur import cur, cur_of_array
 from tcur.linalg.modewise import chidori_cur, fiber_cur
-from tcur.linalg.tensor_cur import tcur
+from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT
+from tcur.linalg.tensor_cur import tcur_of_array
 from tcur.validation import check_choice, check_rank_or_tol
 
 METHODS = ("auto", "matrix", "tproduct", "chidori", "fiber")
@@ -76,11 +77,29 @@ def decompose(
             f"x must be {expected}-D for method={method!r}, got shape {tuple(x.shape)}"
         )
     if method == "matrix":
-        return cur(x, rank, tol=tol, check_finite=False, **options)
+        return cur_of_array(x, rank, tol=tol, **_with_defaults(options))
     if method == "tproduct":
-        return tcur(x, rank, tol=tol, check_finite=False, **options)
+        return tcur_of_array(x, rank, tol=tol, **_with_defaults(options))
     fit = chidori_cur if method == "chidori" else fiber_cur
     return fit(x, rank, check_finite=False, **options)
+
+
+def _with_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` of :func:`tcur.linalg.cur` / :func:`tcur.linalg.tcur` with their defaults
+    filled in; an unknown name raises the ``TypeError`` a call of those functions would."""
+    defaults = {
+        "n_rows": None,
+        "n_cols": None,
+        "select": DEFAULT_SELECT,
+        "middle": DEFAULT_MIDDLE,
+        "seed": None,
+        "svd": "auto",
+        "rtol": None,
+    }
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise TypeError(f"decompose() got unexpected keyword argument(s): {', '.join(unknown)}")
+    return defaults | options
 
 
 def _matrix_only(

@@ -367,3 +367,28 @@ def test_one_rule_for_library_and_adapter_configs() -> None:
     ):
         with pytest.raises(ValueError):
             call()
+
+
+def test_decompose_validates_its_array_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import tcur
+    import tcur._backend as backend
+
+    calls: list[str] = []
+    original = backend.as_float_array
+
+    def counting(x: object, name: str, **kwargs: object) -> object:
+        calls.append(name)
+        return original(x, name, **kwargs)
+
+    for module in [m for n, m in sys.modules.items() if n.startswith("tcur")]:
+        if getattr(module, "as_float_array", None) is original:
+            monkeypatch.setattr(module, "as_float_array", counting)
+    A = np.random.default_rng(0).standard_normal((30, 20))
+    for call in (lambda: tcur.decompose(A, 4), lambda: tcur.decompose(A, tol=0.5)):
+        calls.clear()
+        call()
+        assert calls == ["x"]
+    with pytest.raises(TypeError, match="bogus"):
+        tcur.decompose(A, 2, bogus=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tcur._backend import Array, as_float_array, index_array, is_dask, is_sparse, is_torch, take
-from tcur.linalg.errors import relative_error
+from tcur.linalg.errors import validated_relative_error
 from tcur.linalg.lazy import dask_cur
 from tcur.linalg.middle import middle_factors
 from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
@@ -118,6 +118,36 @@ def cur(
             check_finite=check_finite,
         )
     A = as_float_array(A, "A", ndim=2, finite=check_finite)
+    return cur_of_array(
+        A,
+        rank,
+        tol=tol,
+        n_rows=n_rows,
+        n_cols=n_cols,
+        select=select,
+        middle=middle,
+        seed=seed,
+        svd=svd,
+        rtol=rtol,
+    )
+
+
+def cur_of_array(
+    A: Array,
+    rank: int | None,
+    *,
+    tol: float | None,
+    n_rows: int | None,
+    n_cols: int | None,
+    select: str,
+    middle: str,
+    seed: Any,
+    svd: str,
+    rtol: float | None,
+) -> CUR:
+    """:func:`cur` of a matrix already converted and scanned by
+    :func:`tcur._backend.as_float_array` (how :func:`tcur.decompose` validates its input once);
+    the options are checked here."""
     check_choice(select, "select", SELECT_RULES)
     check_choice(middle, "middle", MIDDLES)
     rtol = check_rtol(rtol)
@@ -133,7 +163,7 @@ def cur(
     first = estimate_rank(detached, tol, seed=seed)
     return fit_to_tolerance(
         lambda k: _fit(A, k, k, k, **options),
-        lambda d: float(relative_error(A, d.reconstruct(), check_finite=False)),
+        lambda d: float(validated_relative_error(A, d.reconstruct())),
         tol,
         first,
         full,

@@ -49,7 +49,7 @@ from tcur._backend import (
     to_numpy,
     unit_scaled,
 )
-from tcur.linalg.errors import relative_error
+from tcur.linalg.errors import validated_relative_error
 from tcur.linalg.middle import middle_factors
 from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
 from tcur.linalg.pivoting import PIVOTING_RULES, captured_energy, select_pivoted
@@ -291,6 +291,36 @@ def tcur(
     """
     refuse_dask(A, "A", "tcur")
     A = as_float_array(A, "A", ndim=3, finite=check_finite)
+    return tcur_of_array(
+        A,
+        rank,
+        tol=tol,
+        n_rows=n_rows,
+        n_cols=n_cols,
+        select=select,
+        middle=middle,
+        seed=seed,
+        svd=svd,
+        rtol=rtol,
+    )
+
+
+def tcur_of_array(
+    A: Array,
+    rank: int | None,
+    *,
+    tol: float | None,
+    n_rows: int | None,
+    n_cols: int | None,
+    select: str,
+    middle: str,
+    seed: Any,
+    svd: str,
+    rtol: float | None,
+) -> TCUR:
+    """:func:`tcur` of a third-order tensor already converted and scanned by
+    :func:`tcur._backend.as_float_array` (how :func:`tcur.decompose` validates its input once);
+    the options are checked here."""
     check_choice(select, "select", SELECT_RULES)
     check_choice(middle, "middle", MIDDLES)
     rtol = check_rtol(rtol)
@@ -306,7 +336,7 @@ def tcur(
     first = estimate_rank(fit.detached, tol, weights=weights, seed=seed)
     return fit_to_tolerance(
         lambda k: fit(k, k, k),
-        lambda d: float(relative_error(A, d.reconstruct(), check_finite=False)),
+        lambda d: float(validated_relative_error(A, d.reconstruct())),
         tol,
         first,
         min(A.shape[:2]),
