@@ -51,3 +51,12 @@ def test_the_counter_sees_a_read(reads: list[tuple[str, int]]) -> None:
     float(torch.ones(()))
     np.asarray(torch.ones(3).numpy())
     assert [name for name, _ in reads] == ["__float__", "numpy"]
+
+
+@pytest.mark.parametrize("select", ["sketch_qr", "deim"])
+def test_tcur_reads_back_at_most_four_times(reads: list[tuple[str, int]], select: str) -> None:
+    T = torch.randn(40, 30, 8, dtype=torch.float64)
+    d = tcur.decompose(T, 5, select=select, seed=0)
+    assert len(reads) <= 4, reads
+    assert max(size for _, size in reads) < T.numel()
+    assert isinstance(d.reconstruct(), torch.Tensor)

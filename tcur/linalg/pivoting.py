@@ -41,6 +41,8 @@ is ``C``'s range extended by a sketch of ``A``'s range.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -246,6 +248,16 @@ def captured_energy(
     return np.asarray(energies)
 
 
+@dataclass(frozen=True)
+class Alternative:
+    """A further candidate for :func:`select_pivoted`: ``arrays`` (where ``F`` lives) travel to
+    the host with the sketches, and ``choose(host_arrays)`` turns them into ``(rows, cols)``, or
+    ``None`` when it has none."""
+
+    arrays: tuple[Array, ...]
+    choose: Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray] | None]
+
+
 def select_pivoted(
     F: Array,
     n_rows: int,
@@ -255,6 +267,7 @@ def select_pivoted(
     seed: Any = None,
     weights: np.ndarray | None = None,
     real: bool = False,
+    alternative: Alternative | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices (host int64) shared by the matrices of ``F`` (``(b, m, n)``).
 
@@ -283,7 +296,8 @@ def select_pivoted(
     X1 = F @ qr_basis(xp, Y0)
     Q1 = qr_basis(xp, X1)
     Y1 = Fh @ Q1
-    Y0_host, Y1_host, X1_host = host_arrays(Y0, Y1, X1)  # transfer 1: the sketches
+    extra = alternative.arrays if alternative is not None else ()
+    Y0_host, Y1_host, X1_host, *extra_host = host_arrays(Y0, Y1, X1, *extra)  # transfer 1
     # (side, sketch, outer count, inner count, transposed order, orthonormal outer basis)
     plans = [
         (F, Y0_host, n_cols, n_rows, False, False),
@@ -304,6 +318,9 @@ def select_pivoted(
     for plan, outer, block in zip(plans, outers, host_arrays(*blocks), strict=True):  # transfer 2
         inner = pick(rule, stack_bases(block, w, real), plan[3], sample_rng)
         candidates.append((outer, inner) if plan[4] else (inner, outer))
+    other = alternative.choose(extra_host) if alternative is not None else None
+    if other is not None:  # measured with the others; it wins only if strictly better
+        candidates.append(other)
     return candidates[_best(F, Q1, Y1, w, candidates)]
 
 

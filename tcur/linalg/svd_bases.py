@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from tcur._backend import Array, is_torch, make_rng, namespace, spawn_rngs, to_numpy
-from tcur.linalg.orthonormal import orthonormal_columns, qr_basis
+from tcur.linalg.orthonormal import hermitian, orthonormal_columns, qr_basis
+from tcur.linalg.pivoting import gaussian
 from tcur.validation import check_choice
 
 SVD_METHODS = ("auto", "exact", "randomized")
@@ -84,6 +85,41 @@ def singular_vectors(
         u, s, vh = _exact(a, k)
     v = to_numpy(vh).conj().T
     return to_numpy(u), to_numpy(s), v
+
+
+def batched_singular_vectors(
+    F: Array, k: int, *, svd: str = "auto", seed: Any = 0, oversample: int = 10
+) -> tuple[Array, Array]:
+    """Leading ``k`` left and right singular vectors of every matrix of a batch ``F``
+    (``(b, m, n)``), where ``F`` lives: ``(U, V)`` of shapes ``(b, m, k)`` and ``(b, n, k)``.
+
+    The rule of :func:`singular_vectors` (``"auto"``: randomized for large matrices), computed
+    for the whole batch at once, so a GPU caller reads the bases back in one transfer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.svd_bases import batched_singular_vectors
+    >>> U, V = batched_singular_vectors(np.random.default_rng(0).standard_normal((3, 8, 6)), 2)
+    >>> U.shape, V.shape
+    ((3, 8, 2), (3, 6, 2))
+    """
+    check_choice(svd, "svd", SVD_METHODS)
+    F = _detach(F)
+    xp = namespace(F)
+    randomized = svd == "randomized" or (
+        svd == "auto" and _use_randomized(F.shape[1:], k, oversample)
+    )
+    if randomized:
+        rng = make_rng(seed)
+        Q = qr_basis(xp, F @ gaussian(rng, (F.shape[0], F.shape[2], k + oversample), F))
+        Fh = hermitian(xp, F)
+        for _ in range(2):
+            Q = qr_basis(xp, F @ qr_basis(xp, Fh @ Q))
+        ub, _, vh = xp.linalg.svd(hermitian(xp, Q) @ F, full_matrices=False)
+        return (Q @ ub)[..., :k], hermitian(xp, vh[..., :k, :])
+    u, _, vh = xp.linalg.svd(F, full_matrices=False)
+    return u[..., :k], hermitian(xp, vh[..., :k, :])
 
 
 def operator_randomized_svd(

@@ -38,7 +38,7 @@ import numpy as np
 from tcur._backend import (
     Array,
     as_float_array,
-    eps,
+    host_arrays,
     index_array,
     is_complex,
     is_torch,
@@ -47,15 +47,14 @@ from tcur._backend import (
     spawn_rngs,
     take,
     to_numpy,
-    unit_scaled,
 )
 from tcur.linalg.errors import validated_relative_error
 from tcur.linalg.middle import middle_factors
 from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
-from tcur.linalg.pivoting import PIVOTING_RULES, captured_energy, select_pivoted
+from tcur.linalg.pivoting import PIVOTING_RULES, Alternative, select_pivoted, stack_bases
 from tcur.linalg.results import TCUR
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
-from tcur.linalg.svd_bases import singular_vectors
+from tcur.linalg.svd_bases import batched_singular_vectors
 from tcur.linalg.tolerance import estimate_rank, fit_to_tolerance
 from tcur.linalg.tproduct import fourier_weights, from_fourier, to_fourier
 from tcur.validation import check_choice, check_rank, check_rank_or_tol, check_rtol
@@ -67,25 +66,16 @@ def _detached_fourier(A: Array) -> tuple[Array, np.ndarray]:
     return F, fourier_weights(A.shape[2], F.shape[0])
 
 
-def _averaged_bases(
-    F: Array, weights: np.ndarray, rank: int, real: bool, svd: str, seed: Any
+def _stacked_bases(
+    U: np.ndarray, V: np.ndarray, weights: np.ndarray, real: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stacked, weighted leading singular vectors of all Fourier slices (rows, columns).
+    """Stacked, weighted leading singular vectors of all Fourier slices (rows, columns), from the
+    host bases ``U`` (``(b, m, k)``) and ``V`` (``(b, n, k)``).
 
     Returns ``(B_rows, B_cols)`` with ``B B^H = sum_k w_k U_k U_k^H`` (the unnormalised
     Fourier-averaged projector); real matrices for real input.
     """
-    left, right = [], []
-    for k in range(F.shape[0]):
-        u, _, v = singular_vectors(F[k, ...], rank, svd=svd, seed=seed)
-        scale = np.sqrt(weights[k])
-        left.append(scale * u)
-        right.append(scale * v)
-    stack_u, stack_v = np.concatenate(left, axis=1), np.concatenate(right, axis=1)
-    if real:
-        stack_u = np.concatenate([stack_u.real, stack_u.imag], axis=1)
-        stack_v = np.concatenate([stack_v.real, stack_v.imag], axis=1)
-    return stack_u, stack_v
+    return stack_bases(U, weights, real), stack_bases(V, weights, real)
 
 
 def _dominant(B: np.ndarray, rank: int) -> np.ndarray:
@@ -182,11 +172,27 @@ def _select(
     sketch_rng, sample_rng = spawn_rngs(seed, 2)
     if select not in BASIS_RULES:
         return _norm_rule_indices(namespace(F), F, weights, n_rows, n_cols, select, sample_rng)
-    B_rows, B_cols = _averaged_bases(F, weights, rank, real, svd, sketch_rng)
+    U, V = host_arrays(*batched_singular_vectors(F, rank, svd=svd, seed=sketch_rng))
+    return _from_bases(U, V, weights, real, rank, n_rows, n_cols, select, sample_rng)
+
+
+def _from_bases(
+    U: np.ndarray,
+    V: np.ndarray,
+    weights: np.ndarray,
+    real: bool,
+    rank: int,
+    n_rows: int,
+    n_cols: int,
+    select: str,
+    rng: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A basis rule's indices from the slices' host bases (see :mod:`tcur.linalg.tensor_cur`)."""
+    B_rows, B_cols = _stacked_bases(U, V, weights, real)
     if select in ("deim", "qdeim"):
         B_rows, B_cols = _dominant(B_rows, rank), _dominant(B_cols, rank)
-    rows = choose_indices(select, n_rows, basis=B_rows, rng=sample_rng)
-    cols = choose_indices(select, n_cols, basis=B_cols, rng=sample_rng)
+    rows = choose_indices(select, n_rows, basis=B_rows, rng=rng)
+    cols = choose_indices(select, n_cols, basis=B_cols, rng=rng)
     return rows, cols
 
 
@@ -203,19 +209,32 @@ def _pivoted(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pivoting rules on a tensor. ``"sketch_qr"`` also measures the ``"qdeim"`` selection
     (from the slices' own leading singular vectors, which a sketch of a flat spectrum only
-    approximates) and keeps the one with the smaller exact t-CUR error."""
+    approximates) with the pivoting candidates, and keeps it only when its exact t-CUR error is
+    smaller; its bases travel to the host with the sketches."""
     pivot_rng, basis_rng = spawn_rngs(seed, 2)
-    pivoted = select_pivoted(
-        F, n_rows, n_cols, rule=select, seed=pivot_rng, weights=weights, real=real
+    alternative = None
+    if select == "sketch_qr":
+        sketch_rng, sample_rng = spawn_rngs(basis_rng, 2)
+        bases = batched_singular_vectors(F, rank, svd=svd, seed=sketch_rng)
+
+        def qdeim(host: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+            try:
+                U, V = host
+                return _from_bases(U, V, weights, real, rank, n_rows, n_cols, "qdeim", sample_rng)
+            except ValueError:  # rank-deficient slices: Q-DEIM has no distinct pivots there
+                return None
+
+        alternative = Alternative(tuple(bases), qdeim)
+    return select_pivoted(
+        F,
+        n_rows,
+        n_cols,
+        rule=select,
+        seed=pivot_rng,
+        weights=weights,
+        real=real,
+        alternative=alternative,
     )
-    if select != "sketch_qr":
-        return pivoted
-    try:
-        other = _select(F, weights, real, rank, n_rows, n_cols, "qdeim", basis_rng, svd)
-    except ValueError:  # rank-deficient slices: Q-DEIM has no distinct pivots there
-        return pivoted
-    energy = captured_energy(unit_scaled(F), weights, [pivoted, other])  # 1e+-300 safe
-    return other if energy[1] > energy[0] * (1 + 1000 * eps(F)) else pivoted
 
 
 def tcur(
