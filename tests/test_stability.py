@@ -229,3 +229,15 @@ def test_sparse_and_dask_tol_keep_the_dense_promise() -> None:
     truth = relative(D, e.C.toarray() @ e.U @ e.R.toarray())
     assert truth >= 100 * np.sqrt(np.finfo(float).eps)
     assert factored_error(sp.csr_array(D), e.C, e.U, e.R) == pytest.approx(truth, rel=0.01)
+
+
+@pytest.mark.parametrize("family", ["hilbert", "cauchy"])
+def test_float32_pinv_middle_keeps_what_the_columns_hold(family: str) -> None:
+    # The pivoting cutoff (max(m, k) eps) dropped real content of ill-conditioned float32
+    # columns: 1.67x the bound at 150 x 100 before the interpolation cutoff (10 eps).
+    A = family_matrix(family, 120, 90).astype(np.float32).astype(np.float64)
+    for r in (20, 40, 60):
+        d = cur(A.astype(np.float32), r, middle="pinv", n_rows=2 * r, seed=0)
+        P = projection(A, d.C, d.R)
+        bound = 10 * relative(A, P) + floor(np.float32, A.shape)
+        assert relative(P, d.reconstruct()) * np.linalg.norm(P) / np.linalg.norm(A) <= bound

@@ -7,7 +7,13 @@ from typing import Any
 
 from tcur._backend import Array, eps, is_torch, namespace, take
 from tcur.linalg.options import explicit_rtol
-from tcur.linalg.orthonormal import Projection, hermitian, interpolation_core, range_factor
+from tcur.linalg.orthonormal import (
+    INTERPOLATION_CUTOFF,
+    Projection,
+    hermitian,
+    interpolation_core,
+    range_factor,
+)
 from tcur.linalg.pinv import pinv
 
 
@@ -48,8 +54,9 @@ def middle_factors(
     xp = namespace(A)
     cutoff = explicit_rtol(rtol, eps(A))
     drop = middle == "pinv"  # interpolation needs the numerical ranges; projection does not
-    Q_C, T_C = range_factor(xp, _detached(C), drop=drop)
-    Q_R, T_R = range_factor(xp, hermitian(xp, _detached(R)), drop=drop)
+    cut = INTERPOLATION_CUTOFF if drop else None
+    Q_C, T_C = range_factor(xp, _detached(C), drop=drop, cutoff=cut)
+    Q_R, T_R = range_factor(xp, hermitian(xp, _detached(R)), drop=drop, cutoff=cut)
     if middle == "pinv":
         W = take(R, cols, axis=R.ndim - 1)
         U = pinv(W, cutoff, rank=rank)

@@ -49,6 +49,7 @@ from tcur._backend import binary_scale, namespace, spawn_rngs
 from tcur.linalg.middle import explicit_optimal
 from tcur.linalg.options import MIDDLES, explicit_rtol, index_counts
 from tcur.linalg.orthonormal import (
+    INTERPOLATION_CUTOFF,
     Projection,
     interpolation_core,
     numerical_range,
@@ -144,14 +145,12 @@ def _outer(rule: str, sketch: np.ndarray, count: int, rng: np.random.Generator) 
 
 @dataclass(frozen=True)
 class Selection:
-    """Chosen indices with the gathered ``C = A[:, cols]`` and ``R = A[rows, :]`` (dense), and
-    ``C``'s :func:`range_factor` when the rule already computed it."""
+    """Chosen indices with the gathered ``C = A[:, cols]`` and ``R = A[rows, :]`` (dense)."""
 
     rows: np.ndarray
     cols: np.ndarray
     C: np.ndarray
     R: np.ndarray
-    C_factor: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _pivoted_selection(A: Operator, n_rows: int, n_cols: int, rule: str, seed: Any) -> Selection:
@@ -164,14 +163,14 @@ def _pivoted_selection(A: Operator, n_rows: int, n_cols: int, rule: str, seed: A
     X = A.times(_gaussian(sketch_rng, (n, size), A.dtype))
     cols = _outer(rule, A.adjoint_times(orthonormal_columns(X)), n_cols, sample_rng)
     (C,), _ = A.gather([cols], [])
-    Q_C, T_C = range_factor(np, C)
+    Q_C = numerical_range(np, C)
     missing = n_rows - n_cols
     # The pivots depend only on the subspace: an orthonormal basis of [Q_C, X'] spans [C, X'].
     extended = np.concatenate([Q_C, X[:, :missing]], axis=1)
     basis = numerical_range(np, extended) if missing > 0 else Q_C
     rows = pick(rule, basis, n_rows, sample_rng)
     _, (R,) = A.gather([], [rows])
-    return Selection(rows, cols, C, R, (Q_C, T_C))
+    return Selection(rows, cols, C, R)
 
 
 def _single_candidate(
@@ -224,8 +223,9 @@ def fit_by_products(
     rows, cols = picked.rows, picked.cols
     cutoff = explicit_rtol(rtol, float(np.finfo(A.dtype).eps))
     drop = middle == "pinv"  # interpolation needs the numerical ranges; projection does not
-    Q_C, T_C = (drop and picked.C_factor) or range_factor(np, picked.C, drop=drop)
-    Q_R, T_R = range_factor(np, picked.R.conj().T, drop=drop)
+    cut = INTERPOLATION_CUTOFF if drop else None
+    Q_C, T_C = range_factor(np, picked.C, drop=drop, cutoff=cut)
+    Q_R, T_R = range_factor(np, picked.R.conj().T, drop=drop, cutoff=cut)
     if middle == "pinv":
         U = pinv(picked.R[:, cols], cutoff, rank=rank)
         capped = rank < min(n_rows, n_cols)
