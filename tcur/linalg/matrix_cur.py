@@ -8,12 +8,12 @@ from tcur._backend import Array, as_float_array, index_array, is_dask, is_sparse
 from tcur.linalg.errors import validated_relative_error
 from tcur.linalg.lazy import dask_cur
 from tcur.linalg.middle import middle_factors
-from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
+from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES
 from tcur.linalg.results import CUR
 from tcur.linalg.selection import SELECT_RULES, select_matrix_indices
 from tcur.linalg.sparse import sparse_cur
-from tcur.linalg.tolerance import estimate_rank, fit_to_tolerance
-from tcur.validation import check_choice, check_rank, check_rank_or_tol, check_rtol
+from tcur.linalg.tolerance import estimate_rank, fit_rank_or_tol
+from tcur.validation import check_choice, check_rank_or_tol, check_rtol
 
 
 def cur(
@@ -102,34 +102,12 @@ def cur(
     >>> e.rank, bool(relative_error(B, e.reconstruct()) <= 0.01)
     (5, True)
     """
+    options: dict[str, Any] = {"tol": tol, "n_rows": n_rows, "n_cols": n_cols, "select": select}
+    options |= {"middle": middle, "seed": seed, "svd": svd, "rtol": rtol}
     if is_sparse(A) or is_dask(A):  # products with A only: tcur.linalg.products
         kind_cur = sparse_cur if is_sparse(A) else dask_cur
-        return kind_cur(
-            A,
-            rank,
-            tol=tol,
-            n_rows=n_rows,
-            n_cols=n_cols,
-            select=select,
-            middle=middle,
-            seed=seed,
-            svd=svd,
-            rtol=rtol,
-            check_finite=check_finite,
-        )
-    A = as_float_array(A, "A", ndim=2, finite=check_finite)
-    return cur_of_array(
-        A,
-        rank,
-        tol=tol,
-        n_rows=n_rows,
-        n_cols=n_cols,
-        select=select,
-        middle=middle,
-        seed=seed,
-        svd=svd,
-        rtol=rtol,
-    )
+        return kind_cur(A, rank, check_finite=check_finite, **options)
+    return cur_of_array(as_float_array(A, "A", ndim=2, finite=check_finite), rank, **options)
 
 
 def cur_of_array(
@@ -153,20 +131,16 @@ def cur_of_array(
     rtol = check_rtol(rtol)
     tol = check_rank_or_tol(rank, tol)
     options = {"select": select, "middle": middle, "seed": seed, "svd": svd, "rtol": rtol}
-    if tol is None:
-        rank = check_rank(rank, "rank", min(A.shape))
-        return _fit(A, rank, *index_counts(rank, n_rows, n_cols, A.shape), **options)
-    if n_rows is not None or n_cols is not None:
-        raise ValueError("n_rows and n_cols cannot be combined with tol=; they follow the rank")
-    full = min(A.shape)
     detached = A.detach()[None, ...] if is_torch(A) else A[None, ...]
-    first = estimate_rank(detached, tol, seed=seed)
-    return fit_to_tolerance(
-        lambda k: _fit(A, k, k, k, **options),
+    return fit_rank_or_tol(
+        lambda k, rows, cols: _fit(A, k, rows, cols, **options),
         lambda d: float(validated_relative_error(A, d.reconstruct())),
-        tol,
-        first,
-        full,
+        lambda target: estimate_rank(detached, target, seed=seed),
+        rank=rank,
+        tol=tol,
+        n_rows=n_rows,
+        n_cols=n_cols,
+        shape=A.shape,
     )
 
 

@@ -47,7 +47,7 @@ import numpy as np
 
 from tcur._backend import binary_scale, namespace, spawn_rngs
 from tcur.linalg.middle import explicit_optimal
-from tcur.linalg.options import MIDDLES, explicit_rtol, index_counts
+from tcur.linalg.options import MIDDLES, explicit_rtol
 from tcur.linalg.orthonormal import (
     INTERPOLATION_CUTOFF,
     Projection,
@@ -66,8 +66,8 @@ from tcur.linalg.pivoting import (
 from tcur.linalg.results import CUR
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
 from tcur.linalg.svd_bases import SVD_METHODS, operator_singular_vectors
-from tcur.linalg.tolerance import estimate_rank, fit_to_tolerance
-from tcur.validation import check_choice, check_rank, check_rank_or_tol, check_rtol
+from tcur.linalg.tolerance import estimate_rank, fit_rank_or_tol
+from tcur.validation import check_choice, check_rank_or_tol, check_rtol
 
 EXACT_BELOW = 100
 """:func:`operator_error` measures exactly (one pass) below ``EXACT_BELOW * sqrt(eps)``."""
@@ -291,22 +291,18 @@ def cur_by_operator(
     options = {"select": select, "middle": middle, "seed": seed, "svd": svd}
     options["rtol"] = check_rtol(rtol)
     tol = check_rank_or_tol(rank, tol)
-    if tol is None:
-        rank = check_rank(rank, "rank", min(op.shape))
-        fit = fit_by_products(op, rank, *index_counts(rank, n_rows, n_cols, op.shape), **options)
-        return build(fit, rank)
-    if n_rows is not None or n_cols is not None:
-        raise ValueError("n_rows and n_cols cannot be combined with tol=; they follow the rank")
     products = OperatorProducts(op)
-    first = estimate_rank(products, tol, seed=seed)
-    found = fit_to_tolerance(
-        lambda k: fit_by_products(op, k, k, k, **options),
+    found = fit_rank_or_tol(
+        lambda k, rows, cols: fit_by_products(op, k, rows, cols, **options),
         lambda f: operator_error(op, f, middle, products.norm),
-        tol,
-        first,
-        min(op.shape),
+        lambda target: estimate_rank(products, target, seed=seed),
+        rank=rank,
+        tol=tol,
+        n_rows=n_rows,
+        n_cols=n_cols,
+        shape=op.shape,
     )
-    return build(found, found.rows.size)
+    return build(found, int(rank) if tol is None else found.rows.size)
 
 
 class OperatorProducts:

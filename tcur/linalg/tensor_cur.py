@@ -50,14 +50,14 @@ from tcur._backend import (
 )
 from tcur.linalg.errors import validated_relative_error
 from tcur.linalg.middle import middle_factors
-from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES, index_counts
+from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES
 from tcur.linalg.pivoting import PIVOTING_RULES, Alternative, select_pivoted, stack_bases
 from tcur.linalg.results import TCUR
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
 from tcur.linalg.svd_bases import batched_singular_vectors
-from tcur.linalg.tolerance import estimate_rank, fit_to_tolerance
+from tcur.linalg.tolerance import estimate_rank, fit_rank_or_tol
 from tcur.linalg.tproduct import fourier_weights, from_fourier, to_fourier
-from tcur.validation import check_choice, check_rank, check_rank_or_tol, check_rtol
+from tcur.validation import check_choice, check_rank_or_tol, check_rtol
 
 
 def _detached_fourier(A: Array) -> tuple[Array, np.ndarray]:
@@ -309,19 +309,9 @@ def tcur(
     3
     """
     refuse_dask(A, "A", "tcur")
-    A = as_float_array(A, "A", ndim=3, finite=check_finite)
-    return tcur_of_array(
-        A,
-        rank,
-        tol=tol,
-        n_rows=n_rows,
-        n_cols=n_cols,
-        select=select,
-        middle=middle,
-        seed=seed,
-        svd=svd,
-        rtol=rtol,
-    )
+    options: dict[str, Any] = {"tol": tol, "n_rows": n_rows, "n_cols": n_cols, "select": select}
+    options |= {"middle": middle, "seed": seed, "svd": svd, "rtol": rtol}
+    return tcur_of_array(as_float_array(A, "A", ndim=3, finite=check_finite), rank, **options)
 
 
 def tcur_of_array(
@@ -347,18 +337,15 @@ def tcur_of_array(
     F = to_fourier(A)
     weights = fourier_weights(A.shape[2], F.shape[0])
     fit = _TensorFit(A, F, weights, select, middle, seed, svd, rtol)
-    if tol is None:
-        rank = check_rank(rank, "rank", min(A.shape[:2]))
-        return fit(rank, *index_counts(rank, n_rows, n_cols, A.shape[:2]))
-    if n_rows is not None or n_cols is not None:
-        raise ValueError("n_rows and n_cols cannot be combined with tol=; they follow the rank")
-    first = estimate_rank(fit.detached, tol, weights=weights, seed=seed)
-    return fit_to_tolerance(
-        lambda k: fit(k, k, k),
+    return fit_rank_or_tol(
+        fit,
         lambda d: float(validated_relative_error(A, d.reconstruct())),
-        tol,
-        first,
-        min(A.shape[:2]),
+        lambda target: estimate_rank(fit.detached, target, weights=weights, seed=seed),
+        rank=rank,
+        tol=tol,
+        n_rows=n_rows,
+        n_cols=n_cols,
+        shape=A.shape[:2],
     )
 
 

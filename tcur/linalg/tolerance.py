@@ -23,8 +23,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from tcur._backend import Array, eps, namespace, spawn_rngs, to_numpy, unit_scaled, warn_user
+from tcur.linalg.options import index_counts
 from tcur.linalg.orthonormal import hermitian, qr_basis
 from tcur.linalg.pivoting import gaussian
+from tcur.validation import check_rank
 
 FIRST_BLOCK = 16
 """Width of the first block of the range finder (later blocks double the basis)."""
@@ -177,3 +179,26 @@ def fit_to_tolerance(
             )
             return result
         k = min(max_rank, max(k + 1, math.ceil(k * GROWTH)))
+
+
+def fit_rank_or_tol(
+    fit: Callable[[int, int, int], Result],
+    error: Callable[[Result], float],
+    estimate: Callable[[float], int],
+    *,
+    rank: Any,
+    tol: float | None,
+    n_rows: Any,
+    n_cols: Any,
+    shape: tuple[int, int],
+) -> Result:
+    """The one dispatch of :func:`tcur.linalg.cur`, :func:`tcur.linalg.tcur` and the product
+    engine: ``fit(rank, n_rows, n_cols)`` at a checked rank, or for ``tol=`` (already checked)
+    :func:`fit_to_tolerance` from ``estimate(tol)`` with ``n_rows = n_cols = rank``.
+    ``shape`` is the ``(m, n)`` the counts are checked against."""
+    if tol is None:
+        rank = check_rank(rank, "rank", min(shape))
+        return fit(rank, *index_counts(rank, n_rows, n_cols, shape))
+    if n_rows is not None or n_cols is not None:
+        raise ValueError("n_rows and n_cols cannot be combined with tol=; they follow the rank")
+    return fit_to_tolerance(lambda k: fit(k, k, k), error, tol, estimate(tol), min(shape))
