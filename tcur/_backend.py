@@ -357,24 +357,47 @@ def power_of_two_below(xp: Any, m: Array) -> Array:
 
 
 def unit_scaled(F: Array) -> Array:
-    """``F`` times the power of two that brings its largest magnitude into ``[0.5, 1)``.
+    """``F`` times a power of two that keeps its squared norms far from over- and underflow.
 
     Exact (a power of two), so the pivots are unchanged; without it the squared energies that
-    rank the candidates overflow or underflow at 1e+-300 (float64) and 1e+-30 (float32). Applied
-    in two half steps so that neither factor leaves the dtype's range. Computed where ``F``
-    lives, without reading the scale back to the host (no device synchronisation).
+    rank the candidates overflow or underflow at 1e+-300 (float64) and 1e+-30 (float32). The
+    factor brings the largest magnitude into ``[0.5, 1)``, applied in two half steps so that
+    neither factor leaves the dtype's range, computed where ``F`` lives without reading the scale
+    back (no device synchronisation). A NumPy ``F`` whose largest magnitude already lies within
+    ``2^(+-w)``, ``w`` an eighth of the dtype's exponent range (``2^+-128`` in float64,
+    ``2^+-16`` in float32), is returned as it is: its squares are as safe, and two scaled
+    copies of a large matrix cost more than a pass over it.
 
     >>> import numpy as np
     >>> from tcur._backend import unit_scaled
     >>> float(np.abs(unit_scaled(np.array([[3e300, -1e300]]))).max())  # doctest: +ELLIPSIS
     0.5...
+    >>> A = np.array([[3.0, -1.0]])
+    >>> unit_scaled(A) is A
+    True
     """
+    if is_numpy(F) and _within_safe_range(F):
+        return F
     xp = namespace(F)
     peak = xp.max(xp.abs(F))
     exponent = xp.log2(power_of_two_below(xp, peak)) + 1
     half = xp.floor(exponent / 2)
     two = xp.full_like(peak, 2.0)
     return (F * two ** (-half)) * two ** (half - exponent)
+
+
+def _within_safe_range(F: np.ndarray) -> bool:
+    """Whether a NumPy ``F``'s Frobenius norm (which bounds its largest magnitude above, and
+    ``sqrt(F.size)`` times it below) lies within ``2^(+-w)`` (see :func:`unit_scaled`). One read
+    of ``F``, no temporary: the norm's square is a dot product of the flattened array, whose
+    over- or underflow only sends ``F`` to the exact scaling."""
+    if F.size == 0 or not F.flags.c_contiguous:
+        return False
+    flat = F.reshape(-1)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        square = float(np.real(np.vdot(flat, flat)))
+    limit = 2.0 ** (np.finfo(F.dtype).maxexp // 8)
+    return F.size / limit**2 <= square <= limit**2
 
 
 def binary_scale(peak: float) -> float:

@@ -12,11 +12,13 @@ from spectra import noisy_spectrum
 import tcur
 from tcur.linalg import cur, relative_error
 from tcur.linalg import tcur as tensor_cur
+from tcur.linalg.middle import middle_factors
 from tcur.linalg.pivoting import (
     PIVOTING_RULES,
     adaptive_randomized_pivots,
     captured_energy,
     pivoted_qr_indices,
+    select_pivoted,
 )
 from tcur.testing import assert_reconstructs, low_tubal_rank_tensor, matrices, tubal_tensors
 
@@ -182,3 +184,31 @@ def test_selection_is_invariant_to_scale_at_the_ends_of_the_range(
     t_scaled = tensor_cur(T * dtype(scale), 4, select=select, seed=2)
     np.testing.assert_array_equal(t_base.cols, t_scaled.cols)
     np.testing.assert_array_equal(t_base.rows, t_scaled.rows)
+
+
+@pytest.mark.parametrize("middle", ["optimal", "pinv"])
+@pytest.mark.parametrize("shape", [(40, 30, 5, 5), (40, 30, 8, 5), (30, 40, 5, 8)])
+def test_middle_from_the_selections_measurements_equals_the_direct_one(
+    middle: str, shape: tuple[int, int, int, int]
+) -> None:
+    # The selection hands its range factors and Q_C^H A Q_R to the middle instead of factoring
+    # C and R again and reading A once more: the result must be the middle computed directly.
+    m, n, n_rows, n_cols = shape
+    A = noisy_spectrum(4, m, n, 0.8, 1e-6)
+    chosen = select_pivoted(A[None], n_rows, n_cols, rule="sketch_qr", seed=0)
+    assert chosen.measured is not None
+    measured = chosen.measured.first()
+    C, R = A[:, chosen.cols], A[chosen.rows]
+    options = {"middle": middle, "rank": min(n_rows, n_cols), "rtol": None}
+    U, form = middle_factors(A, C, R, chosen.rows, chosen.cols, measured=measured, **options)
+    U0, form0 = middle_factors(A, C, R, chosen.rows, chosen.cols, **options)
+    tol = 100 * np.finfo(A.dtype).eps * np.linalg.norm(A)
+    assert np.linalg.norm(form.value() - form0.value()) <= tol
+    assert np.linalg.norm(C @ U @ R - C @ U0 @ R) <= 1e4 * tol
+
+
+def test_a_rescaled_input_hands_no_measurements_to_the_middle() -> None:
+    # Beyond 2^+-128 the selection works on a rescaled copy, whose factors are not A's.
+    A = noisy_spectrum(4, 30, 20, 0.8, 1e-6)
+    assert select_pivoted(A[None], 4, 4, rule="sketch_qr", seed=0).measured is not None
+    assert select_pivoted(1e300 * A[None], 4, 4, rule="sketch_qr", seed=0).measured is None

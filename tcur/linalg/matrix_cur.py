@@ -10,7 +10,7 @@ from tcur.linalg.lazy import dask_cur
 from tcur.linalg.middle import middle_factors
 from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES
 from tcur.linalg.results import CUR
-from tcur.linalg.selection import SELECT_RULES, select_matrix_indices
+from tcur.linalg.selection import SELECT_RULES, select_matrix
 from tcur.linalg.sparse import sparse_cur
 from tcur.linalg.tolerance import estimate_rank, fit_rank_or_tol
 from tcur.validation import check_choice, check_rank_or_tol, check_rtol
@@ -148,8 +148,10 @@ def _fit(
     A: Array, rank: int, n_rows: int, n_cols: int, *, select: str, middle: str, **options: Any
 ) -> CUR:
     seed, svd, rtol = options["seed"], options["svd"], options["rtol"]
-    rows, cols = select_matrix_indices(A, rank, n_rows, n_cols, select=select, seed=seed, svd=svd)
-    rows_x, cols_x = index_array(rows, A), index_array(cols, A)
+    chosen = select_matrix(A, rank, n_rows, n_cols, select=select, seed=seed, svd=svd)
+    rows_x, cols_x = index_array(chosen.rows, A), index_array(chosen.cols, A)
     C, R = take(A, cols_x, axis=1), take(A, rows_x, axis=0)
-    U, form = middle_factors(A, C, R, rows_x, cols_x, middle=middle, rank=rank, rtol=rtol)
+    U, form = middle_factors(
+        A, C, R, rows_x, cols_x, middle=middle, rank=rank, rtol=rtol, measured=chosen.measured
+    )
     return CUR(C=C, U=U, R=R, rows=rows_x, cols=cols_x, rank=rank, form=form)

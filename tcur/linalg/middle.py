@@ -9,10 +9,12 @@ from tcur._backend import Array, eps, is_torch, namespace, take
 from tcur.linalg.options import explicit_rtol
 from tcur.linalg.orthonormal import (
     INTERPOLATION_CUTOFF,
+    MeasuredProjection,
     Projection,
     hermitian,
     interpolation_core,
-    range_factor,
+    spectral_range_factor,
+    without_roundoff,
 )
 from tcur.linalg.pinv import pinv
 
@@ -31,6 +33,7 @@ def middle_factors(
     middle: str,
     rank: int,
     rtol: float | None,
+    measured: MeasuredProjection | None = None,
 ) -> tuple[Array, Projection]:
     """``(U, form)`` of the CUR of ``A`` (``(..., m, n)``) with ``C = A[..., cols]`` and
     ``R = A[..., rows, :]``.
@@ -39,6 +42,8 @@ def middle_factors(
     at ``rank`` singular values (``"pinv"``), with the cutoff :func:`tcur.linalg.options.
     explicit_rtol`; for torch input it is differentiable. ``form`` is the stable
     :class:`tcur.linalg.orthonormal.Projection` of the same decomposition (never differentiated).
+    ``measured``: the range factors of ``C`` and ``R^H`` and ``Q_C^H A Q_R`` when the selection
+    already computed them (then neither is factored again, nor is ``A`` read again).
 
     Examples
     --------
@@ -55,8 +60,13 @@ def middle_factors(
     cutoff = explicit_rtol(rtol, eps(A))
     drop = middle == "pinv"  # interpolation needs the numerical ranges; projection does not
     cut = INTERPOLATION_CUTOFF if drop else None
-    Q_C, T_C = range_factor(xp, _detached(C), drop=drop, cutoff=cut)
-    Q_R, T_R = range_factor(xp, hermitian(xp, _detached(R)), drop=drop, cutoff=cut)
+    if measured is None:
+        left = spectral_range_factor(xp, _detached(C))
+        right = spectral_range_factor(xp, hermitian(xp, _detached(R)))
+    else:
+        left, right = measured.left, measured.right
+    Q_C, T_C = without_roundoff(xp, *left, cut) if drop else left[:2]
+    Q_R, T_R = without_roundoff(xp, *right, cut) if drop else right[:2]
     if middle == "pinv":
         W = take(R, cols, axis=R.ndim - 1)
         U = pinv(W, cutoff, rank=rank)
@@ -64,7 +74,7 @@ def middle_factors(
         capped = rank < min(W.shape[-2:])
         core = interpolation_core(xp, factors, rows, cols, _detached(U), capped)
         return U, Projection(Q_C, core, Q_R)
-    core = (hermitian(xp, Q_C) @ _detached(A)) @ Q_R
+    core = (hermitian(xp, Q_C) @ _detached(A)) @ Q_R if measured is None else measured.core
     if is_torch(A) and A.requires_grad:
         U = pinv(C, cutoff) @ (A @ pinv(R, cutoff))
     else:

@@ -95,16 +95,35 @@ def range_factor(
     >>> bool(np.allclose(Q @ T, [[1.0, 2.0], [2.0, 4.0], [0.0, 0.0]]))
     True
     """
+    Q, T, s = spectral_range_factor(xp, X)
+    return without_roundoff(xp, Q, T, s, cutoff) if drop else (Q, T)
+
+
+def spectral_range_factor(xp: Any, X: Array) -> tuple[Array, Array, Array]:
+    """``(Q, T, s)``: :func:`range_factor` of ``X`` with every direction kept, and the singular
+    values ``s`` of ``X`` (``T = diag(s) v^H``), from which :func:`without_roundoff` drops the
+    round-off directions at any cutoff later."""
     with thin_factorization(X):
         Q0, R = xp.linalg.qr(X)
         u, s, vh = xp.linalg.svd(R, full_matrices=False)
-    if not drop:
-        return Q0 @ u, xp.astype(s[..., :, None], vh.dtype) * vh
-    factor = max(X.shape[-2:]) if cutoff is None else cutoff
-    keep = xp.astype(s > factor * eps(X) * xp.max(s), s.dtype)
-    Q = (Q0 @ u) * xp.astype(keep, u.dtype)[..., None, :]
-    T = xp.astype((s * keep)[..., :, None], vh.dtype) * vh
-    return Q, T
+    return Q0 @ u, xp.astype(s[..., :, None], vh.dtype) * vh, s
+
+
+def without_roundoff(
+    xp: Any, Q: Array, T: Array, s: Array, cutoff: float | None = None
+) -> tuple[Array, Array]:
+    """``(Q, T)`` of :func:`spectral_range_factor` with the directions whose singular value is
+    ``<= c * eps * s_max`` set to zero (``s_max`` over the whole batch; ``c = cutoff``, by
+    default ``max(m, k)`` for ``Q`` of shape ``(..., m, k)``)."""
+    keep = kept_directions(xp, Q, s, cutoff)
+    return Q * xp.astype(keep, Q.dtype)[..., None, :], xp.astype(keep[..., :, None], T.dtype) * T
+
+
+def kept_directions(xp: Any, Q: Array, s: Array, cutoff: float | None = None) -> Array:
+    """1 for each direction :func:`without_roundoff` keeps, 0 for those it drops (``s``'s
+    dtype)."""
+    factor = max(Q.shape[-2:]) if cutoff is None else cutoff
+    return xp.astype(s > factor * eps(Q) * xp.max(s), s.dtype)
 
 
 def numerical_range(xp: Any, X: Array) -> Array:
@@ -164,6 +183,27 @@ def orthonormal_columns(Y: np.ndarray) -> np.ndarray:
         if not second:
             gram = Q.conj().T @ Q
     return np.ascontiguousarray(Q, dtype=Y.dtype)
+
+
+@dataclass(frozen=True)
+class MeasuredProjection:
+    """What a selection measured of the CUR it chose, for the middle to reuse instead of factoring
+    ``C`` and ``R`` again and passing over ``A`` once more.
+
+    ``left = (Q_C, T_C, s_C)`` and ``right = (Q_R, T_R, s_R)`` are :func:`spectral_range_factor`
+    of ``C`` and ``R^H`` (every direction kept), ``core = Q_C^H A Q_R``; leading axes are the
+    selection's batch (one matrix, or the Fourier slices of a tensor).
+    """
+
+    left: tuple[Array, Array, Array]
+    right: tuple[Array, Array, Array]
+    core: Array
+
+    def first(self) -> MeasuredProjection:
+        """The same for the first matrix of the batch (a matrix CUR's batch of one)."""
+        left = tuple(x[0, ...] for x in self.left)
+        right = tuple(x[0, ...] for x in self.right)
+        return MeasuredProjection(left, right, self.core[0, ...])
 
 
 @dataclass(frozen=True)

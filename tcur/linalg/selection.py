@@ -44,7 +44,7 @@ from tcur._backend import (
     tiny,
     to_numpy,
 )
-from tcur.linalg.pivoting import PIVOTING_RULES, select_pivoted
+from tcur.linalg.pivoting import PIVOTING_RULES, Pivots, select_pivoted
 from tcur.linalg.svd_bases import SVD_METHODS, singular_vectors
 from tcur.validation import check_choice, check_rank
 
@@ -304,7 +304,24 @@ def select_matrix_indices(
     seed: Any = None,
     svd: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices (host int64 arrays) of a validated matrix for CUR.
+    """Row and column indices (host int64 arrays) of a validated matrix for CUR: the indices of
+    :func:`select_matrix`."""
+    chosen = select_matrix(A, rank, n_rows, n_cols, select=select, seed=seed, svd=svd)
+    return chosen.rows, chosen.cols
+
+
+def select_matrix(
+    A: Array,
+    rank: int,
+    n_rows: int,
+    n_cols: int,
+    *,
+    select: str,
+    seed: Any = None,
+    svd: str = "auto",
+) -> Pivots:
+    """Rows and columns of a validated matrix for CUR, with what the pivoting rules measured of
+    that CUR (:class:`tcur.linalg.pivoting.Pivots`; nothing for the other rules).
 
     ``select`` and ``svd`` are validated for every rule. The randomized SVD and the sampling
     draw from independent streams spawned from ``seed`` (:func:`tcur._backend.spawn_rngs`);
@@ -313,7 +330,9 @@ def select_matrix_indices(
     check_choice(select, "select", SELECT_RULES)
     check_choice(svd, "svd", SVD_METHODS)
     if select in PIVOTING_RULES:
-        return select_pivoted(A[None, ...], n_rows, n_cols, rule=select, seed=seed)
+        chosen = select_pivoted(A[None, ...], n_rows, n_cols, rule=select, seed=seed)
+        measured = chosen.measured.first() if chosen.measured is not None else None
+        return Pivots(chosen.rows, chosen.cols, measured)
     sketch_rng, sample_rng = spawn_rngs(seed, 2)
     U = V = None
     if select in BASIS_RULES:
@@ -323,4 +342,4 @@ def select_matrix_indices(
         row_norms, col_norms = slice_norms(A, axis=1), slice_norms(A, axis=0)
     rows = choose_indices(select, n_rows, basis=U, norms=row_norms, rng=sample_rng)
     cols = choose_indices(select, n_cols, basis=V, norms=col_norms, rng=sample_rng)
-    return rows, cols
+    return Pivots(rows, cols)

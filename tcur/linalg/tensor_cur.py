@@ -225,7 +225,7 @@ def _pivoted(
                 return None
 
         alternative = Alternative(tuple(bases), qdeim)
-    return select_pivoted(
+    chosen = select_pivoted(
         F,
         n_rows,
         n_cols,
@@ -235,6 +235,7 @@ def _pivoted(
         real=real,
         alternative=alternative,
     )
+    return chosen.rows, chosen.cols
 
 
 def tcur(
