@@ -31,8 +31,8 @@ the Fourier slices of a tensor, where the weighted sketch is dominated by the st
 For a matrix the candidates are pre-ranked on the sketch (``Q_1 Y_1^H``) and the best
 :data:`EXACT_CANDIDATES` are measured exactly in one pass; a tensor's candidates are all
 measured. Five passes over ``A`` in all, no SVD of ``A``; the optimal middle reuses the last
-(the winner's ``Q_C^H A Q_R`` and range factors: :class:`Pivots`). Keeping the best measured candidate
-can only lower the error, so ``"arp"``'s bound still holds. On the benchmark suite one
+(the winner's ``Q_C^H A Q_R`` and range factors: :class:`Pivots`). Keeping the best measured
+candidate can only lower the error, so ``"arp"``'s bound still holds. On the benchmark suite one
 candidate alone was up to 1.04-1.08x SciPy's ID-CUR error, the best of them 1.03x (see
 ``benchmarks/results/bench_cur.json``).
 
