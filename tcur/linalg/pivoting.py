@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 
 from tcur._backend import (
     Array,
@@ -96,8 +97,6 @@ def pivoted_qr_indices(M: np.ndarray, count: int) -> np.ndarray:
     >>> pivoted_qr_indices(np.array([[0.0, 3.0, 1.0], [0.0, 0.0, 2.0]]), 2).tolist()
     [1, 2]
     """
-    import scipy.linalg  # deferred: keeps `import tcur` fast
-
     M = unit_scaled(M)  # exact: the pivots are unchanged, the norms cannot overflow
     with thin_factorization(M):
         R, pivots = scipy.linalg.qr(M, mode="r", pivoting=True)
@@ -136,8 +135,6 @@ def pruned_pivots(basis: np.ndarray, count: int) -> np.ndarray:
     >>> bool(np.array_equal(pruned_pivots(V, 6), pivoted_qr_indices(V.T, 6)))
     True
     """
-    import scipy.linalg  # deferred: keeps `import tcur` fast
-
     n = basis.shape[0]
     peak = float(np.max(np.abs(basis))) if basis.size else 0.0
     norms = np.linalg.norm(basis / peak, axis=1) * peak if peak > 0 else np.zeros(n)

@@ -54,7 +54,8 @@ from tcur.linalg.orthonormal import (
     interpolation_core,
     numerical_range,
     orthonormal_columns,
-    range_factor,
+    spectral_range_factor,
+    without_roundoff,
 )
 from tcur.linalg.pinv import pinv
 from tcur.linalg.pivoting import (
@@ -151,6 +152,8 @@ class Selection:
     cols: np.ndarray
     C: np.ndarray
     R: np.ndarray
+    left: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    """``C``'s :func:`tcur.linalg.orthonormal.spectral_range_factor` when already computed."""
 
 
 def _pivoted_selection(A: Operator, n_rows: int, n_cols: int, rule: str, seed: Any) -> Selection:
@@ -163,14 +166,15 @@ def _pivoted_selection(A: Operator, n_rows: int, n_cols: int, rule: str, seed: A
     X = A.times(_gaussian(sketch_rng, (n, size), A.dtype))
     cols = _outer(rule, A.adjoint_times(orthonormal_columns(X)), n_cols, sample_rng)
     (C,), _ = A.gather([cols], [])
-    Q_C = numerical_range(np, C)
+    left = spectral_range_factor(np, C)
+    Q_C = without_roundoff(np, *left)[0]
     missing = n_rows - n_cols
     # The pivots depend only on the subspace: an orthonormal basis of [Q_C, X'] spans [C, X'].
     extended = np.concatenate([Q_C, X[:, :missing]], axis=1)
     basis = numerical_range(np, extended) if missing > 0 else Q_C
     rows = pick(rule, basis, n_rows, sample_rng)
     _, (R,) = A.gather([], [rows])
-    return Selection(rows, cols, C, R)
+    return Selection(rows, cols, C, R, left)
 
 
 def _single_candidate(
@@ -224,8 +228,11 @@ def fit_by_products(
     cutoff = explicit_rtol(rtol, float(np.finfo(A.dtype).eps))
     drop = middle == "pinv"  # interpolation needs the numerical ranges; projection does not
     cut = INTERPOLATION_CUTOFF if drop else None
-    Q_C, T_C = range_factor(np, picked.C, drop=drop, cutoff=cut)
-    Q_R, T_R = range_factor(np, picked.R.conj().T, drop=drop, cutoff=cut)
+    Q_C, T_C, s_C = picked.left or spectral_range_factor(np, picked.C)
+    Q_R, T_R, s_R = spectral_range_factor(np, picked.R.conj().T)
+    if drop:
+        Q_C, T_C = without_roundoff(np, Q_C, T_C, s_C, cut)
+        Q_R, T_R = without_roundoff(np, Q_R, T_R, s_R, cut)
     if middle == "pinv":
         U = pinv(picked.R[:, cols], cutoff, rank=rank)
         capped = rank < min(n_rows, n_cols)

@@ -31,6 +31,7 @@ import math
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 
 from tcur._backend import (
     Array,
@@ -102,8 +103,6 @@ def _deim_host(V: np.ndarray) -> np.ndarray:
 
 
 def _qdeim_host(V: np.ndarray) -> np.ndarray:
-    import scipy.linalg  # deferred: keeps `import tcur` fast
-
     n, k = V.shape
     _, R, pivots = scipy.linalg.qr(V.conj().T, mode="economic", pivoting=True)
     diagonal = np.abs(np.diag(R))

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import Array, binary_scale, is_sparse
+from tcur._backend import Array, binary_scale, is_sparse, one_blas_thread
 from tcur.linalg.orthonormal import Projection, range_factor
 from tcur.linalg.products import Fit, Operator, cur_by_operator, float_dtype
 from tcur.linalg.results import CUR
@@ -266,4 +266,5 @@ def sparse_cur(A: Any, rank: int | None, *, check_finite: bool, **options: Any) 
         C, R = op.csc[:, found.cols].asformat(A.format), op.csr[found.rows, :].asformat(A.format)
         return CUR(C, found.U, R, found.rows, found.cols, rank, found.form)
 
-    return cur_by_operator(op, rank, build=build, **options)
+    with one_blas_thread():  # sparse products and thin blocks: idle BLAS threads only cost
+        return cur_by_operator(op, rank, build=build, **options)
