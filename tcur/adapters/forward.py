@@ -23,10 +23,15 @@ two forward passes), else ``b = 1``; ``F = n3 // 2 + 1``; ``g = 4 * F * d_out * 
 layer's share of building ``G`` (``F`` complex products of ``d_out x c`` by ``c x r``, shared by
 the group's ``n3`` layers):
 
-- factored: ``b * (T * n3 * r * (d_in + d_out) + g)``
+- factored: ``T * n3 * r * (d_in + d_out) + g`` without gradients; with them
+  ``T * n3 * r * (2 d_in + 3 d_out) + 3 g`` (forward ``x A^T`` and ``z B_k^T``; backward
+  ``g B_k``, ``g^T z`` for ``B_k`` and ``dz A`` for ``x``; ``A``, rows of the frozen weights,
+  needs no gradient). Counting ``3x`` the forward instead overstated it by 20-33% on SmolLM2's
+  ``q_proj``/``v_proj`` and sent ``v_proj`` to the slower strategy.
 - materialized, without dropout: ``b' * n3 * r * d_out * d_in + b * g`` (the product
-  ``B_k @ A``; ``b' = 4`` with gradients, since the backward pass forms it again instead of
-  keeping the merged weight alive, :mod:`tcur.adapters.merged_linear`; else 1)
+  ``B_k @ A``; ``b' = 3`` with gradients: the backward pass forms it again instead of keeping
+  the merged weight alive, :mod:`tcur.adapters.merged_linear`, and ``dB_k = dDelta_k A^T`` is
+  one more; else 1)
   ``+ E * d_out * d_in * (2 if gradients else 1)`` (forming ``W_k + Delta_k``, again in the
   backward pass: memory-bound passes) ``+ T * d_in * d_out`` when gradients are recorded (the
   gradient of the merged weight, which a frozen base never needs).
@@ -82,8 +87,10 @@ def left_factor_share(dims: GroupDims) -> float:
 def factored_cost(dims: GroupDims, tokens: int, grad: bool) -> float:
     """Multiply-adds of the factored update for one layer call (module docstring)."""
     b = 3 if grad else 1
-    per_token = dims.n3 * dims.n_rows * (dims.d_in + dims.d_out)
-    return float(b * (tokens * per_token + left_factor_share(dims)))
+    width = dims.n3 * dims.n_rows
+    # Forward x A^T and z B_k^T; backward dz = g B_k, dB_k = g^T z and dx = dz A (A is frozen).
+    per_token = width * (2 * dims.d_in + 3 * dims.d_out if grad else dims.d_in + dims.d_out)
+    return float(tokens * per_token + b * left_factor_share(dims))
 
 
 def materialized_cost(
@@ -103,7 +110,7 @@ def materialized_cost(
     product, share = dims.n3 * dims.n_rows * weight, left_factor_share(dims)
     if dropout:
         return float(b * (product + share + tokens * weight))
-    rebuilt = b + 1 if grad else b  # merged_linear forms B_k @ A again in backward
+    rebuilt = 3 if grad else 1  # B_k @ A in forward, again in backward, and dB_k = dDelta_k A^T
     merge = elementwise_cost * weight * (2 if grad else 1)
     return float(rebuilt * product + b * share + merge + (tokens * weight if grad else 0))
 
