@@ -358,7 +358,7 @@ def select_pivoted(
         if F.shape[0] > 1:  # a tensor: greedy pivots of shared indices can miss; see above
             plans += [(*plan[:6], "arp") for plan in plans[:3]]
     outers = [
-        _outer(plan_rule, sketch, first, w, real, sample_rng, ortho)
+        sketch_pivots(plan_rule, sketch, first, sample_rng, weights=w, real=real, orthonormal=ortho)
         for _, sketch, first, _, _, ortho, plan_rule in plans
     ]
     factors = [
@@ -381,17 +381,32 @@ def select_pivoted(
     return Pivots(rows, cols, measured if F is given else None)
 
 
-def _outer(
+def sketch_pivots(
     rule: str,
     sketch: np.ndarray,
     count: int,
-    weights: np.ndarray,
-    real: bool,
     rng: np.random.Generator,
-    orthonormal: bool,
+    *,
+    weights: np.ndarray | None = None,
+    real: bool = False,
+    orthonormal: bool = False,
 ) -> np.ndarray:
-    """Indices along the sketched axis from a host ``sketch`` (``(b, n, l)``; its leading singular
-    vectors for ``"arp"`` or ``orthonormal``)."""
+    """``count`` indices along the sketched axis of a host ``sketch`` (``(b, n, l)``: a row-space
+    sketch ``Y_k = F_k^H Q_k`` of each matrix, or the column-space one of the transposed order):
+    pivots of the stacked sketches (``"sketch_qr"``), of their leading singular vectors
+    (``orthonormal``), or adaptive randomized pivots on those vectors (``"arp"``). The first step
+    of every candidate of :func:`select_pivoted` and of the product engine's one candidate
+    (:mod:`tcur.linalg.products`); ``weights`` default to one per matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.pivoting import sketch_pivots
+    >>> Y = np.random.default_rng(0).standard_normal((1, 30, 6))
+    >>> sketch_pivots("sketch_qr", Y, 4, np.random.default_rng(1)).shape
+    (4,)
+    """
+    weights = np.ones(sketch.shape[0]) if weights is None else weights
     basis = top_right_vectors(sketch, count) if rule == "arp" or orthonormal else sketch
     stacked = stack_bases(basis, weights, real)
     if orthonormal and stacked.shape[1] > count:  # one basis (a matrix) is its own subspace

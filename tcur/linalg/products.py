@@ -62,7 +62,7 @@ from tcur.linalg.pivoting import (
     PIVOTING_RULES,
     SKETCH_OVERSAMPLE,
     pick,
-    top_right_vectors,
+    sketch_pivots,
 )
 from tcur.linalg.results import CUR
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
@@ -134,16 +134,6 @@ def _gaussian(rng: np.random.Generator, shape: tuple[int, int], dtype: np.dtype)
     return rng.standard_normal(shape).astype(dtype, copy=False)
 
 
-def _outer(rule: str, sketch: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """Column indices from a row-space sketch ``Y`` (``n x l``), as
-    :func:`tcur.linalg.pivoting.select_pivoted` picks them: pivots of ``Y^H`` for
-    ``"sketch_qr"``, adaptive randomized pivots on ``Y``'s leading left singular vectors for
-    ``"arp"``."""
-    if rule == "arp":
-        return pick(rule, top_right_vectors(sketch[None, ...], count)[0], count, rng)
-    return pick(rule, sketch, count, rng)
-
-
 @dataclass(frozen=True)
 class Selection:
     """Chosen indices with the gathered ``C = A[:, cols]`` and ``R = A[rows, :]`` (dense)."""
@@ -164,7 +154,7 @@ def _pivoted_selection(A: Operator, n_rows: int, n_cols: int, rule: str, seed: A
     m, n = A.shape
     size = min(max(n_rows, n_cols) + SKETCH_OVERSAMPLE, m, n)
     X = A.times(_gaussian(sketch_rng, (n, size), A.dtype))
-    cols = _outer(rule, A.adjoint_times(orthonormal_columns(X)), n_cols, sample_rng)
+    cols = sketch_pivots(rule, A.adjoint_times(orthonormal_columns(X))[None], n_cols, sample_rng)
     (C,), _ = A.gather([cols], [])
     left = spectral_range_factor(np, C)
     Q_C = without_roundoff(np, *left)[0]
