@@ -35,6 +35,18 @@ Run matrix and budget (one process, one thread; the issue measured 1.3 s per ste
    LoRA r1 and tinylora_u900 at their chosen rates: 4 methods x 4 seeds = 16 runs ~ 3.5
    process-hours. About 15 process-hours in all, resumable (``--resume``).
 
+The seed-0 screen was started on 2026-12-04 22:58 UTC from ``/work/ft_snapshot_a7427093b590``
+(``git archive`` of commit a7427093b590; records carry ``code`` = that commit), one process, one
+thread, paused (SIGSTOP) while timing benchmarks ran, which lengthens ``wall_s`` but not the
+median step time::
+
+    S=/work/ft_snapshot_a7427093b590; R=/work/main/benchmarks/results
+    mkdir -p $R/finetune_causal_lm && cd $S && TCUR_BENCH_CODE=a7427093b590 \\
+      OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \\
+      PYTHONPATH=$S/benchmarks:$S/examples:$S nohup /work/main/.venv/bin/python \\
+      -m finetune.causal_lm --resume --seeds 0 --threads 1 --out $R \\
+      > $R/finetune_causal_lm/screen.log 2>&1 &
+
 Run ``make finetune FT=causal_lm FT_ARGS="--resume --seeds 0"`` (records under
 ``benchmarks/results/finetune_causal_lm/``, report ``finetune_causal_lm.json`` / ``.png``), or
 ``--quick`` (a smoke test over every method: a few blocks, one rate; numbers mean nothing).

@@ -8,13 +8,11 @@ from typing import Any
 from tcur._backend import Array, eps, is_torch, namespace, take
 from tcur.linalg.options import explicit_rtol
 from tcur.linalg.orthonormal import (
-    INTERPOLATION_CUTOFF,
     MeasuredProjection,
     Projection,
     hermitian,
-    interpolation_core,
+    interpolation_projection,
     spectral_range_factor,
-    without_roundoff,
 )
 from tcur.linalg.pinv import pinv
 
@@ -58,22 +56,18 @@ def middle_factors(
     """
     xp = namespace(A)
     cutoff = explicit_rtol(rtol, eps(A))
-    drop = middle == "pinv"  # interpolation needs the numerical ranges; projection does not
-    cut = INTERPOLATION_CUTOFF if drop else None
     if measured is None:
         left = spectral_range_factor(xp, _detached(C))
         right = spectral_range_factor(xp, hermitian(xp, _detached(R)))
     else:
         left, right = measured.left, measured.right
-    Q_C, T_C = without_roundoff(xp, *left, cut) if drop else left[:2]
-    Q_R, T_R = without_roundoff(xp, *right, cut) if drop else right[:2]
-    if middle == "pinv":
+    if middle == "pinv":  # interpolation needs the numerical ranges; projection does not
         W = take(R, cols, axis=R.ndim - 1)
         U = pinv(W, cutoff, rank=rank)
-        factors = (Q_C, T_C, Q_R, T_R)
         capped = rank < min(W.shape[-2:])
-        core = interpolation_core(xp, factors, rows, cols, _detached(U), capped)
-        return U, Projection(Q_C, core, Q_R)
+        form = interpolation_projection(xp, left, right, rows, cols, _detached(U), capped, cutoff)
+        return U, form
+    (Q_C, T_C, _), (Q_R, T_R, _) = left, right
     core = (hermitian(xp, Q_C) @ _detached(A)) @ Q_R if measured is None else measured.core
     if is_torch(A) and A.requires_grad:
         U = pinv(C, cutoff) @ (A @ pinv(R, cutoff))

@@ -237,39 +237,49 @@ class Projection:
         return float(xp.sum(xp.abs(self.core) ** 2))
 
 
-def interpolation_core(
+def interpolation_projection(
     xp: Any,
-    factors: tuple[Array, Array, Array, Array],
+    left: tuple[Array, Array, Array],
+    right: tuple[Array, Array, Array],
     rows: Array,
     cols: Array,
     U: Array,
     capped: bool,
-) -> Array:
-    """``T_C U T_R^H`` for ``U = pinv(A[rows][:, cols])``, from ``factors = (Q_C, T_C, Q_R,
-    T_R)``, without multiplying by ``U`` where possible.
+    cutoff: float,
+) -> Projection:
+    """The stable form of ``C U R`` for ``U = pinv(A[rows][:, cols])`` (relative ``cutoff``),
+    from the :func:`spectral_range_factor` ``left`` of ``C`` and ``right`` of ``R^H``, without
+    multiplying by ``U`` where possible.
 
     With at least as many rows as columns, ``T_C pinv(Q_C[rows] T_C) = pinv(Q_C[rows])`` when
     ``Q_C[rows]`` has full column rank (pivots of ``C``'s range give a well-conditioned one,
     whatever the conditioning of ``C``), so the core is ``pinv(Q_C[rows]) T_R^H``; otherwise,
-    symmetrically, ``T_C pinv(Q_R[cols]^H)``. When that basis block is rank-deficient (rows or
-    columns that miss part of the range) or ``U`` was ``capped`` below the intersection's size,
-    the identity does not hold and the core is formed from ``U`` itself."""
-    Q_C, T_C, Q_R, T_R = factors
+    symmetrically, ``T_C pinv(Q_R[cols]^H)``. The ranges keep the directions above
+    :data:`INTERPOLATION_CUTOFF` ``eps`` (what ill-conditioned float32 columns hold); when the
+    chosen rows resolve one of them so poorly that ``U``'s ``cutoff`` would drop it (a float32
+    Matern kernel at rank 37 with 74 rows: 70x the stability bound), the ranges are cut at the
+    round-off level ``max(m, k) eps`` instead. When the block is rank-deficient even then (rows
+    or columns that miss part of the range) or ``U`` was ``capped`` below the intersection's
+    size, the identity does not hold and the core is formed from ``U`` itself."""
     wide = rows.shape[-1] < cols.shape[-1]
-    if wide:
-        block, kept = hermitian(xp, take(Q_R, cols, axis=Q_R.ndim - 2)), T_R
-    else:
-        block, kept = take(Q_C, rows, axis=Q_C.ndim - 2), T_C
-    if capped or bool(xp.any(_ranks(xp, block) < _ranks(xp, kept))):
-        return T_C @ U @ hermitian(xp, T_R)
-    if wide:
-        return T_C @ pinv(block)
-    return pinv(block) @ hermitian(xp, T_R)
+    for cut in (INTERPOLATION_CUTOFF, None):
+        Q_C, T_C = without_roundoff(xp, *left, cut)
+        Q_R, T_R = without_roundoff(xp, *right, cut)
+        if wide:
+            block, kept = hermitian(xp, take(Q_R, cols, axis=Q_R.ndim - 2)), T_R
+        else:
+            block, kept = take(Q_C, rows, axis=Q_C.ndim - 2), T_C
+        if capped or bool(xp.any(_ranks(xp, block) < _ranks(xp, kept))):
+            break
+        if cut is None or not bool(xp.any(_ranks(xp, block, cutoff) < _ranks(xp, kept))):
+            core = T_C @ pinv(block) if wide else pinv(block) @ hermitian(xp, T_R)
+            return Projection(Q_C, core, Q_R)
+    return Projection(Q_C, T_C @ U @ hermitian(xp, T_R), Q_R)
 
 
-def _ranks(xp: Any, X: Array) -> Array:
-    """Numerical rank of each matrix of a batch (round-off cutoff relative to the batch's
-    largest singular value)."""
+def _ranks(xp: Any, X: Array, cutoff: float | None = None) -> Array:
+    """Numerical rank of each matrix of a batch: singular values above ``cutoff`` (default the
+    round-off level ``max(m, n) eps``) times the batch's largest."""
     s = xp.linalg.svdvals(X)
-    cutoff = max(X.shape[-2:]) * eps(X) * xp.max(s)
-    return xp.sum(xp.astype(s > cutoff, xp.int64), axis=-1)
+    relative = max(X.shape[-2:]) * eps(X) if cutoff is None else cutoff
+    return xp.sum(xp.astype(s > relative * xp.max(s), xp.int64), axis=-1)

@@ -49,9 +49,8 @@ from tcur._backend import binary_scale, namespace, spawn_rngs
 from tcur.linalg.middle import explicit_optimal
 from tcur.linalg.options import MIDDLES, explicit_rtol
 from tcur.linalg.orthonormal import (
-    INTERPOLATION_CUTOFF,
     Projection,
-    interpolation_core,
+    interpolation_projection,
     numerical_range,
     orthonormal_columns,
     spectral_range_factor,
@@ -216,18 +215,14 @@ def fit_by_products(
         picked = _single_candidate(A, rank, n_rows, n_cols, select, seed, svd)
     rows, cols = picked.rows, picked.cols
     cutoff = explicit_rtol(rtol, float(np.finfo(A.dtype).eps))
-    drop = middle == "pinv"  # interpolation needs the numerical ranges; projection does not
-    cut = INTERPOLATION_CUTOFF if drop else None
-    Q_C, T_C, s_C = picked.left or spectral_range_factor(np, picked.C)
-    Q_R, T_R, s_R = spectral_range_factor(np, picked.R.conj().T)
-    if drop:
-        Q_C, T_C = without_roundoff(np, Q_C, T_C, s_C, cut)
-        Q_R, T_R = without_roundoff(np, Q_R, T_R, s_R, cut)
-    if middle == "pinv":
+    left = picked.left or spectral_range_factor(np, picked.C)
+    right = spectral_range_factor(np, picked.R.conj().T)
+    if middle == "pinv":  # interpolation needs the numerical ranges; projection does not
         U = pinv(picked.R[:, cols], cutoff, rank=rank)
         capped = rank < min(n_rows, n_cols)
-        core = interpolation_core(np, (Q_C, T_C, Q_R, T_R), rows, cols, U, capped)
-        return Fit(rows, cols, U, Projection(Q_C, core, Q_R))
+        form = interpolation_projection(np, left, right, rows, cols, U, capped, cutoff)
+        return Fit(rows, cols, U, form)
+    (Q_C, T_C, _), (Q_R, T_R, _) = left, right
     core = _coordinates(A, Q_C, Q_R)
     return Fit(rows, cols, explicit_optimal(T_C, core, T_R, cutoff), Projection(Q_C, core, Q_R))
 
