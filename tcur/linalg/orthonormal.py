@@ -248,21 +248,28 @@ def interpolation_projection(
     cutoff: float,
 ) -> Projection:
     """The stable form of ``C U R`` for ``U = pinv(A[rows][:, cols])`` (relative ``cutoff``),
-    from the :func:`spectral_range_factor` ``left`` of ``C`` and ``right`` of ``R^H``, without
-    multiplying by ``U`` where possible.
+    from the
+    :func:`spectral_range_factor` ``left`` of ``C`` and ``right`` of ``R^H``, without multiplying
+    by ``U`` where possible.
 
     With at least as many rows as columns, ``T_C pinv(Q_C[rows] T_C) = pinv(Q_C[rows])`` when
     ``Q_C[rows]`` has full column rank (pivots of ``C``'s range give a well-conditioned one,
     whatever the conditioning of ``C``), so the core is ``pinv(Q_C[rows]) T_R^H``; otherwise,
     symmetrically, ``T_C pinv(Q_R[cols]^H)``. The ranges keep the directions above
-    :data:`INTERPOLATION_CUTOFF` ``eps`` (what ill-conditioned float32 columns hold); when the
-    chosen rows resolve one of them so poorly that ``U``'s ``cutoff`` would drop it (a float32
-    Matern kernel at rank 37 with 74 rows: 70x the stability bound), the ranges are cut at the
-    round-off level ``max(m, k) eps`` instead. When the block is rank-deficient even then (rows
-    or columns that miss part of the range) or ``U`` was ``capped`` below the intersection's
-    size, the identity does not hold and the core is formed from ``U`` itself."""
+    :data:`INTERPOLATION_CUTOFF` ``eps`` (what ill-conditioned float32 columns hold), but
+    interpolating through ``Q_C[rows]`` multiplies what ``C``'s range misses by up to
+    ``1 / s_min(Q_C[rows])``, and the rows need not resolve directions that close to round-off
+    (they were pivoted on a range cut at ``max(m, k) eps``, relative to another block's largest
+    singular value). So when some kept direction is resolved below :data:`RESOLVED`, the ranges
+    are cut ten times higher, from ``max(m, k) eps`` up to ``U``'s own ``cutoff``: on a float32
+    Matern kernel with ``2 r`` rows, ``s_min`` fell to 6e-5 at ranks 30, 37 and 52 and gave up
+    to 70x the stability bound; Hilbert, Cauchy and the other kernels stay above 0.05. When the
+    block is rank-deficient (rows or columns that miss part of the range), no cut resolves it,
+    or ``U`` was ``capped`` below the intersection's size, the identity does not hold and the
+    core is formed from ``U`` itself."""
     wide = rows.shape[-1] < cols.shape[-1]
-    for cut in (INTERPOLATION_CUTOFF, None):
+    side = right if wide else left
+    for cut in _interpolation_cuts(side[0], cutoff):
         Q_C, T_C = without_roundoff(xp, *left, cut)
         Q_R, T_R = without_roundoff(xp, *right, cut)
         if wide:
@@ -271,15 +278,38 @@ def interpolation_projection(
             block, kept = take(Q_C, rows, axis=Q_C.ndim - 2), T_C
         if capped or bool(xp.any(_ranks(xp, block) < _ranks(xp, kept))):
             break
-        if cut is None or not bool(xp.any(_ranks(xp, block, cutoff) < _ranks(xp, kept))):
+        count = xp.sum(kept_directions(xp, side[0], side[2], cut), axis=-1)
+        if _resolved(xp, block, count):
             core = T_C @ pinv(block) if wide else pinv(block) @ hermitian(xp, T_R)
             return Projection(Q_C, core, Q_R)
     return Projection(Q_C, T_C @ U @ hermitian(xp, T_R), Q_R)
 
 
-def _ranks(xp: Any, X: Array, cutoff: float | None = None) -> Array:
+def _interpolation_cuts(Q: Array, cutoff: float) -> list[float]:
+    """:data:`INTERPOLATION_CUTOFF`, then ``max(m, k)`` and ten times more each step, while the
+    relative level stays below ``cutoff`` (multiples of ``eps``)."""
+    cuts, cut, unit = [float(INTERPOLATION_CUTOFF)], float(max(Q.shape[-2:])), eps(Q)
+    while cut * unit < cutoff:
+        cuts.append(cut)
+        cut *= 10
+    return cuts
+
+
+RESOLVED = 1e-2
+"""Smallest singular value of the interpolation block ``Q_C[rows]`` (orthonormal ``Q_C``) that
+:func:`interpolation_projection` accepts on the :data:`INTERPOLATION_CUTOFF` ranges."""
+
+
+def _resolved(xp: Any, block: Array, count: Array) -> bool:
+    """Whether each block has ``count`` singular values above :data:`RESOLVED`."""
+    resolved = xp.astype(_ranks(xp, block, RESOLVED, relative=False), count.dtype)
+    return not bool(xp.any(resolved < count))
+
+
+def _ranks(xp: Any, X: Array, cutoff: float | None = None, *, relative: bool = True) -> Array:
     """Numerical rank of each matrix of a batch: singular values above ``cutoff`` (default the
-    round-off level ``max(m, n) eps``) times the batch's largest."""
+    round-off level ``max(m, n) eps``) times the batch's largest, or above ``cutoff`` itself
+    when not ``relative``."""
     s = xp.linalg.svdvals(X)
-    relative = max(X.shape[-2:]) * eps(X) if cutoff is None else cutoff
-    return xp.sum(xp.astype(s > relative * xp.max(s), xp.int64), axis=-1)
+    level = max(X.shape[-2:]) * eps(X) if cutoff is None else cutoff
+    return xp.sum(xp.astype(s > (level * xp.max(s) if relative else level), xp.int64), axis=-1)
