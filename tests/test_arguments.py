@@ -34,7 +34,7 @@ from tcur.linalg import (
     tubal_rank,
     unfold,
 )
-from tcur.linalg.selection import SELECT_RULES, select_matrix_indices
+from tcur.linalg.selection import SELECT_RULES, select_matrix
 from tcur.testing import (
     low_multilinear_rank_tensor,
     low_rank_matrix,
@@ -221,11 +221,9 @@ def test_spawned_streams_are_independent_and_reproducible() -> None:
 
 def test_seed_none_is_random_for_sampled_rules() -> None:
     B = np.random.default_rng(0).standard_normal((60, 50))
-    picks = {tuple(select_matrix_indices(B, 3, 3, 3, select="uniform")[0]) for _ in range(6)}
+    picks = {tuple(select_matrix(B, 3, 3, 3, select="uniform").rows) for _ in range(6)}
     assert len(picks) > 1
-    fixed = {
-        tuple(select_matrix_indices(B, 3, 3, 3, select="uniform", seed=4)[0]) for _ in range(3)
-    }
+    fixed = {tuple(select_matrix(B, 3, 3, 3, select="uniform", seed=4).rows) for _ in range(3)}
     assert len(fixed) == 1
 
 
@@ -235,7 +233,7 @@ def test_seed_none_is_random_for_sampled_rules() -> None:
 @pytest.mark.parametrize("select", SELECT_RULES)
 def test_svd_option_is_validated_for_every_rule(select: str) -> None:
     with pytest.raises(ValueError, match="unknown svd='fast'; valid names are auto"):
-        select_matrix_indices(A, 2, 2, 2, select=select, seed=0, svd="fast")
+        select_matrix(A, 2, 2, 2, select=select, seed=0, svd="fast")
     with pytest.raises(ValueError, match="unknown svd='fast'"):
         cur(A, 2, select=select, seed=0, svd="fast")
     with pytest.raises(ValueError, match="unknown svd="):

@@ -30,7 +30,7 @@ from tcur.linalg import (
     tubal_rank,
 )
 from tcur.linalg.modewise import MODEWISE_RULES
-from tcur.linalg.selection import choose_indices, select_matrix_indices, slice_norms
+from tcur.linalg.selection import choose_indices, select_matrix, slice_norms
 from tcur.testing import low_multilinear_rank_tensor
 
 # --- inverse_norm (CURLoRA's rule) -----------------------------------------------------------
@@ -46,7 +46,8 @@ def _with_zero_rows(n_zero: int, seed: int = 0) -> np.ndarray:
 def test_inverse_norm_never_picks_zero_rows_when_enough_are_nonzero(seed: int) -> None:
     A = _with_zero_rows(4)
     A[:, [1, 5]] = 0.0  # pruned columns too
-    rows, cols = select_matrix_indices(A, 3, 3, 3, select="inverse_norm", seed=seed)
+    chosen = select_matrix(A, 3, 3, 3, select="inverse_norm", seed=seed)
+    rows, cols = chosen.rows, chosen.cols
     assert len(set(rows.tolist())) == 3 and len(set(cols.tolist())) == 3
     assert not set(rows.tolist()) & {0, 1, 2, 3}
     assert not set(cols.tolist()) & {1, 5}
@@ -68,7 +69,7 @@ def test_inverse_norm_with_tiny_rows_does_not_overflow() -> None:
     A = np.random.default_rng(1).standard_normal((10, 8))
     A[:4] *= 1e-300  # tiny but nonzero: their inverse squared norms are ~1e600
     for seed in range(10):
-        rows, _ = select_matrix_indices(A, 3, 3, 3, select="inverse_norm", seed=seed)
+        rows = select_matrix(A, 3, 3, 3, select="inverse_norm", seed=seed).rows
         # the tiny rows carry all the probability mass
         assert set(rows.tolist()) <= {0, 1, 2, 3}
     np.testing.assert_allclose(

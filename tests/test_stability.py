@@ -59,6 +59,28 @@ def relative(A: np.ndarray, B: object) -> float:
     return float(np.linalg.norm(A - _host(B)) / np.linalg.norm(A))
 
 
+def check_bounds(
+    A: np.ndarray,
+    C: np.ndarray,
+    R: np.ndarray,
+    rebuilt: object,
+    tail: float,
+    low: float,
+    dtype: object,
+    rank: int,
+) -> float:
+    """Assert the stability, quality and lower-rank bounds of one result; return its error."""
+    eps_floor = floor(dtype, A.shape)
+    P = projection(A, C, R)
+    assert relative(P, rebuilt) * np.linalg.norm(P) / np.linalg.norm(A) <= (
+        10 * relative(A, P) + eps_floor
+    ), f"rank {rank}: not within the stability bound of P_C A P_R"
+    error = relative(A, rebuilt)
+    assert error <= max(10 * tail, eps_floor), f"rank {rank}: {error:.2e} vs SVD {tail}"
+    assert error <= 10 * low + eps_floor, f"rank {rank}: worse than 10x a lower rank"
+    return error
+
+
 def _cast(A: np.ndarray, dtype: object, backend: str) -> object:
     cast = A.astype(dtype)
     return torch.from_numpy(cast) if backend == "torch" else cast
@@ -68,21 +90,15 @@ def _cast(A: np.ndarray, dtype: object, backend: str) -> object:
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_default_is_stable_and_quasi_optimal_at_every_rank(family: str, dtype: object) -> None:
     A = family_matrix(family, M, N).astype(dtype).astype(np.float64)
-    tails, low, eps_floor = svd_tails(A), np.inf, floor(dtype, A.shape)
+    tails, low = svd_tails(A), np.inf
     for r in range(1, N + 1):
         d = cur(A.astype(dtype), r, seed=0)
-        P, rebuilt = projection(A, d.C, d.R), d.reconstruct()
-        assert relative(P, rebuilt) * np.linalg.norm(P) / np.linalg.norm(A) <= (
-            10 * relative(A, P) + eps_floor
-        ), f"rank {r}: not within the stability bound of P_C A P_R"
-        error = relative(A, rebuilt)
-        assert error <= max(10 * tails[r], eps_floor), f"rank {r}: {error:.2e} vs SVD {tails[r]}"
-        assert error <= 10 * low + eps_floor, f"rank {r}: worse than 10x a lower rank"
-        low = min(low, error)
-        explicit = relative(A, _host(d.C) @ _host(d.U) @ _host(d.R))
+        C, R = _host(d.C), _host(d.R)
+        low = min(low, check_bounds(A, C, R, d.reconstruct(), tails[r], low, dtype, r))
+        explicit = relative(A, C @ _host(d.U) @ R)
         assert explicit <= max(10 * tails[r], 10 * np.sqrt(np.finfo(dtype).eps)), f"rank {r}"
-        np.testing.assert_array_equal(_host(d.C), A.astype(dtype)[:, d.cols])
-        np.testing.assert_array_equal(_host(d.R), A.astype(dtype)[d.rows, :])
+        np.testing.assert_array_equal(C, A.astype(dtype)[:, d.cols])
+        np.testing.assert_array_equal(R, A.astype(dtype)[d.rows, :])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -104,18 +120,11 @@ def test_sparse_input_keeps_the_quality_and_stability_promise(family: str, dtype
     import scipy.sparse as sp
 
     A = family_matrix(family, M, N).astype(dtype).astype(np.float64)
-    tails, low, eps_floor = svd_tails(A), np.inf, floor(dtype, A.shape)
+    tails, low = svd_tails(A), np.inf
     for r in range(1, N + 1, 3):
         d = cur(sp.csr_array(A.astype(dtype)), r, seed=0)
         C, R = d.C.toarray(), d.R.toarray()
-        P, rebuilt = projection(A, C, R), d.reconstruct()
-        assert relative(P, rebuilt) * np.linalg.norm(P) / np.linalg.norm(A) <= (
-            10 * relative(A, P) + eps_floor
-        ), f"rank {r}: not within the stability bound of P_C A P_R"
-        error = relative(A, rebuilt)
-        assert error <= max(10 * tails[r], eps_floor), f"rank {r}: {error:.2e} vs SVD {tails[r]}"
-        assert error <= 10 * low + eps_floor, f"rank {r}: worse than 10x a lower rank"
-        low = min(low, error)
+        low = min(low, check_bounds(A, C, R, d.reconstruct(), tails[r], low, dtype, r))
         np.testing.assert_array_equal(C, A.astype(dtype)[:, d.cols])
         np.testing.assert_array_equal(R, A.astype(dtype)[d.rows, :])
 

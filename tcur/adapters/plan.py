@@ -25,7 +25,7 @@ from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
 from tcur.adapters.fingerprint import config_digest, weight_digest
 from tcur.adapters.groups import TCURGroup
 from tcur.adapters.targets import TargetSlice, find_targets, group_targets, match_modules
-from tcur.linalg.selection import select_matrix_indices
+from tcur.linalg.selection import select_matrix
 from tcur.linalg.tensor_cur import select_tensor_indices
 
 AdapterConfig = CURLoRAConfig | TCURLoRAConfig
@@ -123,9 +123,10 @@ def select(stack: torch.Tensor, config: AdapterConfig, seed: int) -> tuple[list[
     n_rows, n_cols = counts(config)
     A = as_float_array(stack, "stacked weights", ndim=3)
     if isinstance(config, CURLoRAConfig):
-        rows, cols = select_matrix_indices(
+        chosen = select_matrix(
             A[:, :, 0], config.rank, n_rows, n_cols, select=config.select, seed=seed
         )
+        rows, cols = chosen.rows, chosen.cols
     else:
         rows, cols = select_tensor_indices(
             A, config.rank, n_rows, n_cols, select=config.select, seed=seed

@@ -293,22 +293,6 @@ def slice_norms(A: Array, axis: int | tuple[int, ...]) -> np.ndarray:
     return np.asarray(to_numpy(scaled * xp.max(magnitude, axis=axis)), dtype=np.float64)
 
 
-def select_matrix_indices(
-    A: Array,
-    rank: int,
-    n_rows: int,
-    n_cols: int,
-    *,
-    select: str,
-    seed: Any = None,
-    svd: str = "auto",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices (host int64 arrays) of a validated matrix for CUR: the indices of
-    :func:`select_matrix`."""
-    chosen = select_matrix(A, rank, n_rows, n_cols, select=select, seed=seed, svd=svd)
-    return chosen.rows, chosen.cols
-
-
 def select_matrix(
     A: Array,
     rank: int,
