@@ -111,6 +111,9 @@ def grid_state(method: Method, records: Mapping[str, Any], budget: Budget) -> Gr
         missing = tuple(lr for lr, rec in found.items() if rec is None)
         key = f"validation_{budget.metric}"
         validation = {lr: rec[key] for lr, rec in found.items() if rec}
+        untrained = [lr for lr, rec in found.items() if rec and rec.get("trainable_params") == 0]
+        if untrained:  # nothing trains (the pretrained model): the rate cannot matter
+            return GridState(tuple(grid), (), untrained[0], validation)
         if missing:
             return GridState(tuple(grid), missing, None, validation)
         best = max(grid, key=lambda lr: (budget.rank_key(validation[lr]), -lr))  # ties: smaller

@@ -209,3 +209,14 @@ def test_plot_joins_families_and_survives_partial_results(tmp_path: Path) -> Non
     path = tmp_path / "frontier.png"
     rep.plot(summary, table, path, "title")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_grid_of_a_method_that_trains_nothing_stops_at_its_first_rate() -> None:
+    # The pretrained model ("base") on a one-rate grid used to be extended past its edge:
+    # two more evaluations of the same untrained model.
+    m = _method("base", (1e-3,))
+    records = {fr.unit_id("base", 1e-3, 0): _train(0.5, trainable_params=0)}
+    state = fp.grid_state(m, records, BUDGET)
+    assert state.chosen == 1e-3 and state.missing == ()
+    trained = fp.grid_state(_method("m", (1e-3,)), _grid("m", {1e-3: 0.5}), BUDGET)
+    assert trained.chosen is None and trained.missing == (3e-4,)  # extended as before
