@@ -255,28 +255,51 @@ def candidate_bases(
     return out
 
 
-def _weighted_energy(xp: Any, weights: np.ndarray, block: Array) -> float:
-    return float(weights @ np.sum(np.abs(to_numpy(block)) ** 2, axis=(1, 2)))
-
-
 def captured_energy(F: Array, weights: np.ndarray, candidates: list[Any]) -> np.ndarray:
-    """``sum_k w_k ||Q_C^H F_k Q_R||_F^2`` for each ``(rows, cols)`` candidate.
+    """``sum_k w_k ||Q_C^H F_k Q_R||_F^2`` for each ``(rows, cols)`` candidate, ``Q_C`` and ``Q_R``
+    the numerical ranges of its columns and rows: what :func:`select_pivoted` ranks its measured
+    candidates by (:func:`exact_energies`). The CUR error with the optimal middle is
+    ``||F||_F^2`` minus this.
 
-    ``Q_C``, ``Q_R``: :func:`candidate_bases`. One pass over ``F`` for all candidates together;
-    the CUR error with the optimal middle is ``||F||_F^2`` minus this.
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.pivoting import captured_energy
+    >>> A = np.arange(12.0).reshape(4, 3)  # rank 2: two columns and rows capture it all
+    >>> e = captured_energy(A[None], np.ones(1), [(np.array([0, 3]), np.array([0, 2]))])
+    >>> bool(np.isclose(e[0], np.sum(A**2)))
+    True
     """
     xp = namespace(F)
-    bases = [
-        (_numerical(xp, left), _numerical(xp, right))
-        for left, right in candidate_bases(F, candidates)
+    w = xp.asarray(weights, dtype=_real_dtype(xp, F), device=getattr(F, "device", None))
+    first = xp.asarray([0], device=getattr(F, "device", None))
+    energies = [  # one pass each: candidates of different sizes do not stack
+        exact_energies(F, w, candidate_bases(F, [candidate]), first)[0] for candidate in candidates
     ]
-    G = hermitian(xp, xp.concat([left for left, _ in bases], axis=2)) @ F
-    energies, start = [], 0
-    for left, right in bases:
-        width = left.shape[-1]
-        energies.append(_weighted_energy(xp, weights, G[:, start : start + width, :] @ right))
-        start += width
-    return np.asarray(energies)
+    return np.concatenate([np.asarray(to_numpy(e), dtype=np.float64) for e in energies])
+
+
+def exact_energies(
+    F: Array, weights: Array, bases: list[tuple[Factor, Factor]], order: Array
+) -> tuple[Array, list[Array]]:
+    """Energies captured by the candidates at positions ``order`` (an index array where ``F``
+    lives) and their cores ``Q_C^H F Q_R`` on every direction, in one pass over ``F``.
+
+    The energy is that of the numerical ranges (what ``C pinv(C) A pinv(R) R`` captures): the
+    core with the rows and columns of round-off directions masked, which is exact."""
+    xp = namespace(F)
+    count = int(order.shape[0])
+    left = take(xp.stack([factor[0] for factor, _ in bases]), order, axis=0)
+    right = take(xp.stack([factor[0] for _, factor in bases]), order, axis=0)
+    masks = take(xp.stack([_core_mask(xp, *factors) for factors in bases]), order, axis=0)
+    width = left.shape[-1]
+    joined = xp.reshape(xp.moveaxis(left, 0, -2), (*F.shape[:2], count * width))
+    G = hermitian(xp, joined) @ F
+    cores = [G[:, j * width : (j + 1) * width, :] @ right[j, ...] for j in range(count)]
+    energies = xp.stack(
+        [_energy(xp, weights, core * masks[j, ...]) for j, core in enumerate(cores)]
+    )
+    return energies, cores
 
 
 def _numerical(xp: Any, factor: Factor) -> Array:
@@ -456,19 +479,7 @@ def _best(
     )
     exact_count = EXACT_CANDIDATES if F.shape[0] == 1 else len(candidates)
     order = xp.sort(xp.argsort(-sketched, stable=True)[:exact_count])
-    left = xp.stack([factor[0] for factor, _ in bases])
-    right = xp.stack([factor[0] for _, factor in bases])
-    chosen_left, chosen_right = take(left, order, axis=0), take(right, order, axis=0)
-    width = left.shape[-1]
-    joined = xp.reshape(xp.moveaxis(chosen_left, 0, -2), (*F.shape[:2], exact_count * width))
-    G = hermitian(xp, joined) @ F
-    cores = [
-        G[:, j * width : (j + 1) * width, :] @ chosen_right[j, ...] for j in range(exact_count)
-    ]
-    # Ranked on the numerical ranges (what ``C pinv(C) A pinv(R) R`` captures): the core on
-    # every direction with the rows and columns of round-off directions masked (exact).
-    masks = take(xp.stack([_core_mask(xp, *factors) for factors in bases]), order, axis=0)
-    exact = xp.stack([_energy(xp, w, core * masks[j, ...]) for j, core in enumerate(cores)])
+    exact, cores = exact_energies(F, w, bases, order)
     order_host, energy = host_arrays(order, exact)  # transfer 3: ranking and energies
     best = int(np.flatnonzero(energy >= energy.max() * (1 - 1000 * eps(F)))[0])
     position = int(order_host[best])
