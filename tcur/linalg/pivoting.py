@@ -380,10 +380,27 @@ def select_pivoted(
         plans.append((F, Y1_host, n_cols, n_rows, False, True, rule))
         if F.shape[0] > 1:  # a tensor: greedy pivots of shared indices can miss; see above
             plans += [(*plan[:6], "arp") for plan in plans[:3]]
-    outers = [
-        sketch_pivots(plan_rule, sketch, first, sample_rng, weights=w, real=real, orthonormal=ortho)
-        for _, sketch, first, _, _, ortho, plan_rule in plans
-    ]
+    tops: dict[tuple[int, int], np.ndarray] = {}  # one SVD per sketch for ARP and Q-DEIM plans
+    outers = []
+    for _, sketch, first, _, _, ortho, plan_rule in plans:
+        vectors = None
+        if plan_rule == "arp" or ortho:
+            key = (id(sketch), first)
+            if key not in tops:
+                tops[key] = top_right_vectors(sketch, first)
+            vectors = tops[key]
+        outers.append(
+            sketch_pivots(
+                plan_rule,
+                sketch,
+                first,
+                sample_rng,
+                weights=w,
+                real=real,
+                orthonormal=ortho,
+                vectors=vectors,
+            )
+        )
     factors = [
         spectral_range_factor(xp, _extended_columns(side, outer, second, sketch_rng))
         for (side, _, _, second, *_), outer in zip(plans, outers, strict=True)
@@ -413,11 +430,13 @@ def sketch_pivots(
     weights: np.ndarray | None = None,
     real: bool = False,
     orthonormal: bool = False,
+    vectors: np.ndarray | None = None,
 ) -> np.ndarray:
     """``count`` indices along the sketched axis of a host ``sketch`` (``(b, n, l)``: a row-space
     sketch ``Y_k = F_k^H Q_k`` of each matrix, or the column-space one of the transposed order):
     pivots of the stacked sketches (``"sketch_qr"``), of their leading singular vectors
-    (``orthonormal``), or adaptive randomized pivots on those vectors (``"arp"``). The first step
+    (``orthonormal``), or adaptive randomized pivots on those vectors (``"arp"``; ``vectors``:
+    :func:`top_right_vectors` of ``sketch`` when the caller already has them). The first step
     of every candidate of :func:`select_pivoted` and of the product engine's one candidate
     (:mod:`tcur.linalg.products`); ``weights`` default to one per matrix.
 
@@ -430,7 +449,10 @@ def sketch_pivots(
     (4,)
     """
     weights = np.ones(sketch.shape[0]) if weights is None else weights
-    basis = top_right_vectors(sketch, count) if rule == "arp" or orthonormal else sketch
+    if rule == "arp" or orthonormal:
+        basis = top_right_vectors(sketch, count) if vectors is None else vectors
+    else:
+        basis = sketch
     stacked = stack_bases(basis, weights, real)
     if orthonormal and stacked.shape[1] > count:  # one basis (a matrix) is its own subspace
         stacked = numerical_range(np, stacked[None])[0][:, :count]
