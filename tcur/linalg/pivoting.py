@@ -90,6 +90,10 @@ of the ``count``-th largest."""
 EXACT_CANDIDATES = 2
 """Candidates of a matrix whose CUR error is measured exactly (the best by the sketch's
 estimate); every candidate is measured for a tensor."""
+RECOMPUTE_BELOW = 1e-8
+""":func:`adaptive_randomized_pivots` updates its weights by subtraction (absolute error about
+``count * eps`` of their initial sum) and recomputes them from the residual once their sum falls
+below this fraction of it."""
 
 
 def pivoted_qr_indices(M: np.ndarray, count: int) -> np.ndarray:
@@ -179,21 +183,33 @@ def adaptive_randomized_pivots(V: np.ndarray, count: int, rng: np.random.Generat
     >>> len(set(idx.tolist()))
     3
     """
-    residual = np.array(V, dtype=np.result_type(V.dtype, np.float64), copy=True)
+    V = np.asarray(V, dtype=np.result_type(V.dtype, np.float64))
+    n = V.shape[0]
+    weights = np.sum(np.abs(V) ** 2, axis=1)
+    scale = float(weights.sum())
+    # The residual is V - coefficients @ directions (orthonormal rows): each draw costs one
+    # product with V, not an update of an n x k residual.
+    directions = np.zeros((count, V.shape[1]), dtype=V.dtype)
+    coefficients = np.zeros((n, count), dtype=V.dtype)
     picked: list[int] = []
-    scale = float(np.sum(np.abs(residual) ** 2))
-    for _ in range(count):
-        weights = np.sum(np.abs(residual) ** 2, axis=1)
+    for t in range(count):
         weights[picked] = 0.0
-        total = weights.sum()
+        if weights.sum() <= RECOMPUTE_BELOW * scale:  # subtracted weights are round-off here
+            residual = V - coefficients[:, :t] @ directions[:t]
+            weights = np.sum(np.abs(residual) ** 2, axis=1)
+            weights[picked] = 0.0
+        total = float(weights.sum())
         if not total > 1e-20 * scale:
-            rest = np.setdiff1d(np.arange(weights.size), picked)
+            rest = np.setdiff1d(np.arange(n), picked)
             extra = rng.choice(rest, size=count - len(picked), replace=False)
             return np.asarray(picked + extra.tolist(), dtype=np.int64)
-        j = int(rng.choice(weights.size, p=weights / total))
+        j = int(rng.choice(n, p=weights / total))
         picked.append(j)
-        direction = residual[j] / np.linalg.norm(residual[j])
-        residual -= np.outer(residual @ direction.conj(), direction)
+        row = V[j] - coefficients[j, :t] @ directions[:t]
+        row -= (directions[:t].conj() @ row) @ directions[:t]  # re-orthogonalised once
+        directions[t] = row / np.linalg.norm(row)
+        coefficients[:, t] = V @ directions[t].conj()
+        weights = np.maximum(weights - np.abs(coefficients[:, t]) ** 2, 0.0)
     return np.asarray(picked, dtype=np.int64)
 
 
@@ -322,10 +338,12 @@ class Pivots:
 class Alternative:
     """A further candidate for :func:`select_pivoted`: ``arrays`` (where ``F`` lives) travel to
     the host with the sketches, and ``choose(host_arrays)`` turns them into ``(rows, cols)``, or
-    ``None`` when it has none."""
+    ``None`` when it has none. With ``from_sketch``, the arrays are ``from_sketch(Q_1, Y_1)``
+    instead: built from :func:`select_pivoted`'s last sketch, no pass over ``F`` of their own."""
 
-    arrays: tuple[Array, ...]
     choose: Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray] | None]
+    arrays: tuple[Array, ...] = ()
+    from_sketch: Callable[[Array, Array], tuple[Array, ...]] | None = None
 
 
 def select_pivoted(
@@ -367,7 +385,11 @@ def select_pivoted(
     X1 = F @ qr_basis(xp, Y0)
     Q1 = qr_basis(xp, X1)
     Y1 = Fh @ Q1
-    extra = alternative.arrays if alternative is not None else ()
+    extra: tuple[Array, ...] = ()
+    if alternative is not None:
+        extra = alternative.arrays
+        if alternative.from_sketch is not None:
+            extra = alternative.from_sketch(Q1, Y1)
     Y0_host, Y1_host, X1_host, *extra_host = host_arrays(Y0, Y1, X1, *extra)  # transfer 1
     # (side, sketch, outer count, inner count, transposed order, orthonormal outer basis)
     # (side, sketch, outer count, inner count, transposed order, orthonormal outer basis, rule)

@@ -116,10 +116,29 @@ def batched_singular_vectors(
         Fh = hermitian(xp, F)
         for _ in range(2):
             Q = qr_basis(xp, F @ qr_basis(xp, Fh @ Q))
-        ub, _, vh = xp.linalg.svd(hermitian(xp, Q) @ F, full_matrices=False)
-        return (Q @ ub)[..., :k], hermitian(xp, vh[..., :k, :])
+        return sketched_singular_vectors(Q, Fh @ Q, k)
     u, _, vh = xp.linalg.svd(F, full_matrices=False)
     return u[..., :k], hermitian(xp, vh[..., :k, :])
+
+
+def sketched_singular_vectors(Q: Array, Y: Array, k: int) -> tuple[Array, Array]:
+    """Leading ``k`` left and right singular vectors ``(U, V)`` of each sketched factorization
+    ``Q_j Y_j^H`` (``Q``: ``(b, m, l)`` orthonormal, ``Y = F^H Q``: ``(b, n, l)``), where they
+    live: the last step of a randomized SVD, no pass over ``F``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.svd_bases import sketched_singular_vectors
+    >>> F = np.random.default_rng(0).standard_normal((1, 6, 5))
+    >>> Q = np.linalg.qr(F)[0]  # the whole range: the factorization is exact
+    >>> U, V = sketched_singular_vectors(Q, np.swapaxes(F, 1, 2) @ Q, 2)
+    >>> bool(np.allclose(np.abs(U[0].T @ np.linalg.svd(F[0])[0][:, :2]), np.eye(2)))
+    True
+    """
+    xp = namespace(Q)
+    ub, _, vh = xp.linalg.svd(hermitian(xp, Y), full_matrices=False)
+    return (Q @ ub)[..., :k], hermitian(xp, vh[..., :k, :])
 
 
 def operator_randomized_svd(

@@ -26,7 +26,9 @@ conjugate partner count twice) are independent matrices:
 - ``"uniform"``: uniform sampling without replacement.
 - ``"sketch_qr"`` and ``"arp"`` (:mod:`tcur.linalg.pivoting`): pivoting on weighted sketches of
   all Fourier slices, rows conditioned on the chosen columns; ``"sketch_qr"`` also measures the
-  ``"qdeim"`` selection and keeps whichever has the smaller exact t-CUR error.
+  ``"qdeim"`` selection and keeps whichever has the smaller exact t-CUR error (its singular
+  vectors are those of the pivoting's last sketch where that is under a quarter of the slices'
+  smaller side: no pass over ``A`` of their own).
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ from tcur.linalg.pivoting import (
 )
 from tcur.linalg.results import TCUR
 from tcur.linalg.selection import BASIS_RULES, SELECT_RULES, choose_indices
-from tcur.linalg.svd_bases import RANDOMIZED_MAX_FRACTION, batched_singular_vectors
+from tcur.linalg.svd_bases import (
+    RANDOMIZED_MAX_FRACTION,
+    batched_singular_vectors,
+    sketched_singular_vectors,
+)
 from tcur.linalg.tolerance import estimate_rank, fit_rank_or_tol
 from tcur.linalg.tproduct import fourier_weights, from_fourier, to_fourier
 from tcur.validation import check_choice, check_rank_or_tol, check_rtol
@@ -221,13 +227,13 @@ def _pivoted(
     alternative = None
     if select == "sketch_qr":
         sketch_rng, sample_rng = spawn_rngs(basis_rng, 2)
-        # Only a candidate, measured exactly with the others: sketched vectors suffice wherever a
-        # sketch is smaller than the slices (exact SVDs of every slice cost as much as tsvd).
-        cheap = svd == "auto" and rank + SKETCH_OVERSAMPLE <= RANDOMIZED_MAX_FRACTION * min(
-            F.shape[1:]
-        )
-        bases = batched_singular_vectors(
-            F, rank, svd="randomized" if cheap else svd, seed=sketch_rng
+        # Only a candidate, measured exactly with the others: the singular vectors of the
+        # pivoting's own last sketch suffice wherever it is smaller than the slices (exact SVDs
+        # of every slice cost as much as tsvd, a randomized SVD of its own four more passes).
+        cheap = (
+            svd == "auto"
+            and rank <= max(n_rows, n_cols)
+            and rank + SKETCH_OVERSAMPLE <= RANDOMIZED_MAX_FRACTION * min(F.shape[1:])
         )
 
         def qdeim(host: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -237,7 +243,13 @@ def _pivoted(
             except ValueError:  # rank-deficient slices: Q-DEIM has no distinct pivots there
                 return None
 
-        alternative = Alternative(tuple(bases), qdeim)
+        if cheap:
+            alternative = Alternative(
+                qdeim, from_sketch=lambda Q, Y: sketched_singular_vectors(Q, Y, rank)
+            )
+        else:
+            bases = batched_singular_vectors(F, rank, svd=svd, seed=sketch_rng)
+            alternative = Alternative(qdeim, arrays=tuple(bases))
     chosen = select_pivoted(
         F,
         n_rows,
