@@ -54,8 +54,11 @@ def test_the_counter_sees_a_read(reads: list[tuple[str, int]]) -> None:
 
 
 @pytest.mark.parametrize("select", ["sketch_qr", "deim"])
-def test_tcur_reads_back_at_most_four_times(reads: list[tuple[str, int]], select: str) -> None:
-    T = torch.randn(40, 30, 8, dtype=torch.float64)
+@pytest.mark.parametrize("shape", [(40, 30, 8), (200, 160, 4)])  # exact / sketched Q-DEIM bases
+def test_tcur_reads_back_at_most_four_times(
+    reads: list[tuple[str, int]], select: str, shape: tuple[int, int, int]
+) -> None:
+    T = torch.randn(*shape, dtype=torch.float64)
     d = tcur.decompose(T, 5, select=select, seed=0)
     assert len(reads) <= 4, reads
     assert max(size for _, size in reads) < T.numel()
