@@ -129,7 +129,7 @@ def test_modewise_cur_returns_strict_arrays(fit: Callable[[Any], Any]) -> None:
 
 def test_decompose_and_helpers_stay_strict() -> None:
     # NOISY, not the exactly rank-5 MATRIX: there every candidate captures all of it, a tie that
-    # round-off decides (NumPy's thin blocks take the Gram route, the strict ones Householder)
+    # round-off decides (NumPy may orthonormalize by orthonormal.gram_rounds, strict arrays never)
     assert_same(tcur.decompose(strict(NOISY), 5, seed=0).C, linalg.cur(NOISY, 5, seed=0).C)
     assert_same(tcur.decompose(strict(TENSOR), 3, seed=0).U, linalg.tcur(TENSOR, 3, seed=0).U)
     scores = linalg.leverage_scores(strict(MATRIX), 3, axis=0)

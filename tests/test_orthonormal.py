@@ -43,25 +43,21 @@ def _conditioned(rng: np.random.Generator, shape: tuple[int, ...], condition: fl
     return (left * np.geomspace(1.0, 1.0 / condition, l)) @ right
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("fraction", [1e-3, 0.5])
 def test_gram_rounds_factor_well_conditioned_blocks_to_round_off(
     dtype: type, fraction: float
 ) -> None:
     # Below its condition limit the Gram route must be as good as Householder QR: Q orthonormal
     # and Q T = X to a few eps, on a batch (the Fourier slices of a tensor).
-    rng = np.random.default_rng(1)
     eps = float(np.finfo(dtype).eps)
     condition = fraction * eps ** (-GRAM_CONDITION_EXPONENT)
-    X = _conditioned(rng, (3, 500, 20), condition)
-    if np.iscomplexobj(np.empty(0, dtype)):
-        X = X + 1j * _conditioned(rng, (3, 500, 20), condition)
-    X = X.astype(dtype)
+    X = _conditioned(np.random.default_rng(1), (3, 800, 40), condition).astype(dtype)
     rounds = gram_rounds(X)
     assert rounds is not None
     Q, T = rounds
     l = X.shape[-1]
-    identity = np.conj(np.swapaxes(Q, -1, -2)) @ Q - np.eye(l)
+    identity = np.swapaxes(Q, -1, -2) @ Q - np.eye(l)
     assert np.max(np.linalg.norm(identity, axis=(-2, -1))) <= 10 * l * eps
     residual = np.linalg.norm(X - Q @ T, axis=(-2, -1)) / np.linalg.norm(X, axis=(-2, -1))
     assert np.max(residual) <= 10 * l * eps
@@ -70,33 +66,36 @@ def test_gram_rounds_factor_well_conditioned_blocks_to_round_off(
 @pytest.mark.parametrize(
     "block",
     [
-        np.ones((50, 3)),  # rank 1
-        np.zeros((50, 3)),
-        np.full((50, 3), 1e300),  # the Gram matrix overflows
-        np.full((50, 3), np.nan),
-        np.ones((2, 3)),  # wide
+        np.ones((800, 40)),  # rank 1
+        np.zeros((800, 40)),
+        np.full((800, 40), 1e300),  # the Gram matrix overflows
+        np.full((800, 40), np.nan),
+        np.eye(800, 40) + 1j,  # complex: Householder is faster
+        np.eye(300, 40),  # short: Householder is faster
+        np.eye(800, 8),  # narrow
     ],
 )
-def test_gram_rounds_leave_hard_blocks_to_householder(block: np.ndarray) -> None:
+def test_gram_rounds_leave_other_blocks_to_householder(block: np.ndarray) -> None:
     assert gram_rounds(block) is None
 
 
 def test_gram_rounds_leave_ill_conditioned_blocks_and_other_kinds_to_householder() -> None:
     rng = np.random.default_rng(2)
     limit = np.finfo(np.float64).eps ** (-GRAM_CONDITION_EXPONENT)
-    assert gram_rounds(_conditioned(rng, (400, 10), 4 * limit)) is None
+    assert gram_rounds(_conditioned(rng, (800, 40), 4 * limit)) is None
     torch = pytest.importorskip("torch")
-    assert gram_rounds(torch.randn(40, 3, dtype=torch.float64)) is None
+    assert gram_rounds(torch.randn(800, 40, dtype=torch.float64)) is None
 
 
 @pytest.mark.parametrize("condition", [10.0, 1e12])
 def test_spectral_range_factor_is_the_svd_on_either_route(condition: float) -> None:
     # Gram route (condition 10) or Householder (1e12): X = Q diag(s) v^H with orthonormal Q and
     # s the singular values of X.
-    X = _conditioned(np.random.default_rng(3), (300, 12), condition)
+    X = _conditioned(np.random.default_rng(3), (800, 40), condition)
+    assert (gram_rounds(X) is not None) == (condition < 100)
     Q, T, s = spectral_range_factor(np, X)
     eps = float(np.finfo(np.float64).eps)
     assert np.allclose(s, np.linalg.svd(X, compute_uv=False), rtol=0, atol=100 * eps)
-    assert np.linalg.norm(Q.T @ Q - np.eye(12)) <= 100 * eps
+    assert np.linalg.norm(Q.T @ Q - np.eye(40)) <= 100 * eps
     assert np.linalg.norm(X - Q @ T) <= 100 * eps * np.linalg.norm(X)
     assert np.allclose(np.linalg.norm(T, axis=1), s, rtol=0, atol=100 * eps)  # T = diag(s) v^H
