@@ -52,7 +52,7 @@ def test_gram_rounds_factor_well_conditioned_blocks_to_round_off(
     # and Q T = X to a few eps, on a batch (the Fourier slices of a tensor).
     eps = float(np.finfo(dtype).eps)
     condition = fraction * eps ** (-GRAM_CONDITION_EXPONENT)
-    X = _conditioned(np.random.default_rng(1), (3, 800, 40), condition).astype(dtype)
+    X = _conditioned(np.random.default_rng(1), (3, 2000, 40), condition).astype(dtype)
     rounds = gram_rounds(X)
     assert rounds is not None
     Q, T = rounds
@@ -66,13 +66,13 @@ def test_gram_rounds_factor_well_conditioned_blocks_to_round_off(
 @pytest.mark.parametrize(
     "block",
     [
-        np.ones((800, 40)),  # rank 1
-        np.zeros((800, 40)),
-        np.full((800, 40), 1e300),  # the Gram matrix overflows
-        np.full((800, 40), np.nan),
-        np.eye(800, 40) + 1j,  # complex: Householder is faster
-        np.eye(300, 40),  # short: Householder is faster
-        np.eye(800, 8),  # narrow
+        np.ones((2000, 40)),  # rank 1
+        np.zeros((2000, 40)),
+        np.full((2000, 40), 1e300),  # the Gram matrix overflows
+        np.full((2000, 40), np.nan),
+        np.eye(2000, 40) + 1j,  # complex: Householder is faster
+        np.eye(1000, 8),  # short: Householder is faster
+        np.eye(2000, 120),  # not tall enough
     ],
 )
 def test_gram_rounds_leave_other_blocks_to_householder(block: np.ndarray) -> None:
@@ -82,16 +82,16 @@ def test_gram_rounds_leave_other_blocks_to_householder(block: np.ndarray) -> Non
 def test_gram_rounds_leave_ill_conditioned_blocks_and_other_kinds_to_householder() -> None:
     rng = np.random.default_rng(2)
     limit = np.finfo(np.float64).eps ** (-GRAM_CONDITION_EXPONENT)
-    assert gram_rounds(_conditioned(rng, (800, 40), 4 * limit)) is None
+    assert gram_rounds(_conditioned(rng, (2000, 40), 4 * limit)) is None
     torch = pytest.importorskip("torch")
-    assert gram_rounds(torch.randn(800, 40, dtype=torch.float64)) is None
+    assert gram_rounds(torch.randn(2000, 40, dtype=torch.float64)) is None
 
 
 @pytest.mark.parametrize("condition", [10.0, 1e12])
 def test_spectral_range_factor_is_the_svd_on_either_route(condition: float) -> None:
     # Gram route (condition 10) or Householder (1e12): X = Q diag(s) v^H with orthonormal Q and
     # s the singular values of X.
-    X = _conditioned(np.random.default_rng(3), (800, 40), condition)
+    X = _conditioned(np.random.default_rng(3), (2000, 40), condition)
     assert (gram_rounds(X) is not None) == (condition < 100)
     Q, T, s = spectral_range_factor(np, X)
     eps = float(np.finfo(np.float64).eps)
