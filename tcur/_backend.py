@@ -353,8 +353,12 @@ def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
     if not _CONTROLLER:
         import threadpoolctl  # deferred: it inspects the loaded libraries once
 
-        _CONTROLLER.append(threadpoolctl.ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+        controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
+        _CONTROLLER.append(controller)
+    controller = _CONTROLLER[0]
+    if all(lib.num_threads <= 1 for lib in controller.lib_controllers):
+        return contextlib.nullcontext()  # already one thread: a query costs ~1 us, a scope ~16
+    return controller.limit(limits=1)
 
 
 def power_of_two_below(xp: Any, m: Array) -> Array:
