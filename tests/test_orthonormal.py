@@ -99,3 +99,14 @@ def test_spectral_range_factor_is_the_svd_on_either_route(condition: float) -> N
     assert np.linalg.norm(Q.T @ Q - np.eye(40)) <= 100 * eps
     assert np.linalg.norm(X - Q @ T) <= 100 * eps * np.linalg.norm(X)
     assert np.allclose(np.linalg.norm(T, axis=1), s, rtol=0, atol=100 * eps)  # T = diag(s) v^H
+
+
+def test_gram_rounds_leave_tiny_and_integer_blocks_to_householder_quietly() -> None:
+    # pyproject turns warnings into errors: a Gram matrix whose limit underflows must not divide
+    # by zero, and integers (no eps) must fall back, not raise.
+    X = np.random.default_rng(0).standard_normal((2000, 10)).astype(np.float32)
+    assert gram_rounds(X * np.float32(2.0**-77)) is None
+    integers = np.random.default_rng(0).integers(0, 9, (2000, 10))
+    assert gram_rounds(integers) is None
+    Q, T, _ = spectral_range_factor(np, integers)
+    assert np.allclose(Q @ T, integers)

@@ -92,6 +92,36 @@ def test_arp_expected_column_error_bound(seed: int, k: int, decay: float) -> Non
     assert np.mean(errors) <= 1.25 * (k + 1) * np.sum(s[k:] ** 2)
 
 
+def _textbook_arp(V: np.ndarray, count: int, rng: np.random.Generator) -> list[int]:
+    """Adaptive randomized pivots as Cortinovis & Kressner state them: draw by the squared row
+    norms of the residual, then project the drawn row's direction out of every row."""
+    residual, picked = np.array(V, dtype=complex), []
+    for _ in range(count):
+        weights = np.sum(np.abs(residual) ** 2, axis=1)
+        weights[picked] = 0.0
+        j = int(rng.choice(weights.size, p=weights / weights.sum()))
+        picked.append(j)
+        direction = residual[j] / np.linalg.norm(residual[j])
+        residual -= np.outer(residual @ direction.conj(), direction)
+    return picked
+
+
+@pytest.mark.parametrize("case", ["orthonormal", "graded", "complex"])
+def test_arp_draws_what_the_textbook_algorithm_draws(case: str) -> None:
+    # The implementation updates weights by subtraction; with the same random stream it must
+    # draw the same indices as the residual-update algorithm (also with a tiny energy tail,
+    # where it recomputes the weights).
+    rng = np.random.default_rng(4)
+    V = np.linalg.qr(rng.standard_normal((60, 12)))[0]
+    if case == "graded":
+        V = V * np.r_[np.ones(3), 1e-5 * np.ones(9)]
+    if case == "complex":
+        V = np.linalg.qr(rng.standard_normal((60, 12)) + 1j * rng.standard_normal((60, 12)))[0]
+    for seed in range(20):
+        ours = adaptive_randomized_pivots(V, 12, np.random.default_rng(seed))
+        assert ours.tolist() == _textbook_arp(V, 12, np.random.default_rng(seed))
+
+
 def test_arp_draws_distinct_indices_beyond_the_rank() -> None:
     V = np.linalg.qr(np.random.default_rng(0).standard_normal((10, 2)))[0]
     idx = adaptive_randomized_pivots(V, 6, np.random.default_rng(1))

@@ -115,7 +115,7 @@ def gram_rounds(X: Array) -> tuple[Array, Array] | None:
     """
     rows = X.shape[-2]
     tall = rows >= GRAM_MIN_ROWS and rows >= GRAM_MIN_ASPECT * X.shape[-1] > 0
-    if not (is_numpy(X) and tall and not np.iscomplexobj(X)):
+    if not (is_numpy(X) and tall and X.dtype in (np.float32, np.float64)):
         return None
     limit = eps(X) ** (2 * GRAM_CONDITION_EXPONENT)  # smallest w_min / w_max allowed
     Q, T = X, None
@@ -126,8 +126,8 @@ def gram_rounds(X: Array) -> tuple[Array, Array] | None:
             return None
         w, V = np.linalg.eigh(gram)
         top = w[..., -1:]
-        if not (np.all(top > 0) and np.all(w[..., :1] >= limit * top)):
-            return None
+        if not (np.all(w[..., :1] > 0) and np.all(w[..., :1] >= limit * top)):
+            return None  # (w > 0 also where limit * top underflows)
         root = np.sqrt(w)
         Q = Q @ (V / root[..., None, :])
         step = root[..., :, None] * hermitian(np, V)

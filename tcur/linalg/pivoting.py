@@ -92,8 +92,8 @@ EXACT_CANDIDATES = 2
 estimate); every candidate is measured for a tensor."""
 RECOMPUTE_BELOW = 1e-8
 """:func:`adaptive_randomized_pivots` updates its weights by subtraction (absolute error about
-``count * eps`` of their initial sum) and recomputes them from the residual once their sum falls
-below this fraction of it."""
+``count * eps`` of their sum when last computed exactly) and recomputes them from the residual
+once their sum falls below this fraction of that."""
 
 
 def pivoted_qr_indices(M: np.ndarray, count: int) -> np.ndarray:
@@ -192,12 +192,14 @@ def adaptive_randomized_pivots(V: np.ndarray, count: int, rng: np.random.Generat
     directions = np.zeros((count, V.shape[1]), dtype=V.dtype)
     coefficients = np.zeros((n, count), dtype=V.dtype)
     picked: list[int] = []
+    exact = scale  # the weights' sum when last computed exactly
     for t in range(count):
         weights[picked] = 0.0
-        if weights.sum() <= RECOMPUTE_BELOW * scale:  # subtracted weights are round-off here
+        if weights.sum() <= RECOMPUTE_BELOW * exact:  # subtracted weights are round-off here
             residual = V - coefficients[:, :t] @ directions[:t]
             weights = np.sum(np.abs(residual) ** 2, axis=1)
             weights[picked] = 0.0
+            exact = float(weights.sum())
         total = float(weights.sum())
         if not total > 1e-20 * scale:
             rest = np.setdiff1d(np.arange(n), picked)
@@ -207,7 +209,9 @@ def adaptive_randomized_pivots(V: np.ndarray, count: int, rng: np.random.Generat
         picked.append(j)
         row = V[j] - coefficients[j, :t] @ directions[:t]
         row -= (directions[:t].conj() @ row) @ directions[:t]  # re-orthogonalised once
-        directions[t] = row / np.linalg.norm(row)
+        norm = np.linalg.norm(row)
+        if norm > 0:  # else a round-off row was drawn: it adds no direction
+            directions[t] = row / norm
         coefficients[:, t] = V @ directions[t].conj()
         weights = np.maximum(weights - np.abs(coefficients[:, t]) ** 2, 0.0)
     return np.asarray(picked, dtype=np.int64)
