@@ -9,8 +9,8 @@ The oracles are bounds, not the library's own output:
   more than 10x the error at a lower rank (plus that floor);
 - explicit factors: ``C @ U @ R <= max(10 x SVD tail, 10 sqrt(eps))``.
 
-Sizes stay small (every rank of 40 x 28 matrices) so that ``make test`` stays fast; the 300 x 200
-cases are in ``benchmarks/bench_stability.py``.
+Sizes stay small (every rank of 40 x 28 matrices, every fourth of a few 2400 x 60 ones) so that
+``make test`` stays fast; the 150 x 100 cases are in ``benchmarks/bench_stability.py``.
 """
 
 from __future__ import annotations
@@ -140,6 +140,34 @@ def test_torch_matches_the_bounds(family: str, dtype: torch.dtype) -> None:
         assert isinstance(d.reconstruct(), torch.Tensor)
         error = relative(A, d.reconstruct())
         assert error <= max(10 * tails[r], floor(host_dtype, A.shape)), f"rank {r}"
+
+
+@pytest.mark.parametrize(
+    ("family", "dtype"),
+    [
+        ("matern_kernel", np.float32),
+        ("gaussian_kernel_2d", np.float32),
+        ("graded_columns", np.float32),
+        ("cauchy", np.float64),
+        ("hilbert", np.float64),
+    ],
+)
+def test_tall_matrices_keep_the_quality_promise(family: str, dtype: object) -> None:
+    # 2400 x 60, where the round-off floor of any computation grows like sqrt(m): the bound's
+    # floor is 30 eps sqrt(max(m, n)). A round-off cut of max(m, k) eps (2.9e-4 in float32 at
+    # 2,400 rows) dropped real content of the float32 kernels: 2-4x this bound.
+    m, n = 2400, 60
+    A = family_matrix(family, m, n).astype(dtype).astype(np.float64)
+    tails = svd_tails(A)
+    tall_floor = 30 * float(np.finfo(dtype).eps) * np.sqrt(max(m, n))
+    for r in range(1, n + 1, 4):
+        d = cur(A.astype(dtype), r, seed=0)
+        P = projection(A, _host(d.C), _host(d.R))
+        rebuilt = d.reconstruct()
+        assert relative(P, rebuilt) * np.linalg.norm(P) / np.linalg.norm(A) <= (
+            10 * relative(A, P) + tall_floor
+        ), f"rank {r}: not within the stability bound"
+        assert relative(A, rebuilt) <= max(10 * tails[r], tall_floor), f"rank {r}"
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -137,8 +137,9 @@ def gram_rounds(X: Array) -> tuple[Array, Array] | None:
 
 INTERPOLATION_CUTOFF = 10
 """Directions kept for interpolation (the ``"pinv"`` middle): singular values above this many
-``eps * s_max``. The pivoting cutoff ``max(m, k) * eps`` drops real content of ill-conditioned
-float32 columns (1.67x the stability bound on a 150 x 100 Hilbert matrix; 0.28x with this)."""
+``eps * s_max``. The pivoting cutoff (:func:`roundoff_factor` ``* eps``) drops real content of
+ill-conditioned float32 columns (1.67x the stability bound on a 150 x 100 Hilbert matrix; 0.28x
+with this)."""
 
 
 def range_factor(
@@ -148,12 +149,12 @@ def range_factor(
 
     ``X`` is ``(..., m, k)`` with ``k <= m``. Householder QR ``X = Q0 R``, then the SVD
     ``R = u s v^H``: ``Q = Q0 u`` and ``T = s v^H``. With ``drop`` (default) the directions whose
-    singular value is at round-off level (``<= max(m, k) * eps * s_max``, ``s_max`` over the
-    whole batch) are set to zero in both, so a rank-deficient ``X`` contributes only its numerical
-    range (what pivoting and interpolation need); without it ``Q`` keeps every direction (still
-    orthonormal: an orthogonal projection onto it is as stable, and it captures what the
-    columns hold down to round-off). ``cutoff`` replaces the factor ``max(m, k)`` of that
-    threshold.
+    singular value is at round-off level (``<= f * eps * s_max``, ``f`` the
+    :func:`roundoff_factor`, ``s_max`` over the whole batch) are set to zero in both, so a
+    rank-deficient ``X`` contributes only its numerical range (what pivoting and interpolation
+    need); without it ``Q`` keeps every direction (still orthonormal: an orthogonal projection
+    onto it is as stable, and it captures what the columns hold down to round-off). ``cutoff``
+    replaces the factor ``f`` of that threshold.
 
     Examples
     --------
@@ -185,7 +186,7 @@ def without_roundoff(
 ) -> tuple[Array, Array]:
     """``(Q, T)`` of :func:`spectral_range_factor` with the directions whose singular value is
     ``<= c * eps * s_max`` set to zero (``s_max`` over the whole batch; ``c = cutoff``, by
-    default ``max(m, k)`` for ``Q`` of shape ``(..., m, k)``)."""
+    default :func:`roundoff_factor`)."""
     keep = kept_directions(xp, Q, s, cutoff)
     return Q * xp.astype(keep, Q.dtype)[..., None, :], xp.astype(keep[..., :, None], T.dtype) * T
 
@@ -193,8 +194,18 @@ def without_roundoff(
 def kept_directions(xp: Any, Q: Array, s: Array, cutoff: float | None = None) -> Array:
     """1 for each direction :func:`without_roundoff` keeps, 0 for those it drops (``s``'s
     dtype)."""
-    factor = max(Q.shape[-2:]) if cutoff is None else cutoff
+    factor = roundoff_factor(Q) if cutoff is None else cutoff
     return xp.astype(s > factor * eps(Q) * xp.max(s), s.dtype)
+
+
+def roundoff_factor(Q: Array) -> float:
+    """The default round-off level of a range factor ``Q`` (``(..., m, k)``) in multiples of
+    ``eps * s_max``: ``max(m, k)`` up to 100, then ``10 sqrt(max(m, k))``, the growth of
+    Householder QR's typical backward error. ``max(m, k)`` itself cut real content of tall
+    blocks: 2.9e-4 in float32 at 2,400 rows, where a Matern kernel's CUR then stayed at 3.8e-4
+    error against an SVD tail of 1e-6 (1.2e-4 with this level)."""
+    size = max(Q.shape[-2:])
+    return float(min(size, 10 * math.sqrt(size)))
 
 
 def numerical_range(xp: Any, X: Array) -> Array:
@@ -330,14 +341,14 @@ def interpolation_projection(
     :data:`INTERPOLATION_CUTOFF` ``eps`` (what ill-conditioned float32 columns hold), but
     interpolating through ``Q_C[rows]`` multiplies what ``C``'s range misses by up to
     ``1 / s_min(Q_C[rows])``, and the rows need not resolve directions that close to round-off
-    (they were pivoted on a range cut at ``max(m, k) eps``, relative to another block's largest
-    singular value). So when some kept direction is resolved below :data:`RESOLVED`, the ranges
-    are cut ten times higher, from ``max(m, k) eps`` up to ``U``'s own ``cutoff``: on a float32
-    Matern kernel with ``2 r`` rows, ``s_min`` fell to 6e-5 at ranks 30, 37 and 52 and gave up
-    to 70x the stability bound; Hilbert, Cauchy and the other kernels stay above 0.05. When the
-    block is rank-deficient (rows or columns that miss part of the range), no cut resolves it,
-    or ``U`` was ``capped`` below the intersection's size, the identity does not hold and the
-    core is formed from ``U`` itself."""
+    (they were pivoted on a range cut at :func:`roundoff_factor` ``eps``, relative to another
+    block's largest singular value). So when some kept direction is resolved below
+    :data:`RESOLVED`, the ranges are cut ten times higher, from that level up to ``U``'s own
+    ``cutoff``: on a float32 Matern kernel with ``2 r`` rows, ``s_min`` fell to 6e-5 at ranks 30,
+    37 and 52 and gave up to 70x the stability bound; Hilbert, Cauchy and the other kernels stay
+    above 0.05. When the block is rank-deficient (rows or columns that miss part of the range),
+    no cut resolves it, or ``U`` was ``capped`` below the intersection's size, the identity does
+    not hold and the core is formed from ``U`` itself."""
     wide = rows.shape[-1] < cols.shape[-1]
     side = right if wide else left
     for cut in _interpolation_cuts(side[0], cutoff):
@@ -357,9 +368,9 @@ def interpolation_projection(
 
 
 def _interpolation_cuts(Q: Array, cutoff: float) -> list[float]:
-    """:data:`INTERPOLATION_CUTOFF`, then ``max(m, k)`` and ten times more each step, while the
-    relative level stays below ``cutoff`` (multiples of ``eps``)."""
-    cuts, cut, unit = [float(INTERPOLATION_CUTOFF)], float(max(Q.shape[-2:])), eps(Q)
+    """:data:`INTERPOLATION_CUTOFF`, then :func:`roundoff_factor` and ten times more each step,
+    while the relative level stays below ``cutoff`` (multiples of ``eps``)."""
+    cuts, cut, unit = [float(INTERPOLATION_CUTOFF)], roundoff_factor(Q), eps(Q)
     while cut * unit < cutoff:
         cuts.append(cut)
         cut *= 10
