@@ -37,7 +37,9 @@ updates every step):
    the edge its best sits on (with two rates that is always an edge, so 3 runs per method;
    head-only and full fine-tuning on their own ladders), then one test evaluation of the chosen
    run (reusing its saved weights). 21 methods x 3 runs = 63 runs: ~8 LoRA-like controls at
-   ~20 min, full at ~40 min, 12 tCURLoRA methods at ~40 min: about 34 process-hours.
+   ~20 min, full at ~40 min, 12 tCURLoRA methods at ~40 min: about 34 process-hours. (Measured
+   in the screen, seed 0: LoRA r1/r8 8-12 min per unit, full fine-tuning 12-13 min, head-only
+   4-5 min, so the controls cost about half the estimate.)
 2. Finalists, seeds 0-4 (``--seeds 0 1 2 3 4 --only ...``): LoRA r1, LoRA r8, full, head_only,
    the best two tCURLoRA variants, tinylora_u1024 and the best <= 1,000-parameter variant at their
    chosen rates: 8 methods x 4 more seeds = 32 runs ~ 16 process-hours.
