@@ -14,6 +14,14 @@ from tcur.linalg.orthonormal import (
 )
 
 
+def _conditioned(rng: np.random.Generator, shape: tuple[int, ...], condition: float) -> np.ndarray:
+    """A batch of blocks with singular values from 1 down to ``1 / condition``."""
+    *batch, m, l = shape
+    left = np.linalg.qr(rng.standard_normal((*batch, m, l)))[0]
+    right = np.linalg.qr(rng.standard_normal((*batch, l, l)))[0]
+    return (left * np.geomspace(1.0, 1.0 / condition, l)) @ right
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("condition", [1.0, 0.5 * ONE_ROUND_CONDITION, 1e3, 1e6, 1e12])
 def test_orthonormal_columns_are_orthonormal_and_span_the_block(
@@ -21,11 +29,8 @@ def test_orthonormal_columns_are_orthonormal_and_span_the_block(
 ) -> None:
     # One Gram round below ONE_ROUND_CONDITION, two above it, Householder QR where the Gram
     # matrix cannot resolve the directions: each must give orthonormal columns spanning Y.
-    rng = np.random.default_rng(0)
-    m, l = 2000, 30
-    left = np.linalg.qr(rng.standard_normal((m, l)))[0]
-    right = np.linalg.qr(rng.standard_normal((l, l)))[0]
-    Y = ((left * np.geomspace(1.0, 1.0 / condition, l)) @ right).astype(dtype)
+    l = 30
+    Y = _conditioned(np.random.default_rng(0), (2000, l), condition).astype(dtype)
     Q = orthonormal_columns(Y)
     eps = float(np.finfo(dtype).eps)
     kept = Q[:, np.linalg.norm(Q, axis=0) > 0.5]
@@ -33,14 +38,6 @@ def test_orthonormal_columns_are_orthonormal_and_span_the_block(
     assert np.linalg.norm(kept.T @ kept - np.eye(kept.shape[1])) <= 10 * l * eps * one_round
     residual = Y - Q @ (Q.T @ Y)
     assert np.linalg.norm(residual) <= 100 * l * eps * np.linalg.norm(Y)
-
-
-def _conditioned(rng: np.random.Generator, shape: tuple[int, ...], condition: float) -> np.ndarray:
-    """A batch of blocks with singular values from 1 down to ``1 / condition``."""
-    *batch, m, l = shape
-    left = np.linalg.qr(rng.standard_normal((*batch, m, l)))[0]
-    right = np.linalg.qr(rng.standard_normal((*batch, l, l)))[0]
-    return (left * np.geomspace(1.0, 1.0 / condition, l)) @ right
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

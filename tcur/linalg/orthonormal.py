@@ -70,11 +70,10 @@ def qr_basis(xp: Any, Y: Array, against: Array | None = None) -> Array:
         if against is not None:
             Y = Y - against @ (hermitian(xp, against) @ Y)
         rounds = gram_rounds(Y)
-        if rounds is not None:
-            Y = rounds[0]
-            continue
-        with thin_factorization(Y):
-            Y, _ = xp.linalg.qr(Y)
+        if rounds is None:
+            with thin_factorization(Y):
+                rounds = xp.linalg.qr(Y)
+        Y = rounds[0]
     return Y
 
 

@@ -195,12 +195,12 @@ def adaptive_randomized_pivots(V: np.ndarray, count: int, rng: np.random.Generat
     exact = scale  # the weights' sum when last computed exactly
     for t in range(count):
         weights[picked] = 0.0
-        if weights.sum() <= RECOMPUTE_BELOW * exact:  # subtracted weights are round-off here
+        total = float(weights.sum())
+        if total <= RECOMPUTE_BELOW * exact:  # subtracted weights are round-off here
             residual = V - coefficients[:, :t] @ directions[:t]
             weights = np.sum(np.abs(residual) ** 2, axis=1)
             weights[picked] = 0.0
-            exact = float(weights.sum())
-        total = float(weights.sum())
+            total = exact = float(weights.sum())
         if not total > 1e-20 * scale:
             rest = np.setdiff1d(np.arange(n), picked)
             extra = rng.choice(rest, size=count - len(picked), replace=False)
@@ -395,7 +395,6 @@ def select_pivoted(
         if alternative.from_sketch is not None:
             extra = alternative.from_sketch(Q1, Y1)
     Y0_host, Y1_host, X1_host, *extra_host = host_arrays(Y0, Y1, X1, *extra)  # transfer 1
-    # (side, sketch, outer count, inner count, transposed order, orthonormal outer basis)
     # (side, sketch, outer count, inner count, transposed order, orthonormal outer basis, rule)
     plans = [
         (F, Y0_host, n_cols, n_rows, False, False, rule),
