@@ -224,6 +224,10 @@ def comparisons(
     return out
 
 
+REFERENCE_LABELS = {"head_only": "head only", "base": "pretrained, not trained"}
+"""Methods without adapter parameters drawn as horizontal reference lines, and their labels."""
+
+
 def plot(
     summary: Mapping[str, Mapping[str, Any]],
     methods: Sequence[Method],
@@ -233,8 +237,10 @@ def plot(
 ) -> None:
     """Test accuracy or perplexity (mean ± std over seeds) against trainable adapter parameters.
 
-    Log x. Members of a family (tCURLoRA ranks, LoRA ranks) are joined by a line; head-only
-    training (no adapter parameters) is a horizontal band. Accuracy is shown in percent.
+    Log x. Members of a family (tCURLoRA ranks, LoRA ranks) are joined by a line; methods
+    without adapter parameters (:data:`REFERENCE_LABELS`) are horizontal lines, named in the
+    legend only when they lie far outside the trained methods' range (so they do not squash it).
+    Accuracy is shown in percent, perplexity as is.
     """
     from _common import pyplot
 
@@ -242,25 +248,93 @@ def plot(
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
     done = {m.name: m for m in methods if metric in summary.get(m.name, {})}
-    head = summary.get("head_only", {})
-    if metric in head:
-        mean, std = unit * head[f"{metric}_mean"], unit * (head[f"{metric}_std"] or 0.0)
-        ax.axhspan(mean - std, mean + std, color="0.85")
-        ax.axhline(mean, color="0.4", ls="--", lw=1, label=f"head only ({mean:.1f}%)")
     families: dict[str, list[Method]] = {}
     for method in done.values():
-        if method.name in ("head_only", "tcurlora_reference"):
+        if method.name in (*REFERENCE_LABELS, "tcurlora_reference"):
             continue
         families.setdefault(method.family or method.name, []).append(method)
+    span = least_span(metric, *_plot_families(ax, summary, families, metric, unit))
+    for name, label in REFERENCE_LABELS.items():
+        if name in done:
+            _plot_reference(ax, summary[name], label, metric, unit, span)
+    if all(np.isfinite(span)):  # widened to the least span, never narrowed
+        low, high = ax.get_ylim()
+        ax.set_ylim(min(low, span[0]), max(high, span[1]))
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable adapter parameters (classifier head excluded; log scale)")
+    better = "higher" if metric == "accuracy" else "lower"
+    name = "accuracy (%)" if metric == "accuracy" else metric
+    ax.set_ylabel(f"test {name}, {better} is better")
+    ax.legend(fontsize=7, loc="best")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _value_text(value: float, metric: str) -> str:
+    return f"{value:.1f}%" if metric == "accuracy" else f"{value:.2f}"
+
+
+LEAST_SPAN = {"accuracy": 3.0, "perplexity": 0.05}
+"""The y axis spans at least this much around the trained methods: points of accuracy, or a
+fraction of the mean perplexity (a one-point gap must not fill the plot)."""
+
+
+def least_span(metric: str, low: float, high: float) -> tuple[float, float]:
+    """``(low, high)`` widened symmetrically to :data:`LEAST_SPAN`.
+
+    Examples
+    --------
+    >>> least_span("accuracy", 81.0, 82.0)
+    (80.0, 83.0)
+    >>> [round(v, 3) for v in least_span("perplexity", 50.0, 51.0)]
+    [49.237, 51.763]
+    """
+    least = LEAST_SPAN.get(metric, 0.0)
+    if metric != "accuracy":
+        least *= (low + high) / 2
+    grow = max(0.0, least - (high - low)) / 2
+    return low - grow, high + grow
+
+
+def on_axis(value: float, span: tuple[float, float]) -> bool:
+    """Whether a reference ``value`` is drawn on an axis around ``span``: within twice the span's
+    width of it (further away it would squash the trained methods into a line).
+
+    Examples
+    --------
+    >>> on_axis(75.5, (80.0, 83.0)), on_axis(80.8, (49.5, 55.5))
+    (True, False)
+    """
+    low, high = span
+    width = high - low
+    return not (np.isfinite(width) and (value > high + 2 * width or value < low - 2 * width))
+
+
+def _plot_families(
+    ax: Any,
+    summary: Mapping[str, Mapping[str, Any]],
+    families: Mapping[str, list[Method]],
+    metric: str,
+    unit: float,
+) -> tuple[float, float]:
+    """One marker (or joined line) per family; returns the range its error bars span."""
+    spans: list[float] = []
     for family, members in families.items():
         members.sort(key=lambda m: summary[m.name]["adapter_params"])
         xs = [max(1, summary[m.name]["adapter_params"]) for m in members]
         ys = [unit * summary[m.name][f"{metric}_mean"] for m in members]
         es = [unit * (summary[m.name][f"{metric}_std"] or 0.0) for m in members]
+        spans += [y - e for y, e in zip(ys, es, strict=True)]
+        spans += [y + e for y, e in zip(ys, es, strict=True)]
         line = ax.errorbar(xs, ys, yerr=es, fmt="o-" if len(members) > 1 else "o", capsize=4)
         seeds = {len(summary[m.name][metric]) for m in members}
         note = "" if seeds == {3} else f", seeds: {'/'.join(map(str, sorted(seeds)))}"
-        line.set_label((family if len(members) > 1 else f"{family} ({ys[0]:.1f}%)") + note)
+        single = f"{family} ({_value_text(ys[0], metric)})"
+        line.set_label((family if len(members) > 1 else single) + note)
         for m, x, y in zip(members, xs, ys, strict=True):
             if len(members) > 1:
                 ax.annotate(
@@ -270,13 +344,24 @@ def plot(
                     xytext=(4, -12),
                     fontsize=7,
                 )
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable adapter parameters (classifier head excluded; log scale)")
-    ax.set_ylabel("test accuracy (%)" if metric == "accuracy" else f"test {metric}")
-    ax.legend(fontsize=7, loc="lower right")
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return (min(spans), max(spans)) if spans else (float("nan"), float("nan"))
+
+
+def _plot_reference(
+    ax: Any,
+    entry: Mapping[str, Any],
+    label: str,
+    metric: str,
+    unit: float,
+    span: tuple[float, float],
+) -> None:
+    """A method without adapter parameters: a dashed line with its seed band, or, when it lies
+    more than twice the trained methods' ``span`` beyond it, a legend entry only."""
+    mean, std = unit * entry[f"{metric}_mean"], unit * (entry[f"{metric}_std"] or 0.0)
+    text = f"{label} ({_value_text(mean, metric)})"
+    if not on_axis(mean, span):
+        side = "above" if mean > span[1] else "below"
+        ax.plot([], [], color="0.4", ls="--", lw=1, label=f"{text}: off the axis, {side}")
+        return
+    ax.axhspan(mean - std, mean + std, color="0.85")
+    ax.axhline(mean, color="0.4", ls="--", lw=1, label=text)

@@ -211,6 +211,46 @@ def test_plot_joins_families_and_survives_partial_results(tmp_path: Path) -> Non
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_plot_keeps_a_far_reference_off_the_axis(tmp_path: Path) -> None:
+    # The pretrained model's perplexity (80.8) drawn at x = 1 squashed the trained methods
+    # (50-55) into the bottom tenth of the causal-LM plot, labelled "80.8%".
+    pytest.importorskip("matplotlib")
+    import matplotlib.axes
+
+    table = [
+        fm.Method("base", fm.build_head_only, {}, (1e-3,)),
+        fm.Method("lora_r1", fm.build_peft, {}, (1e-3,), "LoRA"),
+        fm.Method("lora_r8", fm.build_peft, {}, (1e-3,), "LoRA"),
+    ]
+
+    def entry(values: list[float], params: int) -> dict[str, Any]:
+        return {
+            "adapter_params": params,
+            "perplexity": values,
+            "perplexity_mean": sum(values) / len(values),
+            "perplexity_std": None,
+        }
+
+    summary = {"base": entry([80.8], 0), "lora_r1": entry([51.3], 57600)}
+    summary["lora_r8"] = entry([50.8], 460800)
+    seen: dict[str, Any] = {}
+    original = matplotlib.axes.Axes.legend
+
+    def spy(ax: Any, *args: Any, **kwargs: Any) -> Any:
+        seen["labels"] = ax.get_legend_handles_labels()[1]
+        seen["ylim"] = ax.get_ylim()
+        return original(ax, *args, **kwargs)
+
+    matplotlib.axes.Axes.legend = spy  # type: ignore[method-assign]
+    try:
+        rep.plot(summary, table, tmp_path / "ppl.png", "title", "perplexity")
+    finally:
+        matplotlib.axes.Axes.legend = original  # type: ignore[method-assign]
+    assert "pretrained, not trained (80.80): off the axis, above" in seen["labels"]
+    assert seen["ylim"][1] < 60 and not any("%" in label for label in seen["labels"])
+    assert rep.on_axis(75.5, rep.least_span("accuracy", 81.0, 82.1))
+
+
 def test_grid_of_a_method_that_trains_nothing_stops_at_its_first_rate() -> None:
     # The pretrained model ("base") on a one-rate grid used to be extended past its edge:
     # two more evaluations of the same untrained model.
