@@ -8,7 +8,9 @@ import pytest
 from tcur.linalg.orthonormal import (
     GRAM_CONDITION_EXPONENT,
     ONE_ROUND_CONDITION,
+    dominant_directions,
     gram_rounds,
+    numerical_range,
     orthonormal_columns,
     spectral_range_factor,
 )
@@ -107,3 +109,44 @@ def test_gram_rounds_leave_tiny_and_integer_blocks_to_householder_quietly() -> N
     assert gram_rounds(integers) is None
     Q, T, _ = spectral_range_factor(np, integers)
     assert np.allclose(Q @ T, integers)
+
+
+def _gapped(rng: np.random.Generator, shape: tuple[int, int], complex_: bool) -> np.ndarray:
+    """A block whose singular values fall by 2x per direction (clear gaps, condition 2^k)."""
+    m, c = shape
+    left = rng.standard_normal((m, min(m, c))) + (
+        1j * rng.standard_normal((m, min(m, c))) if complex_ else 0
+    )
+    right = rng.standard_normal((min(m, c), c))
+    q = np.linalg.qr(left)[0]
+    return (q * 0.5 ** np.arange(min(m, c))) @ np.linalg.qr(right.T)[0].T
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("shape", [(40, 90), (90, 40)])  # B B^H and B^H B routes
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dominant_directions_span_the_leading_singular_subspace(
+    shape: tuple[int, int], complex_: bool, dtype: type
+) -> None:
+    # The Gram route must give the SVD's leading subspace with orthonormal columns (a dropped
+    # conj or 1/sqrt(w) fails this), the same span as the Householder route it replaces.
+    B = _gapped(np.random.default_rng(1), shape, complex_)
+    B = B.astype(np.result_type(dtype, B.dtype))
+    count = 6
+    U = dominant_directions(B, count)
+    exact = numerical_range(np, B.astype(np.complex128)[None])[0][:, :count]
+    eps = float(np.finfo(dtype).eps)
+    assert U.shape == (shape[0], count)
+    assert np.linalg.norm(U.conj().T @ U - np.eye(count)) <= 100 * eps * count
+    projector_gap = U @ U.conj().T - exact @ exact.conj().T
+    assert np.linalg.norm(projector_gap) <= 1e3 * eps * count
+
+
+def test_dominant_directions_of_a_rank_deficient_block_zero_what_round_off_decides() -> None:
+    # Rank 3 asked for 5 directions: the Gram route declines (w_5 ~ 0) and the last two columns
+    # are zero, as numerical_range gives them, so pivots past the rank fall back to norms.
+    rng = np.random.default_rng(2)
+    B = rng.standard_normal((50, 3)) @ rng.standard_normal((3, 70))
+    U = dominant_directions(B, 5)
+    assert np.allclose(np.linalg.norm(U, axis=0), [1, 1, 1, 0, 0])
+    assert np.allclose(U @ U.T @ B, B)

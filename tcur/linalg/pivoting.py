@@ -73,6 +73,7 @@ from tcur._backend import (
 )
 from tcur.linalg.orthonormal import (
     MeasuredProjection,
+    dominant_directions,
     hermitian,
     kept_directions,
     numerical_range,
@@ -480,7 +481,7 @@ def sketch_pivots(
         basis = sketch
     stacked = stack_bases(basis, weights, real)
     if orthonormal and stacked.shape[1] > count:  # one basis (a matrix) is its own subspace
-        stacked = numerical_range(np, stacked[None])[0][:, :count]
+        stacked = dominant_directions(stacked, count)
     return pick(rule, stacked, count, rng)
 
 

@@ -53,6 +53,7 @@ from tcur._backend import (
 from tcur.linalg.errors import validated_relative_error
 from tcur.linalg.middle import middle_factors
 from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES
+from tcur.linalg.orthonormal import dominant_directions
 from tcur.linalg.pivoting import (
     PIVOTING_RULES,
     SKETCH_OVERSAMPLE,
@@ -88,12 +89,6 @@ def _stacked_bases(
     Fourier-averaged projector); real matrices for real input.
     """
     return stack_bases(U, weights, real), stack_bases(V, weights, real)
-
-
-def _dominant(B: np.ndarray, rank: int) -> np.ndarray:
-    """The ``rank`` dominant left singular vectors of ``B`` (eigenvectors of ``B B^H``)."""
-    u, _, _ = np.linalg.svd(B, full_matrices=False)
-    return u[:, :rank]
 
 
 def _summed_norms(xp: Any, F: Array, weights: np.ndarray, axis: int) -> np.ndarray:
@@ -202,7 +197,7 @@ def _from_bases(
     """A basis rule's indices from the slices' host bases (see :mod:`tcur.linalg.tensor_cur`)."""
     B_rows, B_cols = _stacked_bases(U, V, weights, real)
     if select in ("deim", "qdeim"):
-        B_rows, B_cols = _dominant(B_rows, rank), _dominant(B_cols, rank)
+        B_rows, B_cols = dominant_directions(B_rows, rank), dominant_directions(B_cols, rank)
     rows = choose_indices(select, n_rows, basis=B_rows, rng=rng)
     cols = choose_indices(select, n_cols, basis=B_cols, rng=rng)
     return rows, cols
