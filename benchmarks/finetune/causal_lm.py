@@ -73,6 +73,7 @@ from finetune.methods import (
     build_variant,
 )
 from finetune.protocol import Budget
+from finetune.report import Claim
 
 NAME = "finetune_causal_lm"
 QV = ["q_proj", "v_proj"]
@@ -333,14 +334,15 @@ class LMExperiment:
         return math.exp(total / count) if math.isfinite(total) else float("nan")
 
 
-PAIRS = (
-    ("lora_r8", "lora_r1"),
-    ("tcv_raw_fft_r30", "lora_r1"),
-    ("tcv_gradient_tsvd_fft_r30", "lora_r1"),
-    ("tcv_gradient_tsvd_fft_r30", "tcv_raw_fft_r30"),
-    ("tcv_gradient_tsvd_fft_r30", "tinylora_u900"),
-    ("tcv_raw_fft_r30", "tcurlora_reference"),
+CLAIMS = (
+    Claim("lora_r8", "lora_r1"),
+    Claim("tcv_raw_fft_r30", "lora_r1", need="matches"),  # issue 21's target at <= LoRA r1
+    Claim("tcv_gradient_tsvd_fft_r30", "lora_r1", need="matches"),
+    Claim("tcv_gradient_tsvd_fft_r30", "tcv_raw_fft_r30"),
+    Claim("tcv_gradient_tsvd_fft_r30", "tinylora_u900"),
+    Claim("tcv_raw_fft_r30", "tcurlora_reference"),
 )
+"""The paired comparisons the report gives, with what each must show (issue 21, section 3)."""
 
 ABOUT = {
     "question": "At <= LoRA r1's parameters, does a tCURLoRA variant match or beat LoRA r1 in "
@@ -364,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         (FULL, QUICK),
         methods,
         LMExperiment,
-        PAIRS,
+        CLAIMS,
         ABOUT,
         "SmolLM2-135M on IMDB text, q/v adapters, 1 epoch: test perplexity",
     )

@@ -14,6 +14,7 @@ table and the plot, and ``complete`` says whether every method has every seed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -209,18 +210,59 @@ def paired_difference(
     }
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A paired comparison the report makes, and what it must show to be met.
+
+    ``need`` is the verdict of :func:`paired_difference` required (``"beats"``: the 95%
+    interval's lower end > 0; ``"matches"``: >= -1 point or -1% relative, beating included);
+    ``margin`` is a mean difference it must also reach (issue 21: >= 3 points over head-only).
+
+    Examples
+    --------
+    >>> claim = Claim("a", "b", need="matches")
+    >>> claim.met({"verdict": "beats", "mean": 0.2}), claim.met({"verdict": "below", "mean": 1})
+    (True, False)
+    >>> Claim("a", "b", margin=3.0).target("points")
+    'beats (95% CI lower end > 0) by >= 3 points'
+    """
+
+    a: str
+    b: str
+    need: str = "beats"
+    margin: float | None = None
+
+    def met(self, difference: Mapping[str, Any]) -> bool:
+        """Whether a :func:`paired_difference` shows the claim."""
+        allowed = ("beats",) if self.need == "beats" else ("beats", "matches")
+        reached = self.margin is None or difference["mean"] >= self.margin
+        return difference["verdict"] in allowed and reached
+
+    def target(self, unit: str) -> str:
+        """The claim's target in words (``unit``: "points" or "% relative")."""
+        text = (
+            "beats (95% CI lower end > 0)"
+            if self.need == "beats"
+            else f"matches (95% CI lower end >= -1 {unit})"
+        )
+        return text + (f" by >= {self.margin:g} {unit}" if self.margin is not None else "")
+
+
 def comparisons(
     summary: Mapping[str, Mapping[str, Any]],
-    pairs: Sequence[tuple[str, str]],
+    claims: Sequence[Claim],
     metric: str = "accuracy",
 ) -> dict[str, Any]:
-    """``"a vs b"`` -> :func:`paired_difference` for every pair both of whose methods have seeds."""
+    """``"a vs b"`` -> :func:`paired_difference` with the claim's ``target`` and whether it is
+    ``met``, for every claim both of whose methods have two shared seeds."""
     out = {}
-    for a, b in pairs:
-        if a in summary and b in summary:
-            found = paired_difference(summary[a], summary[b], metric)
+    for claim in claims:
+        if claim.a in summary and claim.b in summary:
+            found = paired_difference(summary[claim.a], summary[claim.b], metric)
             if found is not None:
-                out[f"{a} vs {b}"] = found
+                unit = "%" if metric == "perplexity" else "points"
+                found |= {"target": claim.target(unit), "met": claim.met(found)}
+                out[f"{claim.a} vs {claim.b}"] = found
     return out
 
 

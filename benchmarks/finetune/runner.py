@@ -24,7 +24,7 @@ from _common import RESULTS, base_parser, machine, prepare
 from finetune.methods import Method
 from finetune.protocol import Budget, pending, run_unit
 from finetune.records import RecordStore, write_atomic
-from finetune.report import comparisons, plot, summarise
+from finetune.report import Claim, comparisons, plot, summarise
 
 __all__ = ["comparisons", "headline", "main", "parser", "work", "write_report"]
 
@@ -99,8 +99,8 @@ def headline(
                 f" ({d['n']} paired seeds)",
                 "ratio": f"{d['mean']:+.2f} {d['unit']}, 95% CI [{d['ci95'][0]:+.2f}, "
                 f"{d['ci95'][1]:+.2f}]",
-                "target": "beats: CI lower end > 0",
-                "met": d["verdict"] == "beats",
+                "target": d["target"],
+                "met": d["met"],
             }
         )
     if not rows:
@@ -125,7 +125,7 @@ def write_report(
     budget: Budget,
     table: Sequence[Method],
     store: RecordStore,
-    pairs: Sequence[tuple[str, str]],
+    claims: Sequence[Claim],
     about: dict[str, Any],
     title: str,
 ) -> Path:
@@ -133,7 +133,7 @@ def write_report(
     records = store.records()
     summary = summarise(table, records, budget)
     metric = budget.metric
-    differences = comparisons(summary, pairs, metric)
+    differences = comparisons(summary, claims, metric)
     payload: dict[str, Any] = {
         "machine": machine(),
         "headline": headline(about["question"], summary, differences, metric),
@@ -159,7 +159,7 @@ def main(
     budgets: tuple[Budget, Budget],
     table: Callable[[bool], list[Method]],
     experiment: ExperimentFactory,
-    pairs: Sequence[tuple[str, str]],
+    claims: Sequence[Claim],
     about: dict[str, Any],
     title: str,
 ) -> dict[str, Any]:
@@ -185,7 +185,7 @@ def main(
     every = table(args.quick)
 
     def report() -> Path:
-        return write_report(args.out, name, budget, every, store, pairs, about, title)
+        return write_report(args.out, name, budget, every, store, claims, about, title)
 
     if not args.report_only:
         if store.records() and not (args.resume or args.quick):

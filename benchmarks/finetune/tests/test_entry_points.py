@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import finetune.causal_lm as lm
 import finetune.discriminating as disc
+import finetune.report as rep
 import finetune.runner as runner
 import finetune.variants as fv
 import pytest
 
 
 @pytest.mark.parametrize("module", [disc, lm])
-def test_tables_have_unique_names_known_pairs_and_valid_variants(module: object) -> None:
+def test_tables_have_unique_names_known_claims_and_valid_variants(module: object) -> None:
     table = module.methods()  # type: ignore[attr-defined]
     names = [m.name for m in table]
     assert len(names) == len(set(names))
     assert {"lora_r1", "lora_r8", "tcurlora_reference"} <= set(names)
     assert any(n.startswith("tinylora_u") for n in names)
-    for a, b in module.PAIRS:  # type: ignore[attr-defined]
-        assert a in names and b in names
+    for claim in module.CLAIMS:  # type: ignore[attr-defined]
+        assert claim.a in names and claim.b in names and claim.need in ("beats", "matches")
     for method in table:
         assert 1 <= len(method.grid) <= 3
         if method.name.startswith("tcv_"):
@@ -45,7 +46,7 @@ def test_headline_rows_come_from_the_paired_differences() -> None:
     for entry in (a, b):
         entry["accuracy_mean"] = sum(entry["accuracy"]) / 3  # type: ignore[arg-type]
     summary = {"a": a, "b": b}
-    differences = runner.comparisons(summary, [("a", "b")], "accuracy")
+    differences = runner.comparisons(summary, [rep.Claim("a", "b")], "accuracy")
     rows = runner.headline("q?", summary, differences, "accuracy")["rows"]
     assert rows[0]["method"] == "a vs b" and rows[0]["met"] is True
     assert rows[0]["ratio"].startswith("+2.00 points, 95% CI")

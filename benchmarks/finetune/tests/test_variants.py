@@ -202,5 +202,11 @@ def test_paired_difference_signs_and_verdicts() -> None:
     same = rep.paired_difference(near, ref)
     assert same is not None and same["verdict"] == "matches"
     assert rep.paired_difference(near, {"seeds_done": [0], "accuracy": [0.8]}) is None
-    table = rep.comparisons({"a": near, "b": ref}, [("a", "b"), ("a", "missing")])
-    assert list(table) == ["a vs b"]
+    claims = [rep.Claim("a", "b", need="matches"), rep.Claim("a", "missing")]
+    table = rep.comparisons({"a": near, "b": ref}, claims)
+    assert list(table) == ["a vs b"] and table["a vs b"]["met"] is True
+    beats = rep.comparisons({"a": near, "b": ref}, [rep.Claim("a", "b")])
+    assert beats["a vs b"]["met"] is False  # matching is not beating
+    by_three = rep.Claim("a", "b", margin=3.0)
+    assert not by_three.met({"verdict": "beats", "mean": 2.9})
+    assert by_three.met({"verdict": "beats", "mean": 3.1})
