@@ -84,10 +84,9 @@ def headline(
     differences: dict[str, dict[str, Any]],
     metric: str,
 ) -> dict[str, Any]:
-    """The ``headline`` of ``benchmarks/results_render.py``: one row per paired difference.
-
-    Before any pair has two shared seeds, one row per tested method (its seed-0 value).
-    """
+    """The ``headline`` of ``benchmarks/results_render.py``: one row per paired comparison (its
+    claim's target and whether it is met), then one row per tested method (the ablation table:
+    mean +- std over its seeds, chosen rate, adapter parameters)."""
     unit = 100.0 if metric == "accuracy" else 1.0
     rows = []
     for pair, d in differences.items():
@@ -103,19 +102,21 @@ def headline(
                 "met": d["met"],
             }
         )
-    if not rows:
-        for name, entry in summary.items():
-            if metric in entry:
-                rows.append(
-                    {
-                        "method": name,
-                        "figure": f"{metric} {unit * entry[f'{metric}_mean']:.2f} "
-                        f"(seeds {entry['seeds_done']})",
-                        "ratio": f"{entry['adapter_params']:,} adapter parameters",
-                        "target": None,
-                        "met": None,
-                    }
-                )
+    for name, entry in summary.items():
+        if metric in entry:
+            std = entry[f"{metric}_std"]
+            spread = f" +- {unit * std:.2f}" if std is not None else ""
+            seeds = entry["seeds_done"]
+            rows.append(
+                {
+                    "method": name,
+                    "figure": f"{metric} {unit * entry[f'{metric}_mean']:.2f}{spread} "
+                    f"(seeds {', '.join(map(str, seeds))}; rate {entry['chosen_lr']:g})",
+                    "ratio": f"{entry['adapter_params']:,} adapter parameters",
+                    "target": None,
+                    "met": None,
+                }
+            )
     return {"question": question, "rows": rows}
 
 
@@ -129,8 +130,13 @@ def write_report(
     about: dict[str, Any],
     title: str,
 ) -> Path:
-    """Rebuild ``<out>/<name>.json`` (and ``.png`` once a method has a test value)."""
+    """Rebuild ``<out>/<name>.json`` (and ``.png`` once a method has a test value).
+
+    Every seed on disk is reported, not only ``budget``'s: a report rebuilt by a screen (seed 0)
+    or by ``--report-only`` still shows the finalists' seeds."""
     records = store.records()
+    found = sorted({int(r["seed"]) for r in records.values() if "seed" in r} - set(budget.seeds))
+    budget = dataclasses.replace(budget, seeds=(*budget.seeds, *found))
     summary = summarise(table, records, budget)
     metric = budget.metric
     differences = comparisons(summary, claims, metric)

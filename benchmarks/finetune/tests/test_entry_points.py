@@ -7,6 +7,7 @@ import finetune.discriminating as disc
 import finetune.report as rep
 import finetune.runner as runner
 import finetune.variants as fv
+import numpy as np
 import pytest
 
 
@@ -45,10 +46,14 @@ def test_headline_rows_come_from_the_paired_differences() -> None:
     b = {"seeds_done": [0, 1, 2], "accuracy": [0.80, 0.81, 0.80], "adapter_params": 20}
     for entry in (a, b):
         entry["accuracy_mean"] = sum(entry["accuracy"]) / 3  # type: ignore[arg-type]
+        entry["accuracy_std"] = float(np.std(entry["accuracy"], ddof=1))
+        entry["chosen_lr"] = 1e-3
     summary = {"a": a, "b": b}
     differences = runner.comparisons(summary, [rep.Claim("a", "b")], "accuracy")
     rows = runner.headline("q?", summary, differences, "accuracy")["rows"]
     assert rows[0]["method"] == "a vs b" and rows[0]["met"] is True
     assert rows[0]["ratio"].startswith("+2.00 points, 95% CI")
+    assert [r["method"] for r in rows[1:]] == ["a", "b"]  # then the ablation table
+    assert rows[1]["figure"] == "accuracy 82.33 +- 0.58 (seeds 0, 1, 2; rate 0.001)"
     only = runner.headline("q?", summary, {}, "accuracy")["rows"]
     assert [r["method"] for r in only] == ["a", "b"] and only[0]["met"] is None

@@ -260,3 +260,21 @@ def test_grid_of_a_method_that_trains_nothing_stops_at_its_first_rate() -> None:
     assert state.chosen == 1e-3 and state.missing == ()
     trained = fp.grid_state(_method("m", (1e-3,)), _grid("m", {1e-3: 0.5}), BUDGET)
     assert trained.chosen is None and trained.missing == (3e-4,)  # extended as before
+
+
+def test_report_shows_every_seed_on_disk(tmp_path: Path) -> None:
+    # A report rebuilt with the screen's budget (seed 0: --report-only, or the screen's own
+    # worker) used to drop the finalists' seeds 1 and 2 from the summary and the comparisons.
+    pytest.importorskip("matplotlib")
+    import finetune.runner as runner
+
+    store = fr.RecordStore(tmp_path / "runs", tmp_path / "state")
+    for uid, record in _finished("m", 3e-3, [0.70, 0.71, 0.72], 50).items():
+        store.put(uid, {**record, "seed": int(uid.split("__seed")[1].split("__")[0])})
+    screen = dataclasses.replace(BUDGET, seeds=(0,))
+    path = runner.write_report(
+        tmp_path, "r", screen, [_method()], store, [], {"question": "q?"}, "t"
+    )
+    summary = json.loads(path.read_text())["methods"]["m"]
+    assert summary["seeds_done"] == [0, 1, 2]
+    assert summary["accuracy"] == pytest.approx([0.70, 0.71, 0.72])
