@@ -68,8 +68,8 @@ def cur(
     svd : {"auto", "exact", "randomized"}
         How leading singular vectors are found for the DEIM/leverage rules.
     rtol : float, optional
-        Relative cutoff of the pseudo-inverses in the explicit ``U`` (default ``sqrt(eps)`` of
-        the dtype, :func:`tcur.linalg.options.explicit_rtol`; see :func:`tcur.linalg.pinv.pinv`).
+        Relative cutoff of the pseudo-inverses in the explicit ``U`` (default ``sqrt(eps / 10)``
+        of the dtype, :func:`tcur.linalg.options.explicit_rtol`; see :func:`tcur.linalg.pinv.pinv`).
     check_finite : bool
         Scan ``A`` for NaN/Inf (default). ``False`` skips the scan (a device synchronisation
         on GPU); results on non-finite input are then undefined.

@@ -8,7 +8,7 @@ stable form of :mod:`tcur.linalg.orthonormal` that :meth:`CUR.reconstruct` evalu
   ``C pinv(A[rows][:, cols]) R`` (``middle="pinv"``), at every rank, however ill-conditioned
   ``C`` and ``R`` are.
 - ``C @ U @ R`` multiplied by hand is accurate to about ``sqrt(eps)`` relative: ``U`` is a
-  pseudo-inverse truncated at ``rtol = sqrt(eps)`` (see :func:`tcur.linalg.cur`), because an
+  pseudo-inverse truncated at ``rtol = sqrt(eps / 10)`` (see :func:`tcur.linalg.cur`), because an
   explicit middle factor multiplies round-off by the condition numbers of ``C`` and ``R``.
 """
 

@@ -302,7 +302,7 @@ def tcur(
     svd : {"auto", "exact", "randomized"}
         How leading singular vectors of the Fourier slices are found (DEIM/leverage rules).
     rtol : float, optional
-        Relative cutoff of the t-pseudo-inverses in the explicit ``U`` (default ``sqrt(eps)``,
+        Relative cutoff of the t-pseudo-inverses in the explicit ``U`` (default ``sqrt(eps / 10)``,
         as :func:`tcur.linalg.cur`; see :func:`tcur.linalg.tpinv`).
     check_finite : bool
         Scan ``A`` for NaN/Inf (default); ``False`` skips the scan.
