@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from distributed_helpers import adapted_model, fixed_batch, run_workers
+from distributed_helpers import adapted_model, fixed_batch, leave_cleanly, run_workers
 from safetensors.torch import load_file, save_file
 
 WORLD = 2
@@ -34,8 +34,10 @@ def _worker(rank: int, store: str, out: str) -> None:
             if rank == 0:
                 save_file(_grads(model.module), f"{out}/{forward}.safetensors")
         dist.barrier()  # nobody tears the group down while the other rank still works
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    leave_cleanly()
 
 
 def test_ddp_gradients_equal_single_process_on_combined_batch(tmp_path: Path) -> None:

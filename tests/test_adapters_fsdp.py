@@ -18,7 +18,13 @@ import pytest
 import torch
 import torch.distributed as dist
 from adapter_models import tiny_encoder
-from distributed_helpers import adapted_model, adapter_config, fixed_batch, run_workers
+from distributed_helpers import (
+    adapted_model,
+    adapter_config,
+    fixed_batch,
+    leave_cleanly,
+    run_workers,
+)
 from safetensors.torch import load_file, save_file
 
 from tcur.adapters import adapter_groups, apply, load, save
@@ -65,8 +71,10 @@ def _worker(rank: int, store: str, out: str, with_peft: bool) -> None:
         if with_peft:
             _peft_run(rank, out)
         dist.barrier()  # nobody tears the group down while the other rank still works
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    leave_cleanly()
 
 
 @pytest.fixture(scope="module")
