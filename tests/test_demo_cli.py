@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tcur_demo import cli, decomposition, figure, finetune, frontier
+from tcur_demo import cli, decomposition, figure, finetune, frontier, paired
 from tcur_demo.decomposition import Inputs, MatrixCase, compare_matrix, compare_tensor
 from tcur_demo.report import format_table
 from tcur_demo.requirements import (
@@ -207,6 +207,24 @@ def test_frontier_missing_file_names_the_script(tmp_path: Path) -> None:
         frontier.load()["nope"]
 
 
+def test_paired_verdicts_are_the_committed_claims() -> None:
+    verdicts = paired.load()
+    for name, path in paired.BENCHMARKS.items():
+        rows = json.loads(path.read_text())["headline"]["rows"]
+        claims = [row for row in rows if row.get("target")]
+        ours = [v for v in verdicts if v.benchmark == name]
+        assert [(v.comparison, v.met) for v in ours] == [(r["method"], r["met"]) for r in claims]
+    text = " ".join(" ".join(paired.sentences(verdicts)).split())
+    for verdict in verdicts:
+        assert f"{verdict.target}: {'met' if verdict.met else 'not met'}." in text
+        assert verdict.difference in text
+
+
+def test_paired_missing_report_names_the_module(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"make finetune FT=causal_lm"):
+        paired.load({"LM": tmp_path / "finetune_causal_lm.json"})
+
+
 def _tiny_bert() -> Any:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
@@ -314,6 +332,9 @@ def test_quick_demo_writes_the_summary(
     speed = summary["decompose_speedup_vs_scipy_by_data_set"]
     assert summary["decompose_speedup_vs_scipy"] == min(speed.values())
     assert set(summary["frontier"]) == {m.name for m in finetune.METHODS}
+    assert [v["comparison"] for v in summary["paired_verdicts"]] == [
+        v.comparison for v in paired.load()
+    ]
     for sentence in summary["step1_sentences"] + summary["step2_sentences"]:
         assert " ".join(sentence.split()) in " ".join(out.out.split())
     for row in summary["decompose_rows"]:

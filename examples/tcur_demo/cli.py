@@ -96,7 +96,7 @@ def run_demo(quick: bool, out: Path, skip_finetune: bool, threads: int = 1) -> d
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     require(DECOMPOSITION_PACKAGES if skip_finetune else DECOMPOSITION_PACKAGES | FINETUNE_PACKAGES)
     limit_threads(threads)
-    from tcur_demo import decomposition, figure, finetune, frontier, summary
+    from tcur_demo import decomposition, figure, finetune, frontier, paired, summary
 
     start = time.perf_counter()
     print("== Step 1: tcur.decompose on real data")
@@ -106,15 +106,18 @@ def run_demo(quick: bool, out: Path, skip_finetune: bool, threads: int = 1) -> d
     outcomes: list[Any] = []
     sentences: list[str] = []
     results = None
+    verdicts: list[paired.Verdict] = []
     if not skip_finetune:
         results = frontier.load()
+        verdicts = paired.load()
         print("\n== Step 2: fine-tuning all-MiniLM-L6-v2 on Rotten Tomatoes sentiment")
         outcomes = finetune.run(results, quick, progress=interactive())
         test_size = finetune.budget(results, quick).test_size
         sentences = finetune.conclusion(outcomes, results, test_size)
+        sentences += paired.sentences(verdicts)
         print("\n" + "\n".join(sentences))
     seconds = time.perf_counter() - start
-    report = summary.build(step1, outcomes, results, sentences, seconds, quick)
+    report = summary.build(step1, outcomes, results, sentences, seconds, quick, verdicts)
     report["step1_seconds"] = step1_seconds
     path = summary.write_json(report, out)
     png = figure.plot(report, out / "summary.png")

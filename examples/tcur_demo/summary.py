@@ -13,7 +13,8 @@ Scalar keys of ``summary.json`` (always, with ``--skip-finetune`` only the step-
 - ``seconds``: the demo's wall time.
 
 Beside them: every table row (``decompose_rows``, ``tcur_rows``, ``tol``), the frontier's 3-seed
-figures (``frontier``, by method name) and the printed sentences. The summary figure
+figures (``frontier``, by method name), the paired-seed benchmarks' verdicts (``paired_verdicts``,
+:mod:`tcur_demo.paired`) and the printed sentences. The summary figure
 (:mod:`tcur_demo.figure`) is drawn from this dictionary alone.
 """
 
@@ -27,6 +28,7 @@ from typing import Any
 from tcur_demo.decomposition import Step1
 from tcur_demo.finetune import METHODS, Outcome
 from tcur_demo.frontier import Frontier
+from tcur_demo.paired import Verdict
 
 SUMMARY_JSON = "summary.json"
 
@@ -38,6 +40,7 @@ def build(
     sentences: Sequence[str],
     seconds: float,
     quick: bool,
+    verdicts: Sequence[Verdict] = (),
 ) -> dict[str, Any]:
     """Everything the demo printed, as one JSON-ready dictionary."""
     summary: dict[str, Any] = {"quick": quick}
@@ -49,6 +52,8 @@ def build(
             m.name: frontier[m.frontier_key].summary() | {"key": m.frontier_key} for m in METHODS
         }
         summary["frontier_source"] = frontier.path.name
+    if verdicts:
+        summary["paired_verdicts"] = [v.summary() for v in verdicts]
     summary["step2_sentences"] = list(sentences)
     summary["seconds"] = seconds
     return summary

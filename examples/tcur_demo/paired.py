@@ -1,0 +1,102 @@
+"""The verdicts of the paired-seed fine-tuning benchmarks, read-only, for the demo's conclusion.
+
+``benchmarks/finetune/causal_lm.py`` (SmolLM2-135M, held-out perplexity) and
+``benchmarks/finetune/discriminating.py`` (MiniLM on every linear layer, three epochs) compare
+methods over paired seeds; each report's headline starts with its claims (a comparison, the
+difference with its 95% interval, the target and whether it is met). The demo prints those rows
+after its own figures, so that what it concludes is what the README and the results page say.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+BENCHMARKS = {
+    "causal LM (SmolLM2-135M, perplexity)": RESULTS / "finetune_causal_lm.json",
+    "classifier (MiniLM, every linear layer, 3 epochs)": RESULTS / "finetune_discriminating.json",
+}
+"""The paired-seed reports of this checkout, by the name the demo prints."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One claim of a paired-seed report."""
+
+    benchmark: str
+    comparison: str
+    figure: str
+    difference: str
+    target: str
+    met: bool
+
+    def sentence(self) -> str:
+        """The comparison, its difference and interval, and whether the target holds."""
+        outcome = "met" if self.met else "not met"
+        return f"{self.comparison}, {self.figure}: {self.difference}; {self.target}: {outcome}."
+
+    def summary(self) -> dict[str, Any]:
+        """The entry of ``summary.json``."""
+        return dict(vars(self))
+
+
+def load(benchmarks: dict[str, Path] | None = None) -> list[Verdict]:
+    """The claim rows (those with a target) of every report in ``benchmarks``, in order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a report is missing (the message names the module that writes it).
+
+    Examples
+    --------
+    >>> verdicts = load()
+    >>> {v.benchmark for v in verdicts} == set(BENCHMARKS)
+    True
+    """
+    verdicts = []
+    for name, path in (BENCHMARKS if benchmarks is None else benchmarks).items():
+        if not path.is_file():
+            module = path.stem.removeprefix("finetune_")
+            raise FileNotFoundError(
+                f"no paired-seed report at {path}; run make finetune FT={module}"
+            )
+        rows = json.loads(path.read_text(encoding="utf-8"))["headline"]["rows"]
+        verdicts += [_verdict(name, row) for row in rows if row.get("target")]
+    return verdicts
+
+
+def sentences(verdicts: list[Verdict]) -> list[str]:
+    """The demo's closing block: per benchmark a heading, then one wrapped item per verdict.
+
+    Examples
+    --------
+    >>> v = Verdict("LM", "a vs b", "5.0 vs 4.0 (3 paired seeds)", "-25 %", "matches", False)
+    >>> print("\\n".join(sentences([v])))
+    Paired seeds, LM:
+    - a vs b, 5.0 vs 4.0 (3 paired seeds): -25 %; matches: not met.
+    """
+    lines = []
+    for benchmark in dict.fromkeys(v.benchmark for v in verdicts):
+        lines.append(f"Paired seeds, {benchmark}:")
+        lines += [
+            textwrap.fill(v.sentence(), width=100, initial_indent="- ", subsequent_indent="  ")
+            for v in verdicts
+            if v.benchmark == benchmark
+        ]
+    return lines
+
+
+def _verdict(benchmark: str, row: dict[str, Any]) -> Verdict:
+    return Verdict(
+        benchmark=benchmark,
+        comparison=str(row["method"]),
+        figure=str(row["figure"]),
+        difference=str(row["ratio"]),
+        target=str(row["target"]),
+        met=bool(row["met"]),
+    )
