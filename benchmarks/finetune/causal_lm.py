@@ -17,6 +17,9 @@ placement). Budgets (trainable parameters):
 - ``lora_r1`` / ``lora_r2`` / ``lora_r8``: 57,600 / 115,200 / 460,800 (PEFT LoRA, alpha = 2r)
 - ``tcv_<basis>_<transform>_r30``: 54,000 (a :mod:`finetune.variants` variant: one tensor per
   projection, n3 = 30, rank 30: 2 x 30 x 30^2), ``tcurlora_r30``: 54,000 (the library's)
+- ``tcv_gradient_tsvd_fft_r16_all``: 7 x 30 x 16^2 = 53,760 (budget placement, issue 21
+  section 2: the same variant on all seven linear layers of each block, ``ALL_LINEAR_LM``, at
+  the rank that keeps it under LoRA r1's q/v budget; LoRA r1 on those layers would need 305,280)
 - ``tinylora_u900``: 54,000 (PEFT TinyLoRA, SVD rank 30, u = r^2 = 900 per matrix)
 - ``vera``: 30 x (256 + 576) + 30 x (256 + 192) = 38,400 (PEFT VeRA r = 256)
 - ``fourierft``: 60,000 (1,000 spectral coefficients per matrix)
@@ -46,6 +49,13 @@ median step time::
       PYTHONPATH=$S/benchmarks:$S/examples:$S nohup /work/main/.venv/bin/python \\
       -m finetune.causal_lm --resume --seeds 0 --threads 1 --out $R \\
       > $R/finetune_causal_lm/screen.log 2>&1 &
+
+The grid is extended up to twice past the edge its best rate sits on (``max_extensions=2``; it
+was once until 2026-12-05, when the gradient-bases variant's best rate, 1e-3, sat on the lower
+edge of its extended grid: validation 60.7 / 55.3 / 54.5 at 1e-2 / 3e-3 / 1e-3). The units run
+after that change (its 3e-4 rate and the every-linear-layer variant) come from a snapshot of
+the commit that made it and carry its ``code``; the training code of these methods
+(:mod:`finetune.variants`, :mod:`finetune.protocol`'s loop) is the same in both snapshots.
 
 Run ``make finetune FT=causal_lm FT_ARGS="--resume --seeds 0"`` (records under
 ``benchmarks/results/finetune_causal_lm/``, report ``finetune_causal_lm.json`` / ``.png``), or
@@ -77,6 +87,7 @@ from finetune.report import Claim
 
 NAME = "finetune_causal_lm"
 QV = ["q_proj", "v_proj"]
+ALL_LINEAR_LM = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 FULL = Budget(
     validation_size=256,
@@ -86,7 +97,7 @@ FULL = Budget(
     batch_size=4,
     max_length=64,
     seeds=(0,),
-    max_extensions=1,
+    max_extensions=2,
     grid_size=2,
     metric="perplexity",
 )
@@ -121,16 +132,19 @@ def build_norms_only(model: Any, config: dict[str, Any], seed: int, context: Any
     return model
 
 
-def variant(basis: str, transform: str, rank: int = 30) -> Method:
-    """A :mod:`finetune.variants` method on ``q_proj``/``v_proj``, one tensor per projection."""
-    config = {"target_modules": QV, "rank": rank, "basis": basis, "transform": transform}
+def variant(basis: str, transform: str, rank: int = 30, every_linear: bool = False) -> Method:
+    """A :mod:`finetune.variants` method, one tensor per projection: on ``q_proj``/``v_proj``, or
+    with ``every_linear`` on the seven linear layers of each block (name suffix ``_all``)."""
+    targets = ALL_LINEAR_LM if every_linear else QV
+    config = {"target_modules": targets, "rank": rank, "basis": basis, "transform": transform}
+    where = "every linear layer" if every_linear else "q/v"
     return Method(
-        f"tcv_{basis}_{transform}_r{rank}",
+        f"tcv_{basis}_{transform}_r{rank}" + ("_all" if every_linear else ""),
         build_variant,
         config,
         TCUR_GRID,
         None,
-        f"tCURLoRA variant: {basis} bases, {transform} along the 30 layers, rank {rank}",
+        f"tCURLoRA variant on {where}: {basis} bases, {transform} along the 30 layers, rank {rank}",
     )
 
 
@@ -173,6 +187,7 @@ def methods(quick: bool = False) -> list[Method]:
         variant("raw", "none"),
         variant("gradient_tsvd", "dct"),
         variant("gradient_tsvd", "none"),
+        variant("gradient_tsvd", "fft", rank=16, every_linear=True),
         Method(
             "tcurlora_r30",
             build_tcurlora,
