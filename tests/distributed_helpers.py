@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 from adapter_models import tiny_encoder
 
@@ -72,3 +74,13 @@ def leave_cleanly() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def fail_loudly() -> None:
+    """For a worker's ``except`` block: print its traceback, then tear the group down (the caller
+    re-raises). The teardown can abort the process (see :func:`leave_cleanly`) before torch's
+    spawn wrapper reports the exception, which would leave only "terminated with signal SIGABRT"
+    in the test's failure; the traceback printed first survives that."""
+    traceback.print_exc()
+    sys.stderr.flush()
+    dist.destroy_process_group()

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from distributed_helpers import adapted_model, fixed_batch, leave_cleanly, run_workers
+from distributed_helpers import (
+    adapted_model,
+    fail_loudly,
+    fixed_batch,
+    leave_cleanly,
+    run_workers,
+)
 from safetensors.torch import load_file, save_file
 
 WORLD = 2
@@ -35,7 +41,7 @@ def _worker(rank: int, store: str, out: str) -> None:
                 save_file(_grads(model.module), f"{out}/{forward}.safetensors")
         dist.barrier()  # nobody tears the group down while the other rank still works
     except BaseException:
-        dist.destroy_process_group()
+        fail_loudly()
         raise
     leave_cleanly()
 

@@ -21,6 +21,7 @@ from adapter_models import tiny_encoder
 from distributed_helpers import (
     adapted_model,
     adapter_config,
+    fail_loudly,
     fixed_batch,
     leave_cleanly,
     run_workers,
@@ -72,7 +73,7 @@ def _worker(rank: int, store: str, out: str, with_peft: bool) -> None:
             _peft_run(rank, out)
         dist.barrier()  # nobody tears the group down while the other rank still works
     except BaseException:
-        dist.destroy_process_group()
+        fail_loudly()
         raise
     leave_cleanly()
 

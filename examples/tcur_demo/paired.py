@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+from tcur_demo.frontier import RESULTS
+
 BENCHMARKS = {
     "causal LM (SmolLM2-135M, perplexity)": RESULTS / "finetune_causal_lm.json",
     "classifier (MiniLM, every linear layer, 3 epochs)": RESULTS / "finetune_discriminating.json",

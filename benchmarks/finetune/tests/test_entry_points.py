@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+from shutil import ignore_patterns
+from typing import Any
+
 import finetune.causal_lm as lm
 import finetune.discriminating as disc
 import finetune.report as rep
@@ -9,6 +15,7 @@ import finetune.runner as runner
 import finetune.variants as fv
 import numpy as np
 import pytest
+from _common import RESULTS
 
 
 @pytest.mark.parametrize("module", [disc, lm])
@@ -49,11 +56,39 @@ def test_headline_rows_come_from_the_paired_differences() -> None:
         entry["accuracy_std"] = float(np.std(entry["accuracy"], ddof=1))
         entry["chosen_lr"] = 1e-3
     summary = {"a": a, "b": b}
-    differences = runner.comparisons(summary, [rep.Claim("a", "b")], "accuracy")
-    rows = runner.headline("q?", summary, differences, "accuracy")["rows"]
+    differences = rep.comparisons(summary, [rep.Claim("a", "b")], "accuracy")
+    rows = rep.paired_headline("q?", summary, differences, "accuracy")["rows"]
     assert rows[0]["method"] == "a vs b" and rows[0]["met"] is True
     assert rows[0]["ratio"].startswith("+2.00 points, 95% CI")
+    assert rows[0]["ratio"].endswith(": beats")
     assert [r["method"] for r in rows[1:]] == ["a", "b"]  # then the ablation table
     assert rows[1]["figure"] == "accuracy 82.33 +- 0.58 (seeds 0, 1, 2; rate 0.001)"
-    only = runner.headline("q?", summary, {}, "accuracy")["rows"]
+    a["chosen_lr_at_grid_edge"] = True
+    edge = rep.paired_headline("q?", summary, differences, "accuracy")["rows"][1]["figure"]
+    assert edge.endswith("rate 0.001, at the grid's edge)")
+    only = rep.paired_headline("q?", summary, {}, "accuracy")["rows"]
     assert [r["method"] for r in only] == ["a", "b"] and only[0]["met"] is None
+
+
+def test_headline_means_are_over_the_shared_seeds() -> None:
+    a = {"seeds_done": [0, 1, 2, 3, 4], "accuracy": [0.80, 0.81, 0.80, 0.90, 0.90]}
+    b = {"seeds_done": [0, 1, 2], "accuracy": [0.78, 0.79, 0.78]}
+    for entry in (a, b):
+        entry |= {"accuracy_mean": float(np.mean(entry["accuracy"])), "accuracy_std": 0.01}
+        entry |= {"chosen_lr": 1e-3, "adapter_params": 1}
+    differences = rep.comparisons({"a": a, "b": b}, [rep.Claim("a", "b")], "accuracy")
+    row = rep.paired_headline("q?", {"a": a, "b": b}, differences, "accuracy")["rows"][0]
+    assert row["figure"].startswith("accuracy 80.33 vs 78.33 (higher is better; 3 paired")
+    assert row["ratio"].startswith("+2.00 points")
+
+
+@pytest.mark.parametrize("module", [lm, disc], ids=["causal_lm", "discriminating"])
+def test_committed_reports_are_what_the_code_makes_of_the_records(
+    module: Any, tmp_path: Path
+) -> None:
+    """The committed report was rebuilt by this code from the committed records (a report left
+    by a worker running an older snapshot would differ, and the demo prints its claims)."""
+    committed = RESULTS / f"{module.NAME}.json"
+    shutil.copytree(RESULTS / module.NAME, tmp_path / module.NAME, ignore=ignore_patterns("*.log"))
+    rebuilt = module.main(["--report-only", "--out", str(tmp_path)])
+    assert rebuilt["headline"] == json.loads(committed.read_text())["headline"]

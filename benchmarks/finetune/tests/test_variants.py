@@ -202,11 +202,20 @@ def test_paired_difference_signs_and_verdicts() -> None:
     same = rep.paired_difference(near, ref)
     assert same is not None and same["verdict"] == "matches"
     assert rep.paired_difference(near, {"seeds_done": [0], "accuracy": [0.8]}) is None
+    two = {"seeds_done": [0, 1], "accuracy": [0.805, 0.815]}  # equal differences: zero width
+    assert rep.paired_difference(two, {"seeds_done": [0, 1], "accuracy": [0.8, 0.81]}) is None
+    wide = rep.paired_difference(ref, {"seeds_done": [0, 1, 2], "accuracy": [0.79, 0.82, 0.80]})
+    assert wide is not None and wide["ci95"][0] < -1 < wide["ci95"][1]
+    assert wide["verdict"] == "undecided"  # neither matching nor shown to be below
     claims = [rep.Claim("a", "b", need="matches"), rep.Claim("a", "missing")]
     table = rep.comparisons({"a": near, "b": ref}, claims)
     assert list(table) == ["a vs b"] and table["a vs b"]["met"] is True
     beats = rep.comparisons({"a": near, "b": ref}, [rep.Claim("a", "b")])
     assert beats["a vs b"]["met"] is False  # matching is not beating
+    with pytest.raises(ValueError, match="need='beat'"):
+        rep.Claim("a", "b", need="beat")
+    with pytest.raises(ValueError, match="margin"):
+        rep.Claim("a", "b", margin=float("nan"))
     by_three = rep.Claim("a", "b", margin=3.0)
     assert not by_three.met({"verdict": "beats", "mean": 2.9})
     assert by_three.met({"verdict": "beats", "mean": 3.1})
