@@ -214,8 +214,8 @@ def paired_difference(
         diffs = np.array([100 * (va[s] - vb[s]) for s in seeds])
     else:
         diffs = np.array([100 * (vb[s] - va[s]) / vb[s] for s in seeds])
-    mean, sem = float(diffs.mean()), float(diffs.std(ddof=1) / np.sqrt(len(diffs)))
-    half = float(stats.t.ppf(0.975, len(diffs) - 1)) * sem
+    mean, spread = float(diffs.mean()), float(diffs.std(ddof=1))
+    half = float(stats.t.ppf(0.975, len(diffs) - 1) * spread / np.sqrt(len(diffs)))
     low, high = mean - half, mean + half
     if low > 0:
         verdict = "beats"
@@ -227,11 +227,37 @@ def paired_difference(
         "seeds": seeds,
         "n": len(seeds),
         "mean": mean,
+        "std": spread,
         "ci95": [low, high],
         "means": [_mean([va[s] for s in seeds]), _mean([vb[s] for s in seeds])],
         "unit": difference_unit(metric),
         "verdict": verdict,
     }
+
+
+MAX_SEEDS_TO_DECIDE = 1000
+
+
+def seeds_to_decide(mean: float, std: float, boundary: float) -> int | None:
+    """Paired seeds at which a 95% interval around ``mean`` with this seed-to-seed ``std`` of the
+    differences would no longer contain ``boundary`` (0 for "beats", -1 for "matches"): how
+    many seeds an undecided comparison needs if its mean and spread stay as measured; ``None``
+    beyond :data:`MAX_SEEDS_TO_DECIDE` (a mean on the boundary).
+
+    Examples
+    --------
+    >>> seeds_to_decide(-0.27, 1.75, -1.0)  # a 0.73-point margin against a 1.75-point spread
+    25
+    >>> seeds_to_decide(2.0, 0.0, 0.0)
+    2
+    """
+    from scipy import stats
+
+    distance = abs(mean - boundary)
+    for n in range(2, MAX_SEEDS_TO_DECIDE + 1):
+        if float(stats.t.ppf(0.975, n - 1)) * std / np.sqrt(n) < distance:
+            return n
+    return None
 
 
 def difference_unit(metric: str) -> str:
@@ -299,6 +325,10 @@ def comparisons(
             found = paired_difference(summary[claim.a], summary[claim.b], metric)
             if found is not None:
                 found |= {"target": claim.target(found["unit"]), "met": claim.met(found)}
+                if found["verdict"] == "undecided":
+                    boundary = 0.0 if claim.need == "beats" else -1.0
+                    needed = seeds_to_decide(found["mean"], found["std"], boundary)
+                    found["seeds_to_decide"] = needed
                 out[f"{claim.a} vs {claim.b}"] = found
     return out
 
@@ -306,6 +336,15 @@ def comparisons(
 def display_scale(metric: str) -> float:
     """Factor from a stored value to the one shown: accuracy in percent, perplexity as is."""
     return 100.0 if metric == "accuracy" else 1.0
+
+
+def _to_decide(difference: Mapping[str, Any]) -> str:
+    if "seeds_to_decide" not in difference:
+        return ""
+    needed = difference["seeds_to_decide"]
+    if needed is None:
+        return f" (more than {MAX_SEEDS_TO_DECIDE} seeds to decide at this mean and spread)"
+    return f" (about {needed} seeds would decide it at this mean and spread)"
 
 
 def paired_headline(
@@ -329,7 +368,7 @@ def paired_headline(
                 "figure": f"{metric} {mean_a:.2f} vs {mean_b:.2f} ({better} is better; "
                 f"{d['n']} paired seeds)",
                 "ratio": f"{d['mean']:+.2f} {d['unit']}, 95% CI [{d['ci95'][0]:+.2f}, "
-                f"{d['ci95'][1]:+.2f}]: {d['verdict']}",
+                f"{d['ci95'][1]:+.2f}]: {d['verdict']}{_to_decide(d)}",
                 "target": d["target"],
                 "met": d["met"],
             }
@@ -390,7 +429,8 @@ def plot(
         low, high = ax.get_ylim()
         ax.set_ylim(min(low, span[0]), max(high, span[1]))
     ax.set_xscale("log")
-    ax.set_xlabel("trainable adapter parameters (classifier head excluded; log scale)")
+    head = "classifier head excluded; " if metric == "accuracy" else ""  # an LM has no head
+    ax.set_xlabel(f"trainable adapter parameters ({head}log scale)")
     better = "higher" if higher_is_better(metric) else "lower"
     name = "accuracy (%)" if metric == "accuracy" else metric
     ax.set_ylabel(f"test {name}, {better} is better")

@@ -14,6 +14,7 @@ import finetune.report as rep
 import finetune.variants as fv
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 LAYERS, WIDTH = 4, 12
@@ -207,6 +208,13 @@ def test_paired_difference_signs_and_verdicts() -> None:
     wide = rep.paired_difference(ref, {"seeds_done": [0, 1, 2], "accuracy": [0.79, 0.82, 0.80]})
     assert wide is not None and wide["ci95"][0] < -1 < wide["ci95"][1]
     assert wide["verdict"] == "undecided"  # neither matching nor shown to be below
+    data = {"a": ref, "b": {"seeds_done": [0, 1, 2], "accuracy": [0.79, 0.82, 0.80]}}
+    undecided = rep.comparisons(data, [rep.Claim("a", "b", need="matches")])["a vs b"]
+    needed = undecided["seeds_to_decide"]  # at this mean and spread, the interval clears -1
+    assert needed is not None and needed > 3
+    assert rep.seeds_to_decide(undecided["mean"], undecided["std"], -1.0) == needed
+    half = [stats.t.ppf(0.975, k - 1) * undecided["std"] / k**0.5 for k in (needed - 1, needed)]
+    assert half[1] < undecided["mean"] + 1 <= half[0]  # the smallest such count
     claims = [rep.Claim("a", "b", need="matches"), rep.Claim("a", "missing")]
     table = rep.comparisons({"a": near, "b": ref}, claims)
     assert list(table) == ["a vs b"] and table["a vs b"]["met"] is True
