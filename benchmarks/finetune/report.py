@@ -170,6 +170,8 @@ def headline(summary: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {"question": QUESTION, "rows": rows}
 
 
+MATCH_MARGIN = -1.0
+"""Lowest interval end that still "matches" (points, or % relative for perplexity)."""
 MIN_PAIRED_SEEDS = 3
 """Fewest shared seeds a paired difference is computed from (with two, equal differences, e.g.
 accuracies on 1,000 sentences that move in 0.1-point steps, give a zero-width interval)."""
@@ -219,10 +221,10 @@ def paired_difference(
     low, high = mean - half, mean + half
     if low > 0:
         verdict = "beats"
-    elif low >= -1.0:
+    elif low >= MATCH_MARGIN:
         verdict = "matches"
     else:
-        verdict = "below" if high < -1.0 else "undecided"
+        verdict = "below" if high < MATCH_MARGIN else "undecided"
     return {
         "seeds": seeds,
         "n": len(seeds),
@@ -307,7 +309,7 @@ class Claim:
         text = (
             "beats (95% CI lower end > 0)"
             if self.need == "beats"
-            else f"matches (95% CI lower end >= -1 {unit})"
+            else f"matches (95% CI lower end >= {MATCH_MARGIN:g} {unit})"
         )
         return text + (f" by >= {self.margin:g} {unit}" if self.margin is not None else "")
 
@@ -326,7 +328,7 @@ def comparisons(
             if found is not None:
                 found |= {"target": claim.target(found["unit"]), "met": claim.met(found)}
                 if found["verdict"] == "undecided":
-                    boundary = 0.0 if claim.need == "beats" else -1.0
+                    boundary = 0.0 if claim.need == "beats" else MATCH_MARGIN
                     needed = seeds_to_decide(found["mean"], found["std"], boundary)
                     found["seeds_to_decide"] = needed
                 out[f"{claim.a} vs {claim.b}"] = found
