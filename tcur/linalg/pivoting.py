@@ -37,7 +37,10 @@ of ``bench_tcur`` the median error went from 1.38x to 1.34x the t-SVD, the time 
 rank 40).
 For a matrix the candidates are pre-ranked on the sketch (``Q_1 Y_1^H``) and the best
 :data:`EXACT_CANDIDATES` are measured exactly in one pass; a tensor's candidates are all
-measured. Five passes over ``A`` in all, no SVD of ``A``; the optimal middle reuses the last
+measured. Five passes over ``A`` in all, no SVD of ``A``; the three after the first run on a
+single-precision copy of a large double-precision ``A`` when the first sketch is well
+conditioned (:mod:`tcur.linalg.sketch_precision`: the pivots are chosen on the sketches, then
+measured and fitted on ``A`` itself). The optimal middle reuses the last
 (the winner's ``Q_C^H A Q_R`` and range factors: :class:`Pivots`). Keeping the best measured
 candidate can only lower the error, so ``"arp"``'s bound still holds. On the benchmark suite one
 candidate alone was up to 1.04-1.08x SciPy's ID-CUR error, the best of them 1.03x (see
@@ -81,6 +84,7 @@ from tcur.linalg.orthonormal import (
     spectral_range_factor,
     without_roundoff,
 )
+from tcur.linalg.sketch_precision import in_precision_of, sketch_operand
 
 PIVOTING_RULES = ("sketch_qr", "arp")
 SKETCH_OVERSAMPLE = 10
@@ -386,10 +390,14 @@ def select_pivoted(
     xp = namespace(F)
     Fh = hermitian(xp, F)
     size = min(max(n_rows, n_cols) + SKETCH_OVERSAMPLE, min(F.shape[1:]))
-    Y0 = Fh @ qr_basis(xp, F @ gaussian(sketch_rng, (F.shape[0], F.shape[2], size), F))
-    X1 = F @ qr_basis(xp, Y0)
+    X0 = F @ gaussian(sketch_rng, (F.shape[0], F.shape[2], size), F)
+    S = sketch_operand(F, X0)  # the later passes in single precision where that resolves them
+    Sh = hermitian(xp, S)
+    Y0 = Sh @ in_precision_of(qr_basis(xp, X0), S)
+    X1 = S @ qr_basis(xp, Y0)
     Q1 = qr_basis(xp, X1)
-    Y1 = Fh @ Q1
+    Y1 = Sh @ Q1
+    Y0, X1, Q1, Y1 = (in_precision_of(X, F) for X in (Y0, X1, Q1, Y1))
     extra: tuple[Array, ...] = ()
     if alternative is not None:
         extra = alternative.arrays
