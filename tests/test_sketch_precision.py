@@ -4,6 +4,7 @@ never at the cost of the quality and stability bounds."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,6 +68,17 @@ def test_well_conditioned_large_sketch_runs_in_single_precision() -> None:
 )
 def test_other_inputs_keep_their_own_precision(make: object) -> None:
     F = make(np.random.default_rng(0).standard_normal((1, 1100, 1000)))  # type: ignore[operator]
+    assert sketch_operand(F, _sketch(F)) is F
+
+
+def test_memory_mapped_and_oversized_inputs_are_not_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    F = np.random.default_rng(0).standard_normal((1, 1100, 1000))
+    mapped = np.lib.format.open_memmap(tmp_path / "F.npy", mode="w+", shape=F.shape)
+    mapped[...] = F
+    assert sketch_operand(mapped, _sketch(F)) is mapped
+    monkeypatch.setattr(sketch_precision, "MAX_COPY_BYTES", F.nbytes // 2 - 1)
     assert sketch_operand(F, _sketch(F)) is F
 
 

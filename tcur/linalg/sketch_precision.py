@@ -11,8 +11,9 @@ below what changes a pivot's quality; the later passes then run on a single-prec
 against 27 ms a pass, for a copy of 5.6 ms). Ill-conditioned sketches (smooth kernels,
 Hilbert, graded scalings at high rank: the matrices whose small singular values the pivots must
 resolve) stay in double precision, as do small matrices (:data:`MIN_ENTRIES`), where the passes
-are cheap next to the factorizations, and arrays other than NumPy ones (the condition would be
-read back from the device).
+are cheap next to the factorizations, arrays other than NumPy ones (the condition would be
+read back from the device), memory-mapped files (the copy would bring them into memory) and
+matrices whose copy would exceed :data:`MAX_COPY_BYTES`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from tcur.linalg.orthonormal import hermitian
 
 MIN_ENTRIES = 2**20
 """Matrices (all slices together) with fewer entries keep every pass in their own precision."""
+MAX_COPY_BYTES = 2**30
+"""The single-precision copy is made only up to this size (1 GiB: a 16,384 x 16,384 matrix); a
+larger one would add half the input's memory to the peak."""
 MAX_CONDITION = 1e3
 """Largest ``s_max / s_min`` of the first sketch (over all its slices) for single-precision
 passes. With every size eligible, the families of :mod:`tcur.testing.families` (60 x 40, every
@@ -52,7 +56,8 @@ def sketch_operand(F: Array, X0: Array) -> Array:
     >>> sketch_operand(H[None], H[None] @ rng.standard_normal((1, 600, 20))).dtype
     dtype('float64')
     """
-    if not (is_numpy(F) and F.dtype in SINGLE and F.size >= MIN_ENTRIES):
+    eligible = is_numpy(F) and F.dtype in SINGLE and not isinstance(F, np.memmap)
+    if not (eligible and F.size >= MIN_ENTRIES and F.nbytes // 2 <= MAX_COPY_BYTES):
         return F
     return F.astype(SINGLE[F.dtype]) if resolved_in_single(X0) else F
 
