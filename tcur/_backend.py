@@ -148,6 +148,20 @@ def host_arrays(*arrays: Array) -> list[np.ndarray]:
     return out
 
 
+def in_dtype(xp: Any, a: Array, dtype: Any) -> Array:
+    """``a`` as ``dtype`` (a copy only when it differs).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur._backend import in_dtype
+    >>> a = np.ones(2)
+    >>> in_dtype(np, a, np.float64) is a, in_dtype(np, a, np.float32).dtype
+    (True, dtype('float32'))
+    """
+    return a if a.dtype == dtype else xp.astype(a, dtype)
+
+
 def like(values: Any, ref: Array, dtype: Any = None) -> Array:
     """Convert host ``values`` to the array kind and device of ``ref`` (``dtype``: one of
     ``ref``'s namespace, or None to keep the values' dtype)."""

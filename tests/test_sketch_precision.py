@@ -13,7 +13,12 @@ from spectra import noisy_spectrum
 
 import tcur.linalg.sketch_precision as sketch_precision
 from tcur.linalg import cur, relative_error, tcur
-from tcur.linalg.sketch_precision import MAX_CONDITION, resolved_in_single, sketch_operand
+from tcur.linalg.sketch_precision import (
+    MAX_CONDITION,
+    SketchOperand,
+    single_precision_resolves,
+    sketch_operand,
+)
 from tcur.testing.families import FAMILIES, family_matrix, family_stack
 
 EPS = np.finfo(np.float64).eps
@@ -36,9 +41,9 @@ def single_sketches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[np.dtype]]
     used: list[np.dtype] = []
     original = sketch_precision.sketch_operand
 
-    def spy(F: np.ndarray, X0: np.ndarray) -> np.ndarray:
+    def spy(F: np.ndarray, X0: np.ndarray) -> SketchOperand:
         S = original(F, X0)
-        used.append(S.dtype)
+        used.append(S.data.dtype)
         return S
 
     monkeypatch.setattr(sketch_precision, "MIN_ENTRIES", 0)
@@ -49,10 +54,19 @@ def single_sketches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[np.dtype]]
 def test_well_conditioned_large_sketch_runs_in_single_precision() -> None:
     F = np.random.default_rng(0).standard_normal((1, 1100, 1000))
     S = sketch_operand(F, _sketch(F))
-    assert S.dtype == np.float32
-    np.testing.assert_array_equal(S, F.astype(np.float32))
+    assert S.data.dtype == np.float32
+    np.testing.assert_array_equal(S.data, (F * S.scale).astype(np.float32))
     complex_F = F + 1j * F[:, ::-1, :]
-    assert sketch_operand(complex_F, _sketch(complex_F)).dtype == np.complex64
+    assert sketch_operand(complex_F, _sketch(complex_F)).data.dtype == np.complex64
+
+
+@pytest.mark.parametrize("factor", [1e-30, 1e30, 1e-200, 1e200])
+def test_any_magnitude_is_scaled_into_single_range_exactly(factor: float) -> None:
+    F = np.random.default_rng(0).standard_normal((1, 1100, 1000)) * factor
+    S = sketch_operand(F, _sketch(F))
+    assert S.data.dtype == np.float32 and np.all(np.isfinite(S.data))
+    assert 0.01 < float(np.max(np.abs(S.data))) < 100.0
+    assert S.scale == 2.0 ** round(np.log2(S.scale))  # a power of two: undone exactly
 
 
 @pytest.mark.parametrize(
@@ -61,25 +75,35 @@ def test_well_conditioned_large_sketch_runs_in_single_precision() -> None:
         lambda F: F[:, :1000, :1000],  # fewer entries than MIN_ENTRIES
         lambda F: F.astype(np.float32),  # already single
         lambda F: torch.from_numpy(F),  # not NumPy: the test would read the device
-        lambda F: F * 1e-20,  # outside the safe magnitude
-        lambda F: F * 1e20,
+        lambda F: F * 0.0,
         lambda F: noisy_spectrum(0, 1100, 1000, 0.5, 0.0)[None],  # fast decay: ill-conditioned
     ],
 )
 def test_other_inputs_keep_their_own_precision(make: object) -> None:
     F = make(np.random.default_rng(0).standard_normal((1, 1100, 1000)))  # type: ignore[operator]
-    assert sketch_operand(F, _sketch(F)) is F
+    assert sketch_operand(F, _sketch(F)).data is F
 
 
 def test_memory_mapped_and_oversized_inputs_are_not_copied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    F = np.random.default_rng(0).standard_normal((1, 1100, 1000))
+    F = np.random.default_rng(0).standard_normal((1100, 1000))
     mapped = np.lib.format.open_memmap(tmp_path / "F.npy", mode="w+", shape=F.shape)
     mapped[...] = F
-    assert sketch_operand(mapped, _sketch(F)) is mapped
+    used: list[np.dtype] = []
+    original = sketch_precision.sketch_operand
+
+    def spy(F: np.ndarray, X0: np.ndarray) -> SketchOperand:
+        S = original(F, X0)
+        used.append(S.data.dtype)
+        return S
+
+    monkeypatch.setattr("tcur.linalg.pivoting.sketch_operand", spy)
+    cur(mapped, 10, seed=0)  # validation turns the memmap into a plain view of the map
+    cur(F, 10, seed=0)
+    assert used == [np.float64, np.float32]
     monkeypatch.setattr(sketch_precision, "MAX_COPY_BYTES", F.nbytes // 2 - 1)
-    assert sketch_operand(F, _sketch(F)) is F
+    assert sketch_operand(F[None], _sketch(F[None])).data.dtype == np.float64
 
 
 def test_condition_threshold_decides() -> None:
@@ -87,10 +111,10 @@ def test_condition_threshold_decides() -> None:
     U, _ = np.linalg.qr(rng.standard_normal((500, 10)))
     for condition, expected in [(MAX_CONDITION / 2, True), (MAX_CONDITION * 2, False)]:
         X0 = U * np.geomspace(1.0, 1.0 / condition, 10)
-        assert resolved_in_single(X0[None]) is expected
-    assert not resolved_in_single(np.zeros((1, 500, 10)))
-    assert not resolved_in_single(np.full((1, 500, 10), np.nan))
-    assert not resolved_in_single(U[None, :, :0])
+        assert single_precision_resolves(X0[None]) is expected
+    assert not single_precision_resolves(np.zeros((1, 500, 10)))
+    assert not single_precision_resolves(np.full((1, 500, 10), np.nan))
+    assert not single_precision_resolves(U[None, :, :0])
 
 
 def test_large_real_cur_uses_single_sketches_and_keeps_its_quality(
@@ -99,7 +123,7 @@ def test_large_real_cur_uses_single_sketches_and_keeps_its_quality(
     A = noisy_spectrum(3, 1200, 1000, 0.9, 1e-6)
     d = cur(A, 25, seed=0)
     assert single_sketches == [np.float32]
-    assert d.C.dtype == np.float64 and d.U.dtype == np.float64
+    assert d.C.dtype == d.U.dtype == d.R.dtype == np.float64
     assert float(relative_error(A, d.reconstruct())) <= 2.5 * _svd_tail(A, 25) + 10 * EPS
 
 
@@ -136,3 +160,22 @@ def test_tensor_keeps_its_bound_with_single_sketches(single_sketches: list[np.dt
         error = np.linalg.norm(A - tcur(A, r, seed=0).reconstruct()) / total
         assert error <= max(10 * tail, 30 * EPS * np.sqrt(40)), f"rank {r}"
     assert single_sketches
+
+
+def test_everything_after_the_sketch_passes_works_in_double(
+    single_sketches: list[np.dtype], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tcur.linalg.pivoting as pivoting
+
+    seen: list[np.dtype] = []
+    original = pivoting.sketch_pivots
+
+    def spy(rule: str, sketch: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
+        seen.append(sketch.dtype)
+        return original(rule, sketch, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pivoting, "sketch_pivots", spy)
+    A = noisy_spectrum(3, 1200, 1000, 0.9, 1e-6)
+    cur(A, 25, seed=0)
+    assert single_sketches == [np.float32]
+    assert seen and set(seen) == {np.dtype(np.float64)}

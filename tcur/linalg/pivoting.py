@@ -63,6 +63,7 @@ from tcur._backend import (
     Array,
     eps,
     host_arrays,
+    in_dtype,
     index_array,
     is_foreign,
     is_torch,
@@ -84,7 +85,7 @@ from tcur.linalg.orthonormal import (
     spectral_range_factor,
     without_roundoff,
 )
-from tcur.linalg.sketch_precision import in_precision_of, sketch_operand
+from tcur.linalg.sketch_precision import sketch_operand
 
 PIVOTING_RULES = ("sketch_qr", "arp")
 SKETCH_OVERSAMPLE = 10
@@ -392,12 +393,12 @@ def select_pivoted(
     size = min(max(n_rows, n_cols) + SKETCH_OVERSAMPLE, min(F.shape[1:]))
     X0 = F @ gaussian(sketch_rng, (F.shape[0], F.shape[2], size), F)
     S = sketch_operand(F, X0)  # the later passes in single precision where that resolves them
-    Sh = hermitian(xp, S)
-    Y0 = Sh @ in_precision_of(qr_basis(xp, X0), S)
-    X1 = S @ qr_basis(xp, Y0)
+    Y0 = hermitian(xp, hermitian(xp, in_dtype(xp, qr_basis(xp, X0), S.data.dtype)) @ S.data)
+    X1 = S.data @ qr_basis(xp, Y0)
     Q1 = qr_basis(xp, X1)
-    Y1 = Sh @ Q1
-    Y0, X1, Q1, Y1 = (in_precision_of(X, F) for X in (Y0, X1, Q1, Y1))
+    Y1 = hermitian(xp, hermitian(xp, Q1) @ S.data)
+    Y0, X1, Y1 = (S.restored(X, F) for X in (Y0, X1, Y1))
+    Q1 = in_dtype(xp, Q1, F.dtype)
     extra: tuple[Array, ...] = ()
     if alternative is not None:
         extra = alternative.arrays

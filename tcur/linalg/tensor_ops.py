@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tcur._backend import Array, as_float_array, namespace
+from tcur._backend import Array, as_float_array, in_dtype, namespace
 from tcur.validation import check_sizes, is_integer
 
 
@@ -91,10 +91,6 @@ def _check_inner(T: Array, M: Array, mode: int, label: str) -> None:
         )
 
 
-def _as_dtype(xp: Any, a: Array, dtype: Any) -> Array:
-    return a if a.dtype == dtype else xp.astype(a, dtype)
-
-
 def _contract(xp: Any, T: Array, M: Array, mode: int) -> Array:
     """``T x_mode M`` for validated arrays of one dtype (a vector ``M`` removes the mode)."""
     moved = xp.moveaxis(T, mode, -1)
@@ -124,7 +120,7 @@ def mode_dot(T: Array, M: Array, mode: int, *, check_finite: bool = True) -> Arr
     mode = _check_mode(mode, T.ndim)
     _check_inner(T, M, mode, "M")
     dtype = xp.result_type(T.dtype, M.dtype)
-    return _contract(xp, _as_dtype(xp, T, dtype), _as_dtype(xp, M, dtype), mode)
+    return _contract(xp, in_dtype(xp, T, dtype), in_dtype(xp, M, dtype), mode)
 
 
 def _sorted_modes(modes: list[int], matrices: list[Array]) -> list[tuple[int, int]]:
@@ -182,9 +178,9 @@ def multi_mode_dot(
         if M.ndim == 1 or order.count(mode) == 1:
             _check_inner(T, M, mode, f"matrices[{i}]")
     dtype = xp.result_type(T.dtype, *(M.dtype for M in mats))
-    out, removed = _as_dtype(xp, T, dtype), 0
+    out, removed = in_dtype(xp, T, dtype), 0
     for mode, i in _sorted_modes(order, mats):
-        M = _as_dtype(xp, mats[i], dtype)
+        M = in_dtype(xp, mats[i], dtype)
         _check_inner(out, M, mode - removed, f"matrices[{i}]")
         out = _contract(xp, out, M, mode - removed)
         removed += M.ndim == 1
