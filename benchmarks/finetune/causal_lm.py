@@ -55,7 +55,9 @@ was once until 2026-12-05, when the gradient-bases variant's best rate, 1e-3, sa
 edge of its extended grid: validation 60.7 / 55.3 / 54.5 at 1e-2 / 3e-3 / 1e-3). The units run
 after that change (its 3e-4 rate and the every-linear-layer variant) come from a snapshot of
 the commit that made it and carry its ``code``; the training code of these methods
-(:mod:`finetune.variants`, :mod:`finetune.protocol`'s loop) is the same in both snapshots.
+(:mod:`finetune.variants`, :mod:`finetune.protocol`'s loop) is the same in both snapshots. The
+controls LoRA r2 and ``tcurlora_reference`` and the first rate (3e-3) of the every-linear-layer
+variant (81 minutes for that one run) were run on 2026-12-05 from that second snapshot too.
 
 Run ``make finetune FT=causal_lm FT_ARGS="--resume --seeds 0"`` (records under
 ``benchmarks/results/finetune_causal_lm/``, report ``finetune_causal_lm.json`` / ``.png``), or

@@ -68,7 +68,9 @@ The seed-0 screen was started on 2026-12-04 21:50 UTC, from ``/work/ft_snapshot_
       > $R/finetune_discriminating/screen.log 2>&1 &
 
 (run from the snapshot's root so that the working tree's ``tcur`` is not first on ``sys.path``
-and edits to the working tree cannot change a running screen.)
+and edits to the working tree cannot change a running screen.) Every record so far, the
+finalists' seeds and the controls run on 2026-12-05 (TinyLoRA, LoRA r2, VeRA, FourierFT,
+``tcurlora_reference``) included, comes from that snapshot.
 ``make finetune FT=discriminating FT_ARGS="--resume --seeds 0"`` is the same from the working
 tree. ``--quick`` is a smoke test over every method (one rate, tiny data).
 """
