@@ -35,9 +35,8 @@ def _svd_tail(A: np.ndarray, k: int) -> float:
     return float(np.sqrt(s2[k:].sum() / s2.sum()))
 
 
-@pytest.fixture
-def single_sketches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[np.dtype]]:
-    """Every size eligible; yields the dtypes of the sketch operands used."""
+def _record_operands(monkeypatch: pytest.MonkeyPatch) -> list[np.dtype]:
+    """The dtypes of the sketch operands the pivoting uses from now on."""
     used: list[np.dtype] = []
     original = sketch_precision.sketch_operand
 
@@ -46,8 +45,15 @@ def single_sketches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[np.dtype]]
         used.append(S.data.dtype)
         return S
 
-    monkeypatch.setattr(sketch_precision, "MIN_ENTRIES", 0)
     monkeypatch.setattr("tcur.linalg.pivoting.sketch_operand", spy)
+    return used
+
+
+@pytest.fixture
+def single_sketches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[np.dtype]]:
+    """Every size eligible; yields the dtypes of the sketch operands used."""
+    monkeypatch.setattr(sketch_precision, "MIN_ENTRIES", 0)
+    used = _record_operands(monkeypatch)
     yield used
 
 
@@ -90,15 +96,7 @@ def test_memory_mapped_and_oversized_inputs_are_not_copied(
     F = np.random.default_rng(0).standard_normal((1100, 1000))
     mapped = np.lib.format.open_memmap(tmp_path / "F.npy", mode="w+", shape=F.shape)
     mapped[...] = F
-    used: list[np.dtype] = []
-    original = sketch_precision.sketch_operand
-
-    def spy(F: np.ndarray, X0: np.ndarray) -> SketchOperand:
-        S = original(F, X0)
-        used.append(S.data.dtype)
-        return S
-
-    monkeypatch.setattr("tcur.linalg.pivoting.sketch_operand", spy)
+    used = _record_operands(monkeypatch)
     cur(mapped, 10, seed=0)  # validation turns the memmap into a plain view of the map
     cur(F, 10, seed=0)
     assert used == [np.float64, np.float32]
