@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tcur._backend import Array, binary_scale, in_dtype, is_numpy
+from tcur._backend import Array, binary_scale, in_dtype, is_numpy, namespace
 from tcur.linalg.orthonormal import hermitian
 
 MIN_ENTRIES = 2**20
@@ -51,7 +51,7 @@ class SketchOperand:
 
     def restored(self, X: Array, F: Array) -> Array:
         """A product of :attr:`data` with a basis, back in ``F``'s dtype and scale (exact)."""
-        X = in_dtype(np, X, F.dtype) if is_numpy(X) else X
+        X = in_dtype(namespace(X), X, F.dtype)
         return X if self.scale == 1.0 else X / self.scale
 
 
