@@ -18,7 +18,9 @@ Budgets (adapter parameters, classifier head excluded; LoRA r1 on every linear l
   tensor per module name: 6 groups, n3 = 6, rank 32); ``tcurlora_r32``: 36,864 (the library's)
 - ``tinylora_u1024``: 36,864 (PEFT TinyLoRA, SVD rank 32, u = r^2 per matrix, LoRA-XS-like)
 - ``vera``: 29,952 (PEFT VeRA r = 256); ``fourierft``: 36,000 (1,000 coefficients per matrix)
-- ``tcv_gradient_tsvd_fft_r5`` and ``tcurlora_r5``: 900 (the <= 1,000-parameter target)
+- ``tcv_gradient_tsvd_fft_r5``, ``tcurlora_r5`` and ``tcurlora_gradient_r5`` (the library's
+  ``TCURLoRAConfig(basis="gradient")``, the gradient variant as a config option): 900 (the
+  <= 1,000-parameter target)
 - ``tcurlora_reference``: 0 (the published code, U never trained: the head alone trains)
 
 Variants screened (rank 32): bases ``raw`` (published), ``orthonormal``, ``gradient_columns``,
@@ -235,6 +237,15 @@ def methods(quick: bool = False) -> list[Method]:
             None,
             "the published tCURLoRA code's behaviour (U never trained): the head alone trains",
         ),
+        Method(
+            "tcurlora_gradient_r5",
+            build_tcurlora,
+            {"target_modules": ALL_LINEAR, "rank": 5, "group_by": "name", "basis": "gradient"},
+            TCUR_GRID,
+            "tCURLoRA (library)",
+            "the library's tCURLoRA with basis='gradient' (the gradient t-SVD variant as a config "
+            "option) on every linear layer, one tensor per name, rank 5",
+        ),
     ]
     if quick:
         table = [dataclasses.replace(m, grid=m.grid[:1]) for m in table]
@@ -250,6 +261,7 @@ CLAIMS = (
     Claim("tcv_gradient_tsvd_fft_r32", "tinylora_u1024"),
     Claim("tcv_gradient_tsvd_fft_r5", "head_only", margin=3.0),  # the <= 1,000-parameter target
     Claim("tcurlora_r5", "head_only", margin=3.0),
+    Claim("tcurlora_gradient_r5", "head_only", margin=3.0),  # the same target, as a tcur config
     Claim("tcv_raw_fft_r32", "tcurlora_reference"),
 )
 """The paired comparisons the report gives, with what each must show (issue 21, section 3)."""

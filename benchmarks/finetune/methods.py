@@ -4,12 +4,13 @@ In the frontier every method adapts the same model, all-MiniLM-L6-v2 with a line
 mean-pooled embedding (``tcur_demo.classifier.MeanPoolClassifier``); the classifier always trains
 (PEFT: ``modules_to_save=["classifier"]``). The builders also serve the causal-LM benchmark (no
 ``classifier``: only the adapter trains). Every builder is called as ``build(model, config, seed,
-context)``; ``context`` (the experiment, or ``None``) gives the gradient bases of
-:mod:`finetune.variants` their calibration gradients. :func:`build_model` applies the options every
-method shares (``head_lr_scale``). A :class:`Method` holds the builder that turns the fresh model
-into the trainable one, the configuration, the first learning-rate grid (three values on the ladder
-of :func:`lr_ladder`; :mod:`finetune.protocol` extends it when the best is at an edge) and, for the
-plot, the family whose members are joined by a line.
+context)``; ``context`` (the experiment, or ``None``) gives the gradient bases (of
+:mod:`finetune.variants` and of the library's ``basis="gradient"``) their calibration batches and
+loss. :func:`build_model` applies the options every method shares (``head_lr_scale``). A
+:class:`Method` holds the builder that turns the fresh model into the trainable one, the
+configuration, the first learning-rate grid (three values on the ladder of :func:`lr_ladder`;
+:mod:`finetune.protocol` extends it when the best is at an edge) and, for the plot, the family
+whose members are joined by a line.
 
 :func:`methods` lists them in the order the runs are scheduled: the most informative first.
 """
@@ -98,21 +99,29 @@ def build_curlora(model: Any, config: dict[str, Any], seed: int, context: Any = 
 
 
 def build_tcurlora(model: Any, config: dict[str, Any], seed: int, context: Any = None) -> Any:
-    """tcur's tCURLoRA (one shared tensor adapter per group of weights)."""
-    from tcur.adapters import TCURLoRAConfig, apply
+    """tcur's tCURLoRA (one shared tensor adapter per group of weights).
 
-    return apply(model, TCURLoRAConfig(modules_to_save=_head(model), seed=seed, **config))
+    ``basis="gradient"`` takes its gradients over ``context.calibration()``
+    (:func:`tcur.adapters.loss_gradients`), the batches the variants' gradient bases use.
+    """
+    from tcur.adapters import TCURLoRAConfig, apply, loss_gradients
+
+    tcur_config = TCURLoRAConfig(modules_to_save=_head(model), seed=seed, **config)
+    gradients = None
+    if tcur_config.basis == "gradient":
+        gradients = loss_gradients(model, tcur_config, *context.calibration())
+    return apply(model, tcur_config, gradients=gradients)
 
 
 def build_variant(model: Any, config: dict[str, Any], seed: int, context: Any = None) -> Any:
     """A tCURLoRA variant of :mod:`finetune.variants` (``config``: its ``VariantConfig`` fields).
 
-    The gradient bases take their calibration gradients from ``context.gradients``.
+    The gradient bases take their calibration batches and loss from ``context.calibration()``.
     """
     from finetune.variants import VariantConfig, apply_variant
 
-    gradients = getattr(context, "gradients", None)
-    model = apply_variant(model, VariantConfig(**config), seed, gradients)
+    calibration = context.calibration() if hasattr(context, "calibration") else None
+    model = apply_variant(model, VariantConfig(**config), seed, calibration)
     if hasattr(model, "classifier"):
         model.classifier.requires_grad_(True)
     return model

@@ -24,7 +24,7 @@ import copy
 import gc
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -257,9 +257,10 @@ class Experiment:
             )
         return model, measured
 
-    def gradients(self, model: Any, weights: Sequence[Any]) -> list[Any]:
-        """Loss gradient of each of ``weights`` summed over the first ``calibration_batches``
-        training batches (a fixed order, the same for every seed and method)."""
+    def calibration(self) -> tuple[list[Any], Callable[[Any, Any], Any]]:
+        """``(batches, loss)`` of the gradient bases: the first ``calibration_batches`` training
+        batches (a fixed order, the same for every seed and method) and the cross-entropy of
+        one, ``loss(model, batch)`` (what :func:`tcur.adapters.loss_gradients` takes)."""
         import torch
 
         from tcur.adapters.training.batching import logits_of, padded, tokenize
@@ -268,18 +269,18 @@ class Experiment:
         texts, labels = self.train.texts[: size * n], self.train.labels[: size * n]
         encoded = tokenize(self.tokenizer, texts, self.budget.max_length)
         pad = self.tokenizer.pad_token_id or 0
-        total = [torch.zeros_like(w) for w in weights]
-        model.eval()  # no dropout: the bases depend on the data, not on a dropout draw
+        batches = []
         for start in range(0, len(encoded), size):
-            batch = list(range(start, min(start + size, len(encoded))))
-            input_ids, mask = padded(encoded, batch, pad, torch.device("cpu"))
-            target = torch.tensor([labels[i] for i in batch])
+            rows = list(range(start, min(start + size, len(encoded))))
+            input_ids, mask = padded(encoded, rows, pad, torch.device("cpu"))
+            batches.append((input_ids, mask, torch.tensor([labels[i] for i in rows])))
+
+        def loss(model: Any, batch: Any) -> Any:
+            input_ids, mask, target = batch
             logits = logits_of(model(input_ids=input_ids, attention_mask=mask))
-            loss = torch.nn.functional.cross_entropy(logits, target)
-            for acc, g in zip(total, torch.autograd.grad(loss, list(weights)), strict=True):
-                acc += g
-        model.train()
-        return total
+            return torch.nn.functional.cross_entropy(logits, target)
+
+        return batches, loss
 
     def evaluate(self, model: Any, split: str) -> float:
         """The metric (accuracy) of ``model`` on ``"validation"`` or ``"test"``."""

@@ -46,8 +46,9 @@ TRANSFORMS = ("fft", "dct", "none")
 BASES = ("raw", "orthonormal", "gradient_columns", "gradient_tsvd")
 GRADIENT_BASES = ("gradient_columns", "gradient_tsvd")
 
-GradientSource = Callable[[nn.Module, Sequence[nn.Parameter]], list[torch.Tensor]]
-"""``gradients(model, weights)``: each weight's loss gradient summed over calibration batches."""
+Calibration = tuple[Sequence[Any], Callable[[nn.Module, Any], torch.Tensor]]
+"""``(batches, loss)``: calibration batches and ``loss(model, batch)``, as
+:func:`tcur.adapters.loss_gradients` takes them."""
 
 
 @dataclass(frozen=True)
@@ -312,24 +313,26 @@ def apply_variant(
     model: nn.Module,
     config: VariantConfig,
     seed: int = 0,
-    gradients: GradientSource | None = None,
+    calibration: Calibration | None = None,
 ) -> nn.Module:
     """Freeze ``model``, add one :class:`VariantGroup` per group of targets, return ``model``.
 
     The groups are owned by ``model.variant_groups`` (an ``nn.ModuleList`` at the root); every
     target ``nn.Linear`` is replaced by a :class:`VariantLinear`. Only the ``dU`` cores train
-    (the caller unfreezes a head). ``gradients`` is required for the gradient bases.
+    (the caller unfreezes a head). ``calibration`` is required for the gradient bases: their
+    gradients are :func:`tcur.adapters.loss_gradients` of the targets over it.
     """
+    from tcur.adapters import CURLoRAConfig, loss_gradients
+
     torch.manual_seed(seed)
     linears = find_linears(model, config.target_modules)
     groups = group_linears(linears, config.group_by)
     grads: dict[str, torch.Tensor] = {}
     if config.basis in GRADIENT_BASES:
-        if gradients is None:
-            raise ValueError(f"basis={config.basis!r} needs a gradient source")
-        names = list(linears)
-        values = gradients(model, [linears[n].weight for n in names])
-        grads = {n: g.detach() for n, g in zip(names, values, strict=True)}
+        if calibration is None:
+            raise ValueError(f"basis={config.basis!r} needs calibration batches and a loss")
+        targets = CURLoRAConfig(list(linears))  # names the weights: exact module paths
+        grads = loss_gradients(model, targets, *calibration)
     model.requires_grad_(False)
     owned = nn.ModuleList()
     for index, (key, members) in enumerate(groups.items()):

@@ -9,7 +9,8 @@ selection, frozen ``C``/``R``), ``forward`` (the update's algebra and the cost m
 ``merged_linear`` (the materialized forward's autograd function and ``W +- Delta``), ``groups``
 (the shared groups, their per-pass cache and their owner), ``strategies`` (the forward strategies
 as objects: cost and forward), ``layers`` (the native modules and what both hosts' layers share),
-``model`` (apply, merge, unmerge, unload, counts), ``io`` (save/load), ``wrapper``
+``calibration`` (the gradient bases of ``basis="gradient"``), ``model`` (apply, merge, unmerge,
+unload, counts, :func:`loss_gradients`), ``io`` (save/load), ``wrapper``
 (the seed's :class:`TCURLoRAModel`) and ``training`` (plain-torch training/evaluation loops).
 ``peft`` (tCURLoRA and CURLoRA as PEFT methods) is imported only on request: ``import
 tcur.adapters`` never imports PEFT.
@@ -31,6 +32,7 @@ from tcur.adapters.model import (
     adapter_layers,
     apply,
     disable_adapters,
+    loss_gradients,
     merge,
     print_trainable_parameters,
     trainable_parameters,
@@ -51,6 +53,7 @@ __all__ = [
     "apply",
     "disable_adapters",
     "load",
+    "loss_gradients",
     "merge",
     "print_trainable_parameters",
     "save",

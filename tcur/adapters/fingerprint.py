@@ -32,6 +32,9 @@ import torch
 
 RUNTIME_FIELDS = ("forward", "dropout", "autocast_adapter_dtype", "exact_unmerge")
 """Config fields that change how an adapter runs, not what it is."""
+LATER_DEFAULTS = {"basis": "columns"}
+"""Defining fields added after adapters were first saved, with the value every earlier adapter
+had: left out of the digest at that value, so earlier adapters' digests stay valid."""
 
 
 DTYPE_CODES: dict[torch.dtype, int] = {
@@ -127,7 +130,11 @@ def config_digest(config_dict: Mapping[str, Any]) -> bytes:
     >>> config_digest(a) == config_digest({**a, "rank": 5})
     False
     """
-    defining = {k: v for k, v in config_dict.items() if k not in RUNTIME_FIELDS}
+    defining = {
+        k: v
+        for k, v in config_dict.items()
+        if k not in RUNTIME_FIELDS and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])
+    }
     text = json.dumps(defining, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).digest()
 

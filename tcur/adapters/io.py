@@ -4,7 +4,9 @@ The JSON file holds the config, the tcur version and, per group, its key, member
 shape, selected rows and columns, scale, the SHA-256 of every member's base weight rounded to
 bfloat16 and to float16 and the weights' dtype (:mod:`tcur.adapters.fingerprint`: a float32
 adapter loads on a bfloat16 or float16 copy of its base). The safetensors file holds each
-group's ``dU`` (``groups.<i>.dU``) and the ``modules_to_save`` parameters and persistent
+group's ``dU`` (``groups.<i>.dU``; with ``basis="gradient"`` also its ``C`` and ``R``,
+``groups.<i>.C``/``.R``, which cannot be recomputed from the base model; the JSON then records no
+rows or columns) and the ``modules_to_save`` parameters and persistent
 buffers, e.g. BatchNorm's running statistics (``modules_to_save.<path>``; files written before
 buffers were saved, without ``"modules_to_save_buffers": true`` in the JSON, still load,
 parameters only).
@@ -72,6 +74,7 @@ from tcur.adapters.plan import (
     config_targets,
     counts,
     match_modules_to_save,
+    selected_counts,
     spec_from_record,
 )
 from tcur.adapters.targets import TargetSlice, match_modules
@@ -79,7 +82,10 @@ from tcur.adapters.targets import TargetSlice, match_modules
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter.safetensors"
 MANIFEST_FILE = "adapter_manifest.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
+"""Version 3 added ``basis="gradient"`` (its ``C``/``R`` saved as ``groups.<i>.C``/``.R``, and
+no rows or columns); a version-2 file is a version-3 file with the default basis."""
 _DTYPES = {name: getattr(torch, name) for name in ("float32", "float16", "bfloat16", "float64")}
 _CONFIG_TYPES: dict[str, type[CURLoRAConfig] | type[TCURLoRAConfig]] = {
     "CURLoRA": CURLoRAConfig,
@@ -135,10 +141,13 @@ def save(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
 
 
 def _adapter_tensors(model: nn.Module, config: AdapterConfig) -> dict[str, torch.Tensor]:
-    """Each group's ``dU`` and the ``modules_to_save`` tensors, whole (DTensors gathered)."""
-    tensors: dict[str, torch.Tensor] = {
-        f"groups.{i}.dU": g.dU for i, g in enumerate(adapter_groups(model))
-    }
+    """Each group's ``dU`` (and ``C``/``R`` for gradient bases) and the ``modules_to_save``
+    tensors, whole (DTensors gathered)."""
+    tensors: dict[str, torch.Tensor] = {}
+    for i, group in enumerate(adapter_groups(model)):
+        tensors[f"groups.{i}.dU"] = group.dU
+        if config.basis == "gradient":
+            tensors.update({f"groups.{i}.C": group.C, f"groups.{i}.R": group.R})
     if config.modules_to_save is not None:
         matched = match_modules(model, config.modules_to_save, "modules_to_save")
         tensors.update(_modules_to_save(matched))
@@ -266,8 +275,8 @@ def _read_manifest(directory: Path) -> dict[str, dict[str, str]]:
         raise ValueError(f"{directory} holds no {MANIFEST_FILE} (not a saved tcur adapter)")
     manifest = _parse_json(path.read_bytes(), path)
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {version!r} is not {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{path}: format_version {version!r} is not one of {READABLE_VERSIONS}")
     files = _field(manifest, "files", dict, path, "")
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         entry = _field(files, name, dict, path, "files")
@@ -317,8 +326,8 @@ def _field(
 def _parse_meta(data: bytes, path: Path) -> tuple[dict[str, Any], AdapterConfig]:
     meta = _parse_json(data, path)
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {version!r} is not {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{path}: format_version {version!r} is not one of {READABLE_VERSIONS}")
     kind = _field(meta, "adapter_type", str, path, "")
     if kind not in _CONFIG_TYPES:
         raise ValueError(f"{path}: field 'adapter_type' is unknown: {kind!r}")
@@ -346,7 +355,7 @@ def _check_record(record: Any, index: int, path: Path, config: AdapterConfig) ->
     shape = _field(record, "shape", list, path, where)
     if len(shape) != 2 or not all(_is_int(v) and v >= 1 for v in shape):
         raise ValueError(f"{path}: field '{where}.shape' must be two positive ints, got {shape}")
-    n_rows, n_cols = counts(config)
+    n_rows, n_cols = selected_counts(config)
     for name, count, limit in (("rows", n_rows, shape[0]), ("cols", n_cols, shape[1])):
         values = _field(record, name, list, path, where)
         if len(values) != count:
@@ -488,17 +497,12 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
     )
     buffers = meta.get("modules_to_save_buffers") is True  # files written before: parameters
     saved_modules = _modules_to_save(matched, buffers)
-    expected: dict[str, torch.Tensor] = {
-        f"groups.{i}.dU": torch.empty(
-            len(spec.cols), len(spec.rows), len(spec.slices), device="meta"
-        )
-        for i, spec in enumerate(specs)
-    }
+    expected = _expected_group_tensors(specs, config)
     expected.update(saved_modules)
     _check_tensors(tensors, expected, weights_path)
     built = [
-        (build_group(spec, config, scale=float(record["scale"])), spec)
-        for spec, record in zip(specs, meta["groups"], strict=True)
+        (build_group(spec, config, scale=float(record["scale"]), bases=_bases(tensors, i)), spec)
+        for i, (spec, record) in enumerate(zip(specs, meta["groups"], strict=True))
     ]
     with torch.no_grad():
         for i, (group, _) in enumerate(built):
@@ -508,3 +512,27 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
         for key, tensor in saved_modules.items():
             tensor.copy_(tensors[key])
     return model
+
+
+def _expected_group_tensors(
+    specs: Sequence[GroupSpec], config: AdapterConfig
+) -> dict[str, torch.Tensor]:
+    """Shape-only (meta) stand-ins of each group's saved tensors: ``dU``, and ``C``/``R`` for
+    gradient bases."""
+    n_rows, n_cols = counts(config)
+    expected = {}
+    for i, spec in enumerate(specs):
+        (d_out, d_in), n3 = spec.shape, len(spec.slices)
+        expected[f"groups.{i}.dU"] = torch.empty(n_cols, n_rows, n3, device="meta")
+        if config.basis == "gradient":
+            expected[f"groups.{i}.C"] = torch.empty(d_out, n_cols, n3, device="meta")
+            expected[f"groups.{i}.R"] = torch.empty(n_rows, d_in, n3, device="meta")
+    return expected
+
+
+def _bases(
+    tensors: Mapping[str, torch.Tensor], index: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The saved ``(C, R)`` of group ``index``, if the adapter has gradient bases."""
+    C, R = tensors.get(f"groups.{index}.C"), tensors.get(f"groups.{index}.R")
+    return None if C is None or R is None else (C, R)

@@ -1,4 +1,5 @@
-"""Putting adapters into a model and taking them out: apply, merge, unmerge, unload, counts.
+"""Putting adapters into a model and taking them out: apply, merge, unmerge, unload, counts,
+and the calibration gradients that ``basis="gradient"`` builds its adapters from.
 
 :func:`apply` changes the model in place (and returns it): every parameter is frozen, each target
 layer is replaced by a :class:`~tcur.adapters.layers.TCURLayer` that keeps the original as
@@ -15,11 +16,13 @@ with fresh per-pass operands.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from tcur.adapters.calibration import check_gradients
 from tcur.adapters.groups import TCURGroup, TCURGroups
 from tcur.adapters.layers import (
     AdapterLayer,
@@ -34,6 +37,7 @@ from tcur.adapters.plan import (
     build_groups,
     check_not_sharded,
     check_tied_targets,
+    config_targets,
     match_modules_to_save,
     target_groups,
 )
@@ -44,7 +48,12 @@ GROUPS_ATTR = "tcur_groups"
 _STATE_ATTR = "_tcur_adapter_state"
 
 
-def apply(model: nn.Module, config: AdapterConfig) -> nn.Module:
+def apply(
+    model: nn.Module,
+    config: AdapterConfig,
+    *,
+    gradients: Mapping[str, torch.Tensor] | None = None,
+) -> nn.Module:
     """Add CURLoRA or tCURLoRA adapters to ``model`` in place and return it.
 
     Parameters
@@ -52,6 +61,9 @@ def apply(model: nn.Module, config: AdapterConfig) -> nn.Module:
     model : torch.nn.Module
         The base model (not yet adapted).
     config : CURLoRAConfig or TCURLoRAConfig
+    gradients : mapping of str to torch.Tensor, optional
+        Required with ``config.basis == "gradient"`` (and refused otherwise): each target
+        weight's loss gradient over a few calibration batches, from :func:`loss_gradients`.
 
     Returns
     -------
@@ -78,9 +90,99 @@ def apply(model: nn.Module, config: AdapterConfig) -> nn.Module:
     groups = target_groups(model, config)  # finds and checks every target; changes nothing
     slices = [s for members in groups.values() for s in members]
     check_tied_targets(slices)
+    checked = check_gradients(gradients, slices, config.basis)
     saved = match_modules_to_save(model, config.modules_to_save, slices)
-    inject(model, config, build_groups(groups, config), saved)
+    inject(model, config, build_groups(groups, config, checked), saved)
     return model
+
+
+def loss_gradients(
+    model: nn.Module,
+    config: AdapterConfig,
+    batches: Iterable[Any],
+    loss: Callable[[nn.Module, Any], torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """The loss gradient of each target weight of ``config``, summed over ``batches``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The base model (not yet adapted). It runs in eval mode (no dropout draw decides the
+        bases) and is given back in its own mode, with its ``requires_grad`` flags and every
+        ``.grad`` as they were.
+    config : CURLoRAConfig or TCURLoRAConfig
+        Its ``target_modules`` (and ``split_fused``) say which weights.
+    batches : iterable
+        Calibration batches, e.g. the first few training batches.
+    loss : callable
+        ``loss(model, batch)``: a scalar tensor, e.g. ``lambda m, b: m(**b).loss``.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        Weight path (as in the module tree: ``"encoder.layer.0.attention.self.query"``, or
+        ``"path.attr"`` for a weight not called ``weight``) to the summed gradient, shaped like
+        the stored weight: what :func:`tcur.adapters.apply` takes as ``gradients``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters import TCURLoRAConfig, apply, loss_gradients
+    >>> torch.manual_seed(0) and None
+    >>> net = torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.Tanh(), torch.nn.Linear(6, 1))
+    >>> config = TCURLoRAConfig(["0"], rank=2, basis="gradient")
+    >>> batches = [torch.randn(8, 6) for _ in range(3)]
+    >>> grads = loss_gradients(net, config, batches, lambda m, x: m(x).pow(2).mean())
+    >>> sorted(grads), tuple(grads["0"].shape)
+    (['0'], (6, 6))
+    >>> net = apply(net, config, gradients=grads)
+    """
+    if not callable(loss):
+        raise TypeError(f"loss must be a callable loss(model, batch), got {loss!r}")
+    weights = _target_weights(model, config)
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    training = model.training
+    total = {label: torch.zeros_like(w) for label, w in weights.items()}
+    count = 0
+    try:
+        model.eval()
+        for w in weights.values():
+            w.requires_grad_(True)
+        for batch in batches:
+            value = loss(model, batch)
+            if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                raise ValueError(
+                    f"loss(model, batch) must return a scalar tensor, got {_describe(value)}"
+                )
+            grads = torch.autograd.grad(value, list(weights.values()), allow_unused=True)
+            for label, grad in zip(weights, grads, strict=True):
+                if grad is not None:
+                    total[label] += grad
+            count += 1
+    finally:
+        model.train(training)
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(flags[name])
+    if count == 0:
+        raise ValueError("batches is empty: the gradient bases need at least one batch")
+    return total
+
+
+def _target_weights(model: nn.Module, config: AdapterConfig) -> dict[str, torch.Tensor]:
+    """Weight path -> stored weight of every target of ``config`` (each weight once)."""
+    out: dict[str, torch.Tensor] = {}
+    for target in config_targets(model, config):
+        weight = target.parameter()
+        if not weight.is_floating_point():
+            raise TypeError(f"target weight {target.weight_label!r} is not floating point")
+        out.setdefault(target.weight_label, weight)
+    return out
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return f"{value!r} ({type(value).__name__})"
 
 
 def is_adapted(model: nn.Module) -> bool:

@@ -118,6 +118,7 @@ class _CURPeftFields(PeftConfig):
     forward: str = "auto"
     seed: int = 0
     exact_unmerge: bool = True
+    basis: str = "columns"
     groups: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     tcur_type: ClassVar[type[CURLoRAConfig] | type[TCURLoRAConfig]]
@@ -134,6 +135,12 @@ class _CURPeftFields(PeftConfig):
                 "written to adapter_config.json (use tcur.adapters.apply/save for callables)"
             )
         tcur = self.tcur_config()  # every tcur field is checked here, naming the field
+        if tcur.basis == "gradient":
+            raise ValueError(
+                "basis='gradient' is not available through PEFT yet: its C and R come from "
+                "calibration gradients and must be saved with the adapter; use "
+                "tcur.adapters.apply(model, config, gradients=...) and tcur.adapters.save/load"
+            )
         for name in tcur.__dataclass_fields__:  # NumPy scalars -> Python numbers (JSON)
             if name not in ("modules_to_save", "target_modules"):
                 setattr(self, name, getattr(tcur, name))
@@ -154,8 +161,9 @@ class TCURLoRAPeftConfig(_CURPeftFields):
     The tcur fields (``target_modules``, ``rank``, ``n_rows``, ``n_cols``, ``select``,
     ``group_by`` (``"name"`` or ``"shape"``; a callable cannot be saved as JSON), ``alpha``,
     ``scaling``, ``dropout``, ``modules_to_save``, ``forward``, ``seed``, ``split_fused``,
-    ``autocast_adapter_dtype``, ``exact_unmerge``) mean what they mean there, with the same
-    defaults; PEFT's fields (``task_type``, ``inference_mode``, ``base_model_name_or_path``,
+    ``autocast_adapter_dtype``, ``exact_unmerge``, ``basis``) mean what they mean there, with
+    the same defaults (``basis="gradient"`` is refused: not available through PEFT yet); PEFT's
+    fields (``task_type``, ``inference_mode``, ``base_model_name_or_path``,
     ...) what they mean in PEFT.
     ``modules_to_save`` is handled by PEFT (a trained copy per adapter, saved with it).
     ``groups`` is filled in by ``get_peft_model`` with each group's selected rows and columns

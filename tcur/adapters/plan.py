@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from tcur._backend import as_float_array
+from tcur.adapters.calibration import gradient_bases
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
 from tcur.adapters.fingerprint import config_digest, weight_digest
 from tcur.adapters.groups import TCURGroup
@@ -52,6 +53,12 @@ def counts(config: AdapterConfig) -> tuple[int, int]:
         assert config.n_rows is not None and config.n_cols is not None
         return config.n_rows, config.n_cols
     return config.rank, config.rank
+
+
+def selected_counts(config: AdapterConfig) -> tuple[int, int]:
+    """``(rows, columns)`` of the base weights that a group of ``config`` keeps: :func:`counts`,
+    or none for ``basis="gradient"`` (its ``C``/``R`` are not rows and columns of ``W``)."""
+    return (0, 0) if config.basis == "gradient" else counts(config)
 
 
 def config_targets(model: nn.Module, config: AdapterConfig) -> list[TargetSlice]:
@@ -105,11 +112,13 @@ def check_counts(key: str, shape: tuple[int, int], config: AdapterConfig) -> Non
     """``ValueError`` if ``rank``, ``n_rows`` or ``n_cols`` do not fit slices of ``shape``."""
     n_rows, n_cols = counts(config)
     d_out, d_in = shape
-    limits = (
+    limits = [
         ("rank", config.rank, min(shape)),
         ("n_rows", n_rows, d_out),
         ("n_cols", n_cols, d_in),
-    )
+    ]
+    if config.basis == "gradient":  # at most min(shape) singular vectors on either side
+        limits += [("n_rows", n_rows, min(shape)), ("n_cols", n_cols, min(shape))]
     for name, value, limit in limits:
         if value > limit:
             raise ValueError(
@@ -135,23 +144,35 @@ def select(stack: torch.Tensor, config: AdapterConfig, seed: int) -> tuple[list[
 
 
 def build_groups(
-    groups: Mapping[str, Sequence[TargetSlice]], config: AdapterConfig
+    groups: Mapping[str, Sequence[TargetSlice]],
+    config: AdapterConfig,
+    gradients: Mapping[str, torch.Tensor] | None = None,
 ) -> list[tuple[TCURGroup, GroupSpec]]:
     """Select each group's rows and columns and build it, stacking its weights once.
 
     ``groups`` is :func:`target_groups`'s ``key -> slices``. Group ``i`` is selected with seed
     ``config.seed + i``; its one stack serves the selection, ``C``/``R`` and the scale, and is
     dropped before the next group's is made (peak memory: one group's stack). Every group's
-    counts are checked before any selection runs.
+    counts are checked before any selection runs. With ``basis="gradient"``, ``C``/``R`` come
+    from the group's ``gradients`` instead (:func:`tcur.adapters.calibration.gradient_bases`;
+    checked by :func:`tcur.adapters.calibration.check_gradients`) and no rows or columns are
+    selected.
     """
     for key, slices in groups.items():
         check_counts(key, slices[0].shape, config)
     built = []
     for index, (key, slices) in enumerate(groups.items()):
         stack = stacked_weights(slices)
-        rows, cols = select(stack, config, config.seed + index)
+        bases = None
+        rows: list[int] = []
+        cols: list[int] = []
+        if gradients is not None:
+            n_rows, n_cols = counts(config)
+            bases = gradient_bases(slices, gradients, n_rows, n_cols, key)
+        else:
+            rows, cols = select(stack, config, config.seed + index)
         spec = GroupSpec(key, list(slices), rows, cols)
-        built.append((build_group(spec, config, stack=stack), spec))
+        built.append((build_group(spec, config, stack=stack, bases=bases), spec))
         del stack
     return built
 
@@ -184,18 +205,22 @@ def build_group(
     scale: float | None = None,
     *,
     stack: torch.Tensor | None = None,
+    bases: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TCURGroup:
     """The adapter module of ``spec``: frozen ``C``/``R`` copies and a zero ``dU``.
 
     ``scale`` overrides the config's scaling rule (``load`` passes the saved value). ``dU`` is
     float32 when the weights are float16/bfloat16 and ``config.autocast_adapter_dtype`` is set.
     ``stack`` is :func:`stacked_weights` of ``spec.slices`` if the caller has it already
-    (:func:`build_groups`); otherwise it is made here.
+    (:func:`build_groups`); otherwise it is made here. ``bases`` are ``(C, R)`` when they are
+    not the selected columns and rows (``basis="gradient"``: built, or read from a file).
     """
     if stack is None:
         stack = stacked_weights(spec.slices)
-    C = stack[:, spec.cols, :]
-    R = stack[spec.rows, :, :]
+    if bases is None:
+        C, R = stack[:, spec.cols, :], stack[spec.rows, :, :]
+    else:
+        C, R = (b.to(stack.device, stack.dtype) for b in bases)
     members = [s.label for s in spec.slices]
     if scale is None:
         scale = scale_of(stack, C, R, config, spec.key)
@@ -268,7 +293,7 @@ def spec_from_record(
             raise ValueError(f"{name}: {target.label} has shape {target.shape}, saved {shape}")
     d_out, d_in = shape
     check_counts(key, (d_out, d_in), config)
-    n_rows, n_cols = counts(config)
+    n_rows, n_cols = selected_counts(config)
     chosen = {}
     for field_name, size, wanted in (("rows", d_out, n_rows), ("cols", d_in, n_cols)):
         values = list(record[field_name])

@@ -180,8 +180,12 @@ class TargetSlice:
 
     def weight(self) -> torch.Tensor:
         """The slice of the ``(out, in)`` weight (a view)."""
-        weight = self.parameter()
-        whole = weight.T if self.transposed else weight
+        return self.part_of(self.parameter())
+
+    def part_of(self, tensor: torch.Tensor) -> torch.Tensor:
+        """This slice of ``tensor``, a tensor laid out like the stored weight (e.g. its
+        gradient): transposed to ``(out, in)`` and cut to this part (a view)."""
+        whole = tensor.T if self.transposed else tensor
         d_out = self.shape[0]
         return whole[self.part * d_out : (self.part + 1) * d_out]
 

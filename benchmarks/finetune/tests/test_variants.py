@@ -48,14 +48,22 @@ def _model() -> Tiny:
     return Tiny()
 
 
+def _batch() -> torch.Tensor:
+    return torch.randn(16, WIDTH, generator=torch.Generator().manual_seed(1))
+
+
+def _loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x).logsumexp(-1).mean()
+
+
 def _gradients(model: nn.Module, weights: list[nn.Parameter]) -> list[torch.Tensor]:
-    x = torch.randn(16, WIDTH, generator=torch.Generator().manual_seed(1))
-    loss = model(x).logsumexp(-1).mean()
-    return list(torch.autograd.grad(loss, weights))
+    return list(torch.autograd.grad(_loss(model, _batch()), weights))
 
 
 class Context:
-    gradients = staticmethod(_gradients)
+    @staticmethod
+    def calibration() -> tuple[list[torch.Tensor], object]:
+        return [_batch()], _loss
 
 
 COMBOS = list(itertools.product(fv.BASES, fv.TRANSFORMS))
@@ -227,3 +235,16 @@ def test_paired_difference_signs_and_verdicts() -> None:
     by_three = rep.Claim("a", "b", margin=3.0)
     assert not by_three.met({"verdict": "beats", "mean": 2.9})
     assert by_three.met({"verdict": "beats", "mean": 3.1})
+
+
+def test_library_gradient_basis_spans_what_the_variant_does() -> None:
+    from tcur.adapters import adapter_groups
+    from tcur.linalg import tprod, ttranspose
+
+    cfg = {"target_modules": ["query"], "rank": 3}
+    variant = fm.build_variant(_model(), {**cfg, "basis": "gradient_tsvd"}, 0, Context)
+    library = fm.build_tcurlora(_model(), {**cfg, "basis": "gradient"}, 0, Context)
+    (group,) = adapter_groups(library)
+    L = fv.Transform("fft", LAYERS).inverse(variant.variant_groups[0].L_hat.cdouble())
+    C = group.C.double()
+    torch.testing.assert_close(tprod(C, ttranspose(C)), tprod(L, ttranspose(L)), atol=1e-5, rtol=0)
