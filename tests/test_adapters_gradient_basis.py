@@ -257,7 +257,25 @@ def test_bad_calibration_input_is_named() -> None:
         loss_gradients(model, config, _batches(1), lambda m, b: 1.0)
     with pytest.raises(TypeError, match="loss must be a callable"):
         loss_gradients(model, config, _batches(1), "cross_entropy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="does not depend on the target weights"):
+        loss_gradients(model, config, _batches(1), lambda m, b: _loss(m, b).detach())
     assert all(p.requires_grad for p in model.parameters())
+    adapted = _adapted(config)
+    with pytest.raises(ValueError, match="needs the base model"):
+        loss_gradients(adapted, config, _batches(1), _loss)
+
+
+def test_an_interrupted_calibration_gives_the_model_back_as_it_was() -> None:
+    model = tiny_encoder(0)
+    model.train()
+
+    def interrupted(m: nn.Module, batch: object) -> torch.Tensor:
+        raise KeyboardInterrupt
+
+    config = TCURLoRAConfig(["query"], rank=2, basis="gradient")
+    with pytest.raises(KeyboardInterrupt):
+        loss_gradients(model, config, _batches(1), interrupted)
+    assert model.training and all(p.requires_grad for p in model.parameters())
 
 
 def test_counts_beyond_the_singular_vectors_and_unknown_bases_are_refused() -> None:
@@ -274,3 +292,29 @@ def test_peft_host_refuses_the_gradient_basis() -> None:
 
     with pytest.raises(ValueError, match="not available through PEFT"):
         TCURLoRAPeftConfig(target_modules=["query"], rank=2, basis="gradient")
+
+
+def test_conv1d_gradients_are_transposed_and_split_like_the_weights(tmp_path: Path) -> None:
+    from adapter_models import tiny_gpt2
+
+    config = TCURLoRAConfig(
+        ["c_attn"], rank=2, basis="gradient", split_fused={"c_attn": 3}, group_by="shape"
+    )
+    ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
+    grads = loss_gradients(tiny_gpt2(), config, [ids], lambda m, b: m(input_ids=b, labels=b).loss)
+    model = apply(tiny_gpt2(), config, gradients=grads)
+    (group,) = adapter_groups(model)
+    parts = [  # Conv1D stores (in, out): each part is a block of the transposed gradient's rows
+        grads[f"transformer.h.{layer}.attn.c_attn"].double().T.split(32, dim=0)[part]
+        for layer in range(2)
+        for part in range(3)
+    ]
+    G = torch.stack(parts, dim=2)
+    C = group.C.double()
+    U, S, V = tsvd(G, 2)
+    floor = torch.linalg.vector_norm(G - tprod(U, S, ttranspose(V)))
+    error = torch.linalg.vector_norm(G - tprod(C, tprod(ttranspose(C), G)))
+    assert error <= floor * (1 + 1e-4) + 1e-6 * torch.linalg.vector_norm(G)
+    save(model, tmp_path)
+    logits = model(input_ids=ids).logits
+    torch.testing.assert_close(load(tiny_gpt2(), tmp_path)(input_ids=ids).logits, logits)

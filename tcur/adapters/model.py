@@ -139,6 +139,8 @@ def loss_gradients(
     """
     if not callable(loss):
         raise TypeError(f"loss must be a callable loss(model, batch), got {loss!r}")
+    if is_adapted(model):
+        raise ValueError("model already has tcur adapters; loss_gradients needs the base model")
     weights = _target_weights(model, config)
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     training = model.training
@@ -153,6 +155,11 @@ def loss_gradients(
             if not isinstance(value, torch.Tensor) or value.numel() != 1:
                 raise ValueError(
                     f"loss(model, batch) must return a scalar tensor, got {_describe(value)}"
+                )
+            if not value.requires_grad:
+                raise ValueError(
+                    "loss(model, batch) returned a tensor that does not depend on the target "
+                    "weights (computed under torch.no_grad, or detached?)"
                 )
             grads = torch.autograd.grad(value, list(weights.values()), allow_unused=True)
             for label, grad in zip(weights, grads, strict=True):
