@@ -21,5 +21,6 @@ Entry points (each ``python -m finetune.<name> [--quick] [--resume]``)
 ``step_size``        size of Adam's first tCURLoRA step across rank, n3 and layer kind (idem)
 ``discriminating``   the harder classifier benchmark and variant screen of issue 21 (hours;
                      not in ``make bench``: ``make finetune FT=discriminating FT_ARGS=...``)
+``discriminating_imdb``  the next candidate setting: IMDB reviews, 64 tokens, one epoch (idem)
 ``causal_lm``        SmolLM2-135M causal-LM fine-tuning on IMDB text, perplexity (hours; idem)
 """

@@ -92,3 +92,15 @@ def test_committed_reports_are_what_the_code_makes_of_the_records(
     shutil.copytree(RESULTS / module.NAME, tmp_path / module.NAME, ignore=ignore_patterns("*.log"))
     rebuilt = module.main(["--report-only", "--out", str(tmp_path)])
     assert rebuilt["headline"] == json.loads(committed.read_text())["headline"]
+
+
+def test_imdb_pilot_runs_the_discriminating_check_at_the_rates_chosen_before() -> None:
+    import finetune.discriminating_imdb as imdb
+
+    rt = {m.name: m for m in disc.methods()}
+    pilot = imdb.methods()
+    assert [m.name for m in pilot] == ["lora_r1", "lora_r8", "full", "head_only"]
+    for method in pilot:
+        assert method.config == rt[method.name].config and len(method.grid) == 1
+    assert imdb.FULL.task == "imdb" and imdb.QUICK.task == "imdb"
+    assert {c.a for c in imdb.CLAIMS} | {c.b for c in imdb.CLAIMS} <= {m.name for m in pilot}
