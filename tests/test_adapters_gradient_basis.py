@@ -146,6 +146,27 @@ def test_split_fused_parts_take_their_own_rows_of_the_gradient() -> None:
     assert torch.linalg.vector_norm(G - projected) <= floor * (1 + 1e-4) + 1e-7
 
 
+def test_state_dicts_carry_their_bases_and_share_the_scale() -> None:
+    config = TCURLoRAConfig(TARGETS, rank=2, basis="gradient")
+    first = _adapted(config)
+    model = tiny_encoder(0)
+    other = apply(  # another calibration: other bases, the same scale
+        model, config, gradients=loss_gradients(model, config, _batches(seed=5), _loss)
+    )
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for group in adapter_groups(first):
+            group.dU.copy_(torch.randn(group.dU.shape, generator=generator))
+    x = torch.randn(2, 5, 12)
+    assert [g.scale for g in adapter_groups(first)] == [g.scale for g in adapter_groups(other)]
+    state = first.state_dict()
+    only_cores = {k: v for k, v in state.items() if k.endswith(".dU")}
+    with pytest.raises(ValueError, match=r"has no 'tcur_groups\.0\.C'"):
+        other.load_state_dict(only_cores, strict=False)
+    other.load_state_dict(state)
+    torch.testing.assert_close(other(x), first(x), rtol=0, atol=0)
+
+
 def test_columns_basis_digest_is_that_of_adapters_saved_before_the_field() -> None:
     data = TCURLoRAConfig(TARGETS, rank=2).to_dict()
     older = {k: v for k, v in data.items() if k != "basis"}
@@ -172,6 +193,50 @@ def test_version_2_files_still_load(tmp_path: Path) -> None:
     (tmp_path / "adapter_manifest.json").write_text(json.dumps(manifest))
     x = torch.randn(2, 5, 12)
     torch.testing.assert_close(load(tiny_encoder(0), tmp_path)(x), model(x), rtol=0, atol=0)
+
+
+def _edit_saved(directory: Path, edit_config, edit_tensors=None, manifest_version=None) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from tcur.adapters.fingerprint import file_digest
+
+    meta = json.loads((directory / "adapter_config.json").read_text())
+    edit_config(meta)
+    (directory / "adapter_config.json").write_text(json.dumps(meta))
+    if edit_tensors is not None:
+        tensors = load_file(directory / "adapter.safetensors")
+        edit_tensors(tensors)
+        save_file(tensors, directory / "adapter.safetensors")
+    manifest = json.loads((directory / "adapter_manifest.json").read_text())
+    for name in ("adapter_config.json", "adapter.safetensors"):
+        manifest["files"][name]["sha256"] = file_digest((directory / name).read_bytes())
+    if manifest_version is not None:
+        manifest["format_version"] = manifest_version
+    (directory / "adapter_manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            dict(edit_config=lambda m: m.update(format_version=2), manifest_version=2),
+            "format_version 2 has no basis='gradient'",
+        ),
+        (dict(edit_config=lambda m: None, manifest_version=2), "differs from the manifest's 2"),
+        (
+            dict(
+                edit_config=lambda m: None,
+                edit_tensors=lambda t: t.update({"groups.1.R": torch.zeros_like(t["groups.1.R"])}),
+            ),
+            r"tensor 'groups\.1\.R' is zero",
+        ),
+    ],
+)
+def test_inconsistent_gradient_adapter_files_are_refused(tmp_path: Path, edit, message) -> None:
+    save(_adapted(TCURLoRAConfig(TARGETS, rank=2, basis="gradient")), tmp_path)
+    _edit_saved(tmp_path, **edit)
+    with pytest.raises(ValueError, match=message):
+        load(tiny_encoder(0), tmp_path)
 
 
 def test_saved_bases_are_checked_on_load(tmp_path: Path) -> None:
@@ -226,6 +291,11 @@ def _gradients(config: TCURLoRAConfig) -> dict[str, torch.Tensor]:
             ValueError,
             "gradient of its weights is zero",
         ),
+        (
+            lambda g: {k: torch.empty_like(v, device="meta") for k, v in g.items()},
+            ValueError,
+            "on the meta device",
+        ),
     ],
 )
 def test_bad_gradients_are_refused_before_the_model_changes(edit, error, message) -> None:
@@ -251,10 +321,12 @@ def test_bad_calibration_input_is_named() -> None:
     model = tiny_encoder(0)
     with pytest.raises(ValueError, match="batches is empty"):
         loss_gradients(model, config, [], _loss)
-    with pytest.raises(ValueError, match="must return a scalar tensor, got a tensor of shape"):
+    with pytest.raises(ValueError, match=r"floating scalar tensor, got a torch\.float32 tensor of"):
         loss_gradients(model, config, _batches(1), lambda m, b: m(b[0]))
-    with pytest.raises(ValueError, match=r"must return a scalar tensor, got 1\.0 \(float\)"):
+    with pytest.raises(ValueError, match=r"floating scalar tensor, got 1\.0 \(float\)"):
         loss_gradients(model, config, _batches(1), lambda m, b: 1.0)
+    with pytest.raises(ValueError, match=r"floating scalar tensor, got a torch\.int64 tensor"):
+        loss_gradients(model, config, _batches(1), lambda m, b: torch.tensor(3))
     with pytest.raises(TypeError, match="loss must be a callable"):
         loss_gradients(model, config, _batches(1), "cross_entropy")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="does not depend on the target weights"):
@@ -263,6 +335,26 @@ def test_bad_calibration_input_is_named() -> None:
     adapted = _adapted(config)
     with pytest.raises(ValueError, match="needs the base model"):
         loss_gradients(adapted, config, _batches(1), _loss)
+
+
+def test_calibration_keeps_module_modes_runs_under_no_grad_and_sums_half_in_float32() -> None:
+    config = TCURLoRAConfig(["query"], rank=2, basis="gradient")
+    model = tiny_encoder(0)
+    model.train()
+    model.layers[0].eval()
+    modes = [m.training for m in model.modules()]
+    with torch.no_grad():
+        grads = loss_gradients(model, config, _batches(), _loss)
+    assert [m.training for m in model.modules()] == modes
+    expected = _stacked_gradient(tiny_encoder(0), ["layers.0.query"])[:, :, 0]
+    torch.testing.assert_close(grads["layers.0.query"].double(), expected, rtol=1e-5, atol=1e-7)
+    half = loss_gradients(
+        tiny_encoder(0, dtype=torch.bfloat16),
+        config,
+        [(x.bfloat16(), y) for x, y in _batches()],
+        lambda m, b: _loss(m, b).float(),
+    )
+    assert all(g.dtype == torch.float32 for g in half.values())
 
 
 def test_an_interrupted_calibration_gives_the_model_back_as_it_was() -> None:
@@ -292,6 +384,17 @@ def test_peft_host_refuses_the_gradient_basis() -> None:
 
     with pytest.raises(ValueError, match="not available through PEFT"):
         TCURLoRAPeftConfig(target_modules=["query"], rank=2, basis="gradient")
+    config = TCURLoRAPeftConfig(target_modules=["query"], rank=2)
+    config.basis = "gradient"  # set after construction: still refused where it is used
+    with pytest.raises(ValueError, match="not available through PEFT"):
+        config.tcur_config()
+
+
+def test_wrapper_refuses_the_gradient_basis_with_its_own_message() -> None:
+    from tcur.adapters import TCURLoRAModel
+
+    with pytest.raises(ValueError, match="TCURLoRAModel does not take basis='gradient'"):
+        TCURLoRAModel(tiny_encoder(0), 2, 2, 2, ["query"], basis="gradient")
 
 
 def test_conv1d_gradients_are_transposed_and_split_like_the_weights(tmp_path: Path) -> None:

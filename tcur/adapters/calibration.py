@@ -55,6 +55,8 @@ def check_gradients(
             raise ValueError(f"gradients has no entry for target weight {label!r}")
         if not isinstance(grad, torch.Tensor) or not grad.is_floating_point():
             raise TypeError(f"gradients[{label!r}] must be a floating tensor, got {grad!r}")
+        if grad.is_meta:
+            raise ValueError(f"gradients[{label!r}] is on the meta device (it has no values)")
         shape = tuple(target.parameter().shape)
         if tuple(grad.shape) != shape:
             raise ValueError(

@@ -336,7 +336,9 @@ def check_identity(module: nn.Module, state_dict: dict[str, Any], prefix: str) -
 
     ``module`` is a :class:`TCURGroup`; the adapted model's ``load_state_dict`` pre-hook calls
     this for every group before anything is copied. The message names the entry and what it
-    means (other rows, columns, scale, config or base weights). Base weights are compared after
+    means (other rows, columns, scale, config or base weights). A group with gradient bases (no
+    selected rows or columns) takes ``C`` and ``R`` from the ``state_dict`` with ``dU``; one that
+    has ``dU`` without them is refused. Base weights are compared after
     rounding both sides to the lower of their precisions
     (:func:`~tcur.adapters.fingerprint.comparison_rounding`); a float16 / bfloat16 pair that
     differs is reported as a dtype difference. An accepted ``state_dict`` leaves the group's own
@@ -345,6 +347,14 @@ def check_identity(module: nn.Module, state_dict: dict[str, Any], prefix: str) -
     if not isinstance(module, TCURGroup):
         raise TypeError(f"check_identity needs a TCURGroup, got {type(module).__name__}")
     group = f"adapter group {module.key!r}"
+    if module.index_rows.numel() == 0 and prefix + "dU" in state_dict:  # gradient bases
+        missing = [prefix + n for n in ("C", "R") if prefix + n not in state_dict]
+        if missing:
+            raise ValueError(
+                f"load_state_dict: {group} has gradient bases, which travel with dU, but the "
+                f"state_dict has no {missing[0]!r}: without them dU would act on this model's "
+                "own bases"
+            )
     for name, meaning in _IDENTITY_MEANING.items():
         incoming = state_dict.get(prefix + name)
         if incoming is not None and not _same(incoming, getattr(module, name)):

@@ -269,7 +269,8 @@ def _sync_directory(path: Path) -> None:
         os.close(fd)
 
 
-def _read_manifest(directory: Path) -> dict[str, dict[str, str]]:
+def _read_manifest(directory: Path) -> tuple[int, dict[str, dict[str, str]]]:
+    """The manifest's format version and its file entries, checked."""
     path = directory / MANIFEST_FILE
     if not path.is_file():
         raise ValueError(f"{directory} holds no {MANIFEST_FILE} (not a saved tcur adapter)")
@@ -282,7 +283,7 @@ def _read_manifest(directory: Path) -> dict[str, dict[str, str]]:
         entry = _field(files, name, dict, path, "files")
         _field(entry, "sha256", str, path, f"files.{name}")
         _field(entry, "staged", str, path, f"files.{name}")
-    return files
+    return version, files
 
 
 def _read_verified(directory: Path, name: str, entry: Mapping[str, str]) -> bytes:
@@ -336,6 +337,8 @@ def _parse_meta(data: bytes, path: Path) -> tuple[dict[str, Any], AdapterConfig]
         config = _CONFIG_TYPES[kind].from_dict(raw)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: field 'config' is invalid: {exc}") from None
+    if version == 2 and config.basis != "columns":
+        raise ValueError(f"{path}: format_version 2 has no basis={config.basis!r}")
     groups = _field(meta, "groups", list, path, "")
     if not groups:
         raise ValueError(f"{path}: field 'groups' is empty")
@@ -483,10 +486,15 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
     if is_adapted(model):
         raise ValueError("model already has tcur adapters; load into the base model")
     check_not_sharded(model)  # the base weights are checked whole: load before fully_shard
-    manifest = _read_manifest(directory)
+    version, manifest = _read_manifest(directory)
     meta, config = _parse_meta(
         _read_verified(directory, CONFIG_FILE, manifest[CONFIG_FILE]), directory / CONFIG_FILE
     )
+    if meta["format_version"] != version:
+        raise ValueError(
+            f"{directory / CONFIG_FILE}: format_version {meta['format_version']} differs from "
+            f"the manifest's {version}"
+        )
     slices = {s.label: s for s in config_targets(model, config)}
     check_coverage(meta["groups"], slices)
     matched = match_modules_to_save(model, config.modules_to_save, list(slices.values()))
@@ -500,6 +508,7 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
     expected = _expected_group_tensors(specs, config)
     expected.update(saved_modules)
     _check_tensors(tensors, expected, weights_path)
+    _check_bases(tensors, len(specs), weights_path)
     built = [
         (build_group(spec, config, scale=float(record["scale"]), bases=_bases(tensors, i)), spec)
         for i, (spec, record) in enumerate(zip(specs, meta["groups"], strict=True))
@@ -528,6 +537,14 @@ def _expected_group_tensors(
             expected[f"groups.{i}.C"] = torch.empty(d_out, n_cols, n3, device="meta")
             expected[f"groups.{i}.R"] = torch.empty(n_rows, d_in, n3, device="meta")
     return expected
+
+
+def _check_bases(tensors: Mapping[str, torch.Tensor], count: int, path: Path) -> None:
+    """``ValueError`` if a saved gradient basis is zero (that adapter could never act)."""
+    for i in range(count):
+        for name in (f"groups.{i}.C", f"groups.{i}.R"):
+            if name in tensors and not bool(tensors[name].any()):
+                raise ValueError(f"{path}: tensor {name!r} is zero (a basis must span something)")
 
 
 def _bases(

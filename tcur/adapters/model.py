@@ -108,8 +108,8 @@ def loss_gradients(
     ----------
     model : torch.nn.Module
         The base model (not yet adapted). It runs in eval mode (no dropout draw decides the
-        bases) and is given back in its own mode, with its ``requires_grad`` flags and every
-        ``.grad`` as they were.
+        bases) and is given back with every module's mode, every ``requires_grad`` flag and
+        every ``.grad`` as they were. Gradients are recorded even inside ``torch.no_grad()``.
     config : CURLoRAConfig or TCURLoRAConfig
         Its ``target_modules`` (and ``split_fused``) say which weights.
     batches : iterable
@@ -122,7 +122,8 @@ def loss_gradients(
     dict of str to torch.Tensor
         Weight path (as in the module tree: ``"encoder.layer.0.attention.self.query"``, or
         ``"path.attr"`` for a weight not called ``weight``) to the summed gradient, shaped like
-        the stored weight: what :func:`tcur.adapters.apply` takes as ``gradients``.
+        the stored weight (float32 for half-precision weights): what
+        :func:`tcur.adapters.apply` takes as ``gradients``.
 
     Examples
     --------
@@ -143,31 +144,27 @@ def loss_gradients(
         raise ValueError("model already has tcur adapters; loss_gradients needs the base model")
     weights = _target_weights(model, config)
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
-    training = model.training
-    total = {label: torch.zeros_like(w) for label, w in weights.items()}
+    modes = {module: module.training for module in model.modules()}
+    total = {  # summed in at least float32: half-precision sums drift over many batches
+        label: torch.zeros_like(w, dtype=torch.promote_types(w.dtype, torch.float32))
+        for label, w in weights.items()
+    }
     count = 0
     try:
         model.eval()
         for w in weights.values():
             w.requires_grad_(True)
-        for batch in batches:
-            value = loss(model, batch)
-            if not isinstance(value, torch.Tensor) or value.numel() != 1:
-                raise ValueError(
-                    f"loss(model, batch) must return a scalar tensor, got {_describe(value)}"
-                )
-            if not value.requires_grad:
-                raise ValueError(
-                    "loss(model, batch) returned a tensor that does not depend on the target "
-                    "weights (computed under torch.no_grad, or detached?)"
-                )
-            grads = torch.autograd.grad(value, list(weights.values()), allow_unused=True)
-            for label, grad in zip(weights, grads, strict=True):
-                if grad is not None:
-                    total[label] += grad
-            count += 1
+        with torch.enable_grad():
+            for batch in batches:
+                value = _checked_loss(loss(model, batch))
+                grads = torch.autograd.grad(value, list(weights.values()), allow_unused=True)
+                for label, grad in zip(weights, grads, strict=True):
+                    if grad is not None:
+                        total[label] += grad
+                count += 1
     finally:
-        model.train(training)
+        for module, mode in modes.items():
+            module.training = mode
         for name, parameter in model.named_parameters():
             parameter.requires_grad_(flags[name])
     if count == 0:
@@ -186,9 +183,23 @@ def _target_weights(model: nn.Module, config: AdapterConfig) -> dict[str, torch.
     return out
 
 
+def _checked_loss(value: Any) -> torch.Tensor:
+    """``value`` if it is a floating scalar tensor that autograd can differentiate."""
+    if not isinstance(value, torch.Tensor) or value.numel() != 1 or not value.is_floating_point():
+        raise ValueError(
+            f"loss(model, batch) must return a floating scalar tensor, got {_describe(value)}"
+        )
+    if not value.requires_grad:
+        raise ValueError(
+            "loss(model, batch) returned a tensor that does not depend on the target weights "
+            "(detached, or computed under torch.no_grad inside loss?)"
+        )
+    return value
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
     return f"{value!r} ({type(value).__name__})"
 
 

@@ -135,12 +135,6 @@ class _CURPeftFields(PeftConfig):
                 "written to adapter_config.json (use tcur.adapters.apply/save for callables)"
             )
         tcur = self.tcur_config()  # every tcur field is checked here, naming the field
-        if tcur.basis == "gradient":
-            raise ValueError(
-                "basis='gradient' is not available through PEFT yet: its C and R come from "
-                "calibration gradients and must be saved with the adapter; use "
-                "tcur.adapters.apply(model, config, gradients=...) and tcur.adapters.save/load"
-            )
         for name in tcur.__dataclass_fields__:  # NumPy scalars -> Python numbers (JSON)
             if name not in ("modules_to_save", "target_modules"):
                 setattr(self, name, getattr(tcur, name))
@@ -151,7 +145,14 @@ class _CURPeftFields(PeftConfig):
             raise ValueError(f"{type(self).__name__} needs target_modules (names or a regex)")
         names = [f for f in self.tcur_type.__dataclass_fields__ if f != "modules_to_save"]
         values = {name: getattr(self, name) for name in names}
-        return self.tcur_type(**values)
+        config = self.tcur_type(**values)
+        if config.basis == "gradient":  # checked on every use, not only at construction
+            raise ValueError(
+                "basis='gradient' is not available through PEFT yet: its C and R come from "
+                "calibration gradients and must be saved with the adapter; use "
+                "tcur.adapters.apply(model, config, gradients=...) and tcur.adapters.save/load"
+            )
+        return config
 
 
 @dataclass

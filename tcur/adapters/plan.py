@@ -166,7 +166,9 @@ def build_groups(
         bases = None
         rows: list[int] = []
         cols: list[int] = []
-        if gradients is not None:
+        if config.basis == "gradient":
+            if gradients is None:
+                raise ValueError("basis='gradient' needs the targets' gradients (gradients=)")
             n_rows, n_cols = counts(config)
             bases = gradient_bases(slices, gradients, n_rows, n_cols, key)
         else:
@@ -183,14 +185,20 @@ def scale_of(
     """The update multiplier ``s`` of a group (see :mod:`tcur.adapters.config`).
 
     ``"normalized"``: ``alpha * ||W||_F / (sqrt(n3) ||C||_F ||R||_F)`` with ``W`` the stack of the
-    group's ``n3`` weights; ``"plain"``: ``alpha``.
+    group's ``n3`` weights; ``"plain"``: ``alpha``. Gradient bases are t-orthonormal, so there
+    ``||C||_F ||R||_F = sqrt(n_cols n_rows)`` exactly: the scale does not depend on how the bases
+    round, and two adapters of one base model and config have the same scale whatever their
+    calibration batches.
     """
     if config.scaling == "plain":
         return config.alpha
     norm = float(torch.linalg.vector_norm(stack.double())) / float(np.sqrt(stack.shape[2]))
-    norms = float(torch.linalg.vector_norm(C.double())) * float(
-        torch.linalg.vector_norm(R.double())
-    )
+    if config.basis == "gradient":
+        norms = float(np.sqrt(C.shape[1] * R.shape[0]))
+    else:
+        norms = float(torch.linalg.vector_norm(C.double())) * float(
+            torch.linalg.vector_norm(R.double())
+        )
     if not np.isfinite(norms) or norms == 0.0:
         raise ValueError(
             f"group {key!r}: the selected C and R have norm product {norms}; "

@@ -116,7 +116,9 @@ class TCURLoRAModel(nn.Module):
         Default: the classification head (``classifier`` or ``score``) for classification.
     **options
         Further :class:`~tcur.adapters.TCURLoRAConfig` fields (``select``, ``group_by``,
-        ``alpha``, ``dropout``, ``forward``, ``seed``, ``scaling``, ``split_fused``).
+        ``alpha``, ``dropout``, ``forward``, ``seed``, ``scaling``, ``split_fused``;
+        ``basis="gradient"`` is refused, since it needs calibration gradients: use
+        :func:`tcur.adapters.apply` for it).
 
     Examples
     --------
@@ -162,6 +164,11 @@ class TCURLoRAModel(nn.Module):
             ),
             **options,
         )
+        if config.basis == "gradient":
+            raise ValueError(
+                "TCURLoRAModel does not take basis='gradient' (it needs calibration gradients): "
+                "use tcur.adapters.apply(model, config, gradients=loss_gradients(...))"
+            )
         self.model = apply(model, config)
         self.task = task
         self.tokenizer = tokenizer
