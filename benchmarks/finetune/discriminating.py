@@ -80,7 +80,7 @@ tree. ``--quick`` is a smoke test over every method (one rate, tiny data).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from finetune.methods import (
@@ -280,18 +280,35 @@ ABOUT = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run (or continue) the screen; write ``finetune_discriminating.json`` + ``.png``."""
+def run_classifier(
+    argv: Sequence[str] | None,
+    doc: str | None,
+    name: str,
+    budgets: tuple[Budget, Budget],
+    table: Callable[[bool], list[Method]],
+    claims: Sequence[Claim],
+    about: dict[str, Any],
+    title: str,
+) -> dict[str, Any]:
+    """:func:`finetune.runner.main` with the classifier experiment (this module's setting or
+    another task's, e.g. :mod:`finetune.discriminating_imdb`)."""
     from finetune.protocol import Experiment
     from finetune.runner import main as run
 
-    return run(
+    def experiment(budget: Budget, progress: bool) -> Experiment:
+        return Experiment(budget, progress=progress)
+
+    return run(argv, doc, name, budgets, table, experiment, claims, about, title)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run (or continue) the screen; write ``finetune_discriminating.json`` + ``.png``."""
+    return run_classifier(
         argv,
         __doc__,
         NAME,
         (FULL, QUICK),
         methods,
-        lambda budget, progress: Experiment(budget, progress=progress),
         CLAIMS,
         ABOUT,
         "all-MiniLM-L6-v2, Rotten Tomatoes, every linear layer, 3 epochs: test accuracy",

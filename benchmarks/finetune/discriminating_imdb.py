@@ -76,19 +76,9 @@ ABOUT = {
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run (or continue) the pilot; write ``finetune_discriminating_imdb.json`` + ``.png``."""
-    from finetune.protocol import Experiment
-    from finetune.runner import main as run
-
-    return run(
-        argv,
-        __doc__,
-        NAME,
-        (FULL, QUICK),
-        methods,
-        lambda budget, progress: Experiment(budget, progress=progress),
-        CLAIMS,
-        ABOUT,
-        "all-MiniLM-L6-v2, IMDB (64 tokens), every linear layer, 1 epoch: test accuracy",
+    title = "all-MiniLM-L6-v2, IMDB (64 tokens), every linear layer, 1 epoch: test accuracy"
+    return discriminating.run_classifier(
+        argv, __doc__, NAME, (FULL, QUICK), methods, CLAIMS, ABOUT, title
     )
 
 
