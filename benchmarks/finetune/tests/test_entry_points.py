@@ -10,6 +10,7 @@ from typing import Any
 
 import finetune.causal_lm as lm
 import finetune.discriminating as disc
+import finetune.discriminating_imdb as imdb
 import finetune.report as rep
 import finetune.runner as runner
 import finetune.variants as fv
@@ -82,7 +83,9 @@ def test_headline_means_are_over_the_shared_seeds() -> None:
     assert row["ratio"].startswith("+2.00 points")
 
 
-@pytest.mark.parametrize("module", [lm, disc], ids=["causal_lm", "discriminating"])
+@pytest.mark.parametrize(
+    "module", [lm, disc, imdb], ids=["causal_lm", "discriminating", "discriminating_imdb"]
+)
 def test_committed_reports_are_what_the_code_makes_of_the_records(
     module: Any, tmp_path: Path
 ) -> None:
@@ -95,8 +98,6 @@ def test_committed_reports_are_what_the_code_makes_of_the_records(
 
 
 def test_imdb_pilot_runs_the_discriminating_check_at_the_rates_chosen_before() -> None:
-    import finetune.discriminating_imdb as imdb
-
     rt = {m.name: m for m in disc.methods()}
     pilot = imdb.methods()
     assert [m.name for m in pilot] == ["lora_r1", "lora_r8", "full", "head_only"]
