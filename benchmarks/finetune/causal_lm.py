@@ -59,7 +59,9 @@ after that change (its 3e-4 rate and the every-linear-layer variant) come from a
 the commit that made it and carry its ``code``; the training code of these methods
 (:mod:`finetune.variants`, :mod:`finetune.protocol`'s loop) is the same in both snapshots. The
 controls LoRA r2 and ``tcurlora_reference`` and the first rate (3e-3) of the every-linear-layer
-variant (81 minutes for that one run) were run on 2026-12-05 from that second snapshot too.
+variant (81 minutes for that one run) were run on 2026-12-05 from that second snapshot too,
+and so were, later that day, full fine-tuning's grid and seeds (23-25 minutes a run at one
+thread, 2.6 s a step) and LoRA r8's seeds 1-4: the two paired checks of "discriminating".
 
 Run ``make finetune FT=causal_lm FT_ARGS="--resume --seeds 0"`` (records under
 ``benchmarks/results/finetune_causal_lm/``, report ``finetune_causal_lm.json`` / ``.png``), or
