@@ -508,9 +508,13 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
     expected = _expected_group_tensors(specs, config)
     expected.update(saved_modules)
     _check_tensors(tensors, expected, weights_path)
-    _check_bases(tensors, len(specs), weights_path)
     built = [
-        (build_group(spec, config, scale=float(record["scale"]), bases=_bases(tensors, i)), spec)
+        (
+            build_group(
+                spec, config, scale=float(record["scale"]), bases=_bases(tensors, i, weights_path)
+            ),
+            spec,
+        )
         for i, (spec, record) in enumerate(zip(specs, meta["groups"], strict=True))
     ]
     with torch.no_grad():
@@ -539,17 +543,16 @@ def _expected_group_tensors(
     return expected
 
 
-def _check_bases(tensors: Mapping[str, torch.Tensor], count: int, path: Path) -> None:
-    """``ValueError`` if a saved gradient basis is zero (that adapter could never act)."""
-    for i in range(count):
-        for name in (f"groups.{i}.C", f"groups.{i}.R"):
-            if name in tensors and not bool(tensors[name].any()):
-                raise ValueError(f"{path}: tensor {name!r} is zero (a basis must span something)")
-
-
 def _bases(
-    tensors: Mapping[str, torch.Tensor], index: int
+    tensors: Mapping[str, torch.Tensor], index: int, path: Path
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The saved ``(C, R)`` of group ``index``, if the adapter has gradient bases."""
-    C, R = tensors.get(f"groups.{index}.C"), tensors.get(f"groups.{index}.R")
+    """The saved ``(C, R)`` of group ``index`` if the adapter has gradient bases; ``ValueError``
+    if one is zero (that adapter could never act)."""
+    bases = tensors.get(f"groups.{index}.C"), tensors.get(f"groups.{index}.R")
+    for name, basis in zip(("C", "R"), bases, strict=True):
+        if basis is not None and not bool(basis.any()):
+            raise ValueError(
+                f"{path}: tensor 'groups.{index}.{name}' is zero (a basis must span something)"
+            )
+    C, R = bases
     return None if C is None or R is None else (C, R)
