@@ -97,11 +97,13 @@ def test_committed_reports_are_what_the_code_makes_of_the_records(
     assert rebuilt["headline"] == json.loads(committed.read_text())["headline"]
 
 
-def test_imdb_pilot_runs_the_discriminating_check_at_the_rates_chosen_before() -> None:
+def test_imdb_check_reuses_the_pilot_runs_as_first_grid_points() -> None:
     rt = {m.name: m for m in disc.methods()}
-    pilot = imdb.methods()
-    assert [m.name for m in pilot] == ["lora_r1", "lora_r8", "full", "head_only"]
-    for method in pilot:
-        assert method.config == rt[method.name].config and len(method.grid) == 1
+    check = imdb.methods()
+    assert [m.name for m in check] == ["lora_r1", "lora_r8", "full", "head_only"]
+    pilot_rates = {"lora_r1": 3e-3, "lora_r8": 1e-3, "full": 1e-4, "head_only": 3e-2}
+    for method in check:
+        assert method.config == rt[method.name].config and method.grid == rt[method.name].grid
+        assert pilot_rates[method.name] in method.grid
     assert imdb.FULL.task == "imdb" and imdb.QUICK.task == "imdb"
-    assert {c.a for c in imdb.CLAIMS} | {c.b for c in imdb.CLAIMS} <= {m.name for m in pilot}
+    assert {c.a for c in imdb.CLAIMS} | {c.b for c in imdb.CLAIMS} <= {m.name for m in check}
