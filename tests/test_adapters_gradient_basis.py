@@ -378,18 +378,6 @@ def test_counts_beyond_the_singular_vectors_and_unknown_bases_are_refused() -> N
         TCURLoRAConfig(["up"], rank=2, basis="svd")
 
 
-def test_peft_host_refuses_the_gradient_basis() -> None:
-    pytest.importorskip("peft")
-    from tcur.adapters.peft import TCURLoRAPeftConfig
-
-    with pytest.raises(ValueError, match="not available through PEFT"):
-        TCURLoRAPeftConfig(target_modules=["query"], rank=2, basis="gradient")
-    config = TCURLoRAPeftConfig(target_modules=["query"], rank=2)
-    config.basis = "gradient"  # set after construction: still refused where it is used
-    with pytest.raises(ValueError, match="not available through PEFT"):
-        config.tcur_config()
-
-
 def test_wrapper_refuses_the_gradient_basis_with_its_own_message() -> None:
     from tcur.adapters import TCURLoRAModel
 

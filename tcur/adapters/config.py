@@ -243,7 +243,8 @@ class TCURLoRAConfig(_ConfigIO):
         54,000 parameters) held-out perplexity 53.31 +- 0.11 over five seeds against 54.53 for
         the column/row bases (one seed; LoRA r1: 51.37); on the all-MiniLM-L6-v2 classifier
         benchmark at rank 5 (900 parameters) 79.38 +- 0.59% accuracy, 3.9 points above training
-        the head alone. Not available through the PEFT host yet.
+        the head alone. Through PEFT: ``get_peft_model``, then
+        :func:`tcur.adapters.peft.initialize_gradient_bases`.
     autocast_adapter_dtype, exact_unmerge
         As in :class:`CURLoRAConfig`.
     rank : int

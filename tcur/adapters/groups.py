@@ -176,6 +176,11 @@ class TCURGroup(nn.Module):
     ``state_dict`` whose values differ from this group's (another base model, other indices,
     another scale or config), with a ``ValueError`` naming the group and the entry, before it
     copies anything (a pre-hook on the adapted model, :func:`check_identity`).
+
+    ``bases_pending`` is set by a host that builds a gradient-basis group before its bases are
+    known (PEFT's ``get_peft_model``/``from_pretrained``: zero ``C``/``R`` placeholders). Such a
+    group refuses to run (``RuntimeError``) until :meth:`set_bases` or a ``state_dict`` with
+    its ``C`` and ``R`` gives them.
     """
 
     C: torch.Tensor
@@ -229,6 +234,7 @@ class TCURGroup(nn.Module):
             self.register_buffer(name, value.to(C.device))
         self._caches: dict[str, _PassCache] = {}
         self.passes = PassCounter()
+        self.bases_pending = False
 
     @property
     def rows(self) -> list[int]:
@@ -253,7 +259,35 @@ class TCURGroup(nn.Module):
             f"n_rows={d.n_rows}, n3={d.n3}"
         )
 
+    def set_bases(self, C: torch.Tensor, R: torch.Tensor) -> None:
+        """Put computed gradient bases into a group built with its bases pending.
+
+        ``C``/``R`` must have the shapes of the group's (zero) placeholders; they are copied in
+        the placeholders' dtype and device. ``ValueError`` if the group is not waiting for its
+        bases (a columns group, or one whose bases are set) or a shape differs.
+        """
+        if not self.bases_pending:
+            raise ValueError(f"adapter group {self.key!r} is not waiting for its bases")
+        for name, new in (("C", C), ("R", R)):
+            own = getattr(self, name)
+            if tuple(new.shape) != tuple(own.shape):
+                raise ValueError(
+                    f"adapter group {self.key!r}: {name} has shape {tuple(new.shape)}, "
+                    f"expected {tuple(own.shape)}"
+                )
+        with torch.no_grad():
+            self.C.copy_(C)
+            self.R.copy_(R)
+        self.bases_pending = False
+        self._caches = {}
+
     def _factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.bases_pending:
+            raise RuntimeError(
+                f"adapter group {self.key!r} has gradient bases that are not computed yet: "
+                "call tcur.adapters.peft.initialize_gradient_bases(peft_model, gradients) "
+                "(or load a saved adapter) before running, merging or training it"
+            )
         dtype = compute_dtype(torch.promote_types(self.C.dtype, self.dU.dtype))
         return self.C.to(dtype), self.dU.to(dtype), self.R.to(dtype)
 
@@ -338,7 +372,8 @@ def check_identity(module: nn.Module, state_dict: dict[str, Any], prefix: str) -
     this for every group before anything is copied. The message names the entry and what it
     means (other rows, columns, scale, config or base weights). A group with gradient bases (no
     selected rows or columns) takes ``C`` and ``R`` from the ``state_dict`` with ``dU``; one that
-    has ``dU`` without them is refused. Base weights are compared after
+    has ``dU`` without them, or zero or non-finite ones, is refused; a group waiting for its
+    bases (:attr:`TCURGroup.bases_pending`) has them once they pass. Base weights are compared after
     rounding both sides to the lower of their precisions
     (:func:`~tcur.adapters.fingerprint.comparison_rounding`); a float16 / bfloat16 pair that
     differs is reported as a dtype difference. An accepted ``state_dict`` leaves the group's own
@@ -347,14 +382,8 @@ def check_identity(module: nn.Module, state_dict: dict[str, Any], prefix: str) -
     if not isinstance(module, TCURGroup):
         raise TypeError(f"check_identity needs a TCURGroup, got {type(module).__name__}")
     group = f"adapter group {module.key!r}"
-    if module.index_rows.numel() == 0 and prefix + "dU" in state_dict:  # gradient bases
-        missing = [prefix + n for n in ("C", "R") if prefix + n not in state_dict]
-        if missing:
-            raise ValueError(
-                f"load_state_dict: {group} has gradient bases, which travel with dU, but the "
-                f"state_dict has no {missing[0]!r}: without them dU would act on this model's "
-                "own bases"
-            )
+    if module.index_rows.numel() == 0:  # gradient bases
+        _check_incoming_bases(module, state_dict, prefix)
     for name, meaning in _IDENTITY_MEANING.items():
         incoming = state_dict.get(prefix + name)
         if incoming is not None and not _same(incoming, getattr(module, name)):
@@ -384,6 +413,36 @@ def check_identity(module: nn.Module, state_dict: dict[str, Any], prefix: str) -
     for key in IDENTITY_BUFFERS:  # keep this model's own identity
         if prefix + key in state_dict:
             state_dict[prefix + key] = getattr(module, key).detach().clone()
+
+
+def _check_incoming_bases(module: TCURGroup, state_dict: dict[str, Any], prefix: str) -> None:
+    """Gradient bases travel with ``dU``: both present, finite and non-zero; a group waiting
+    for its bases (PEFT's ``from_pretrained``) takes them (``ValueError`` otherwise)."""
+    group = f"adapter group {module.key!r}"
+    keys = [prefix + n for n in ("C", "R")]
+    present = [key for key in keys if key in state_dict]
+    if not present and prefix + "dU" not in state_dict:
+        return
+    if len(present) < 2:
+        missing = next(key for key in keys if key not in state_dict)
+        raise ValueError(
+            f"load_state_dict: {group} has gradient bases, which travel with dU, but the "
+            f"state_dict has no {missing!r}: without them dU would act on this model's "
+            "own bases"
+        )
+    for key in keys:
+        incoming = state_dict[key]
+        if not isinstance(incoming, torch.Tensor) or not incoming.is_floating_point():
+            raise ValueError(f"load_state_dict: entry {key!r} of {group} is not a float tensor")
+        if incoming.is_meta:
+            continue  # nothing to check (shapes are load_state_dict's business)
+        if not bool(torch.isfinite(incoming).all()) or not bool(incoming.any()):
+            raise ValueError(
+                f"load_state_dict: entry {key!r} of {group} is zero or not finite: gradient "
+                "bases saved before they were computed (initialize_gradient_bases) cannot "
+                "be used"
+            )
+    module.bases_pending = False
 
 
 def _same(incoming: Any, own: torch.Tensor) -> bool:

@@ -34,7 +34,7 @@ How it is hosted (PEFT 0.21, pinned in ``constraints.txt``):
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -51,6 +51,7 @@ from peft.mapping import (
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_adapters_to_merge
 from torch import nn
 
+from tcur.adapters.calibration import check_gradients, gradient_bases
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
 from tcur.adapters.groups import Parts, TCURGroup, TCURGroups, parts_delta
 from tcur.adapters.layers import (
@@ -72,7 +73,9 @@ from tcur.adapters.plan import (
     check_coverage,
     check_not_sharded,
     config_targets,
+    counts,
     match_modules_to_save,
+    pending_bases,
     spec_from_record,
     target_groups,
 )
@@ -94,6 +97,7 @@ __all__ = [
     "TCURPeftLayer",
     "TCURPeftType",
     "TCURTuner",
+    "initialize_gradient_bases",
     "register",
 ]
 
@@ -145,14 +149,7 @@ class _CURPeftFields(PeftConfig):
             raise ValueError(f"{type(self).__name__} needs target_modules (names or a regex)")
         names = [f for f in self.tcur_type.__dataclass_fields__ if f != "modules_to_save"]
         values = {name: getattr(self, name) for name in names}
-        config = self.tcur_type(**values)
-        if config.basis == "gradient":  # checked on every use, not only at construction
-            raise ValueError(
-                "basis='gradient' is not available through PEFT yet: its C and R come from "
-                "calibration gradients and must be saved with the adapter; use "
-                "tcur.adapters.apply(model, config, gradients=...) and tcur.adapters.save/load"
-            )
-        return config
+        return self.tcur_type(**values)
 
 
 @dataclass
@@ -163,9 +160,10 @@ class TCURLoRAPeftConfig(_CURPeftFields):
     ``group_by`` (``"name"`` or ``"shape"``; a callable cannot be saved as JSON), ``alpha``,
     ``scaling``, ``dropout``, ``modules_to_save``, ``forward``, ``seed``, ``split_fused``,
     ``autocast_adapter_dtype``, ``exact_unmerge``, ``basis``) mean what they mean there, with
-    the same defaults (``basis="gradient"`` is refused: not available through PEFT yet); PEFT's
-    fields (``task_type``, ``inference_mode``, ``base_model_name_or_path``,
-    ...) what they mean in PEFT.
+    the same defaults; PEFT's fields (``task_type``, ``inference_mode``,
+    ``base_model_name_or_path``, ...) what they mean in PEFT. With ``basis="gradient"`` the
+    bases come after ``get_peft_model``, from :func:`initialize_gradient_bases` (as PEFT's EVA
+    initialisation does), and are saved in ``adapter_model.safetensors``.
     ``modules_to_save`` is handled by PEFT (a trained copy per adapter, saved with it).
     ``groups`` is filled in by ``get_peft_model`` with each group's selected rows and columns
     and scale; a config that has them reuses them instead of selecting again (this is how
@@ -488,6 +486,15 @@ def _base_layers_in_place(model: nn.Module) -> Iterator[None]:
             setattr(parent, child_name, layer)
 
 
+def _rebuilt_group(spec: GroupSpec, config: AdapterConfig, scale: float) -> TCURGroup:
+    """A saved group rebuilt from its record (gradient bases: pending until they load)."""
+    if config.basis != "gradient":
+        return build_group(spec, config, scale=scale)
+    group = build_group(spec, config, scale=scale, bases=pending_bases(spec.slices, config))
+    group.bases_pending = True
+    return group
+
+
 def _specs_from_records(
     model: nn.Module, config: AdapterConfig, records: Sequence[dict[str, Any]]
 ) -> list[GroupSpec]:
@@ -548,6 +555,7 @@ class TCURTuner(BaseTuner):
         only checked against the targets).
         """
         tcur = config.tcur_config()
+        later = tcur.basis == "gradient"  # initialize_gradient_bases or the saved adapter
         check_not_sharded(model)
         with _base_layers_in_place(model):
             built: list[tuple[TCURGroup, GroupSpec]]
@@ -555,20 +563,20 @@ class TCURTuner(BaseTuner):
                 groups = target_groups(model, tcur)
                 targets = [t for members in groups.values() for t in members]
                 match_modules_to_save(model, config.modules_to_save, targets, must_match=False)
-                built = build_groups(groups, tcur)
+                built = build_groups(groups, tcur, bases_later=later)
             else:
                 specs = _specs_from_records(model, tcur, config.groups)
                 targets = [t for spec in specs for t in spec.slices]
                 match_modules_to_save(model, config.modules_to_save, targets, must_match=False)
                 scales = [float(r["scale"]) for r in config.groups]
                 built = [
-                    (build_group(spec, tcur, scale=s), spec)
+                    (_rebuilt_group(spec, tcur, s), spec)
                     for spec, s in zip(specs, scales, strict=True)
                 ]
         planned: dict[str, list[tuple[str, int, TCURGroup, int]]] = {}
         for group, spec in built:
-            for name in ("C", "R"):  # rebuilt from the base weights, never saved
-                group.register_buffer(name, getattr(group, name), persistent=False)
+            for name in ("C", "R"):  # column bases: rebuilt from the base weights, not saved
+                group.register_buffer(name, getattr(group, name), persistent=later)
             for k, target in enumerate(spec.slices):
                 entry = (target.site, target.part, group, k)
                 planned.setdefault(target.host_name, []).append(entry)
@@ -776,6 +784,89 @@ class CURLoRATuner(TCURTuner):
 
     prefix = "curlora_"
     groups_attr = "curlora_groups"
+
+
+def initialize_gradient_bases(
+    model: nn.Module, gradients: Mapping[str, torch.Tensor], adapter_name: str = "default"
+) -> None:
+    """Compute the bases of a ``basis="gradient"`` adapter made by ``get_peft_model``.
+
+    ``get_peft_model`` (or ``add_adapter``) builds such an adapter with its bases pending; it
+    refuses to run until this function gives each group ``C``/``R``, the leading t-singular
+    vectors of its weights' loss gradients (as :func:`tcur.adapters.apply` does with
+    ``gradients=``). The gradients are taken on the base model, before wrapping, with
+    :func:`tcur.adapters.loss_gradients` and ``config.tcur_config()``. ``save_pretrained``
+    then saves the bases and ``PeftModel.from_pretrained`` loads them.
+
+    Parameters
+    ----------
+    model : peft.PeftModel
+        A model from ``get_peft_model`` with a tcur adapter (or its tuner, ``base_model``).
+    gradients : mapping of str to torch.Tensor
+        Target weight path (in the base model) to its summed loss gradient.
+    adapter_name : str
+        Which adapter (default ``"default"``).
+
+    Raises
+    ------
+    TypeError
+        ``model`` has no tcur tuner.
+    ValueError
+        No such adapter, an adapter without gradient bases or with its bases already set, or
+        missing, misshaped or non-finite gradients (nothing is changed then).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from peft import get_peft_model
+    >>> from tcur.adapters import loss_gradients
+    >>> from tcur.adapters.peft import TCURLoRAPeftConfig, initialize_gradient_bases
+    >>> class Net(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.layers = torch.nn.ModuleList(torch.nn.Linear(6, 6) for _ in range(3))
+    ...     def forward(self, x):
+    ...         for layer in self.layers:
+    ...             x = torch.tanh(layer(x))
+    ...         return x
+    >>> model = Net()
+    >>> config = TCURLoRAPeftConfig(target_modules=["layers.0", "layers.1", "layers.2"],
+    ...                             rank=2, basis="gradient")
+    >>> batches = [torch.randn(4, 6) for _ in range(2)]
+    >>> grads = loss_gradients(model, config.tcur_config(), batches, lambda m, b: m(b).sum())
+    >>> peft_model = get_peft_model(model, config)
+    >>> initialize_gradient_bases(peft_model, grads)
+    >>> peft_model(torch.randn(1, 6)).shape
+    torch.Size([1, 6])
+    """
+    tuner = getattr(model, "base_model", model)
+    if not isinstance(tuner, TCURTuner):
+        raise TypeError(
+            f"initialize_gradient_bases needs a PeftModel with a tcur adapter, got "
+            f"{type(model).__name__}"
+        )
+    if adapter_name not in tuner.groups:
+        raise ValueError(
+            f"adapter_name={adapter_name!r}: this model has adapters {sorted(tuner.groups)}"
+        )
+    config = tuner.peft_config[adapter_name]
+    assert isinstance(config, _CURPeftFields) and config.groups is not None  # a tcur tuner's
+    tcur = config.tcur_config()
+    if tcur.basis != "gradient":
+        raise ValueError(
+            f"adapter {adapter_name!r} has basis={tcur.basis!r}; only basis='gradient' takes "
+            "gradients"
+        )
+    groups = _members(tuner.groups[adapter_name])
+    if not all(group.bases_pending for group in groups):
+        raise ValueError(f"adapter {adapter_name!r} has its gradient bases already")
+    n_rows, n_cols = counts(tcur)
+    with _base_layers_in_place(tuner.model):
+        specs = _specs_from_records(tuner.model, tcur, config.groups)
+        check_gradients(gradients, [t for spec in specs for t in spec.slices], tcur.basis)
+        bases = [gradient_bases(s.slices, gradients, n_rows, n_cols, s.key) for s in specs]
+    for group, (C, R) in zip(groups, bases, strict=True):
+        group.set_bases(C, R)
 
 
 def register() -> None:

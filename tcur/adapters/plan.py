@@ -147,6 +147,8 @@ def build_groups(
     groups: Mapping[str, Sequence[TargetSlice]],
     config: AdapterConfig,
     gradients: Mapping[str, torch.Tensor] | None = None,
+    *,
+    bases_later: bool = False,
 ) -> list[tuple[TCURGroup, GroupSpec]]:
     """Select each group's rows and columns and build it, stacking its weights once.
 
@@ -156,7 +158,8 @@ def build_groups(
     counts are checked before any selection runs. With ``basis="gradient"``, ``C``/``R`` come
     from the group's ``gradients`` instead (:func:`tcur.adapters.calibration.gradient_bases`;
     checked by :func:`tcur.adapters.calibration.check_gradients`) and no rows or columns are
-    selected.
+    selected; ``bases_later=True`` builds them with :func:`pending_bases` instead (PEFT's
+    ``get_peft_model``, where the gradients come after).
     """
     for key, slices in groups.items():
         check_counts(key, slices[0].shape, config)
@@ -166,7 +169,9 @@ def build_groups(
         bases = None
         rows: list[int] = []
         cols: list[int] = []
-        if config.basis == "gradient":
+        if config.basis == "gradient" and bases_later:
+            bases = pending_bases(slices, config)
+        elif config.basis == "gradient":
             if gradients is None:
                 raise ValueError("basis='gradient' needs the targets' gradients (gradients=)")
             n_rows, n_cols = counts(config)
@@ -174,9 +179,23 @@ def build_groups(
         else:
             rows, cols = select(stack, config, config.seed + index)
         spec = GroupSpec(key, list(slices), rows, cols)
-        built.append((build_group(spec, config, stack=stack, bases=bases), spec))
+        group = build_group(spec, config, stack=stack, bases=bases)
+        group.bases_pending = bases_later and config.basis == "gradient"
+        built.append((group, spec))
         del stack
     return built
+
+
+def pending_bases(
+    slices: Sequence[TargetSlice], config: AdapterConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero ``C: (d_out, n_cols, n3)`` and ``R: (n_rows, d_in, n3)`` for a gradient-basis group
+    whose bases are set later (:attr:`~tcur.adapters.groups.TCURGroup.bases_pending`)."""
+    d_out, d_in = slices[0].shape
+    n_rows, n_cols = counts(config)
+    weight = slices[0].weight()
+    n3 = len(slices)
+    return weight.new_zeros(d_out, n_cols, n3), weight.new_zeros(n_rows, d_in, n3)
 
 
 def scale_of(
