@@ -14,7 +14,7 @@ peft = pytest.importorskip("peft")
 
 from peft import PeftModel, get_peft_model  # noqa: E402
 from peft.utils import set_peft_model_state_dict  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 
 from tcur.adapters import adapter_groups, apply, loss_gradients  # noqa: E402
 from tcur.adapters.peft import (  # noqa: E402
@@ -125,10 +125,47 @@ def test_columns_adapters_still_save_no_bases(tmp_path: Path) -> None:
     assert not any(key.endswith((".C", ".R")) for key in saved)
 
 
-def test_an_adapter_saved_before_its_bases_is_refused_on_load(tmp_path: Path) -> None:
-    get_peft_model(tiny_encoder(0), _config()).save_pretrained(tmp_path)
+def test_a_pending_adapter_is_not_saved_and_zero_saved_bases_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="nothing to save"):
+        get_peft_model(tiny_encoder(0), _config()).save_pretrained(tmp_path / "pending")
+    assert not (tmp_path / "pending" / "adapter_model.safetensors").exists()
+    _initialized(_config()).save_pretrained(tmp_path)
+    path = tmp_path / "adapter_model.safetensors"
+    saved = load_file(path)
+    key = next(k for k in saved if k.endswith(".R"))
+    save_file(saved | {key: torch.zeros_like(saved[key])}, path)
     with pytest.raises(ValueError, match="zero or not finite"):
         PeftModel.from_pretrained(tiny_encoder(0), tmp_path)
+
+
+def test_a_refused_load_leaves_the_adapter_waiting_for_its_bases(tmp_path: Path) -> None:
+    _initialized(_config()).save_pretrained(tmp_path)
+    model = get_peft_model(tiny_encoder(1), _config(basis="columns"))
+    with pytest.raises(ValueError, match="other base weights"):
+        model.load_adapter(tmp_path, adapter_name="x")
+    assert "x" in model.base_model.groups  # PEFT keeps the adapter of a failed load
+    assert all(group.bases_pending for group in _peft_groups(model, "x"))
+    model.set_adapter("x")
+    with pytest.raises(RuntimeError, match="adapter_name='x'"):
+        _output(model)
+
+
+def test_a_failed_copy_leaves_that_group_waiting() -> None:
+    source = _initialized(_config())
+    state = dict(source.base_model.groups["default"].state_dict())
+    last = max(int(key.split(".")[0]) for key in state)
+    state[f"{last}.C"] = state[f"{last}.C"][1:]
+    target = get_peft_model(tiny_encoder(0), _config())
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        target.base_model.groups["default"].load_state_dict(state)
+    assert _peft_groups(target)[last].bases_pending
+
+
+def test_gradients_of_a_wrapped_model_are_refused_with_the_fix() -> None:
+    config = _config()
+    model = get_peft_model(tiny_encoder(0), config)
+    with pytest.raises(ValueError, match="before get_peft_model"):
+        loss_gradients(model, config.tcur_config(), _batches(), _loss)
 
 
 def test_a_state_dict_without_the_bases_is_refused() -> None:
@@ -146,6 +183,9 @@ def test_a_second_named_adapter_gets_its_own_bases() -> None:
     other = _config(rank=1)
     model.add_adapter("other", other)
     assert all(group.bases_pending for group in _peft_groups(model, "other"))
+    model.set_adapter("other")
+    with pytest.raises(RuntimeError, match="adapter_name='other'"):
+        _output(model)
     initialize_gradient_bases(model, _gradients(other), adapter_name="other")
     assert not any(group.bases_pending for group in _peft_groups(model, "other"))
 

@@ -177,10 +177,10 @@ class TCURGroup(nn.Module):
     another scale or config), with a ``ValueError`` naming the group and the entry, before it
     copies anything (a pre-hook on the adapted model, :func:`check_identity`).
 
-    ``bases_pending`` is set by a host that builds a gradient-basis group before its bases are
-    known (PEFT's ``get_peft_model``/``from_pretrained``: zero ``C``/``R`` placeholders). Such a
-    group refuses to run (``RuntimeError``) until :meth:`set_bases` or a ``state_dict`` with
-    its ``C`` and ``R`` gives them.
+    ``bases_pending`` is set (:meth:`await_bases`) by a host that builds a gradient-basis group
+    before its bases are known (PEFT's ``get_peft_model``/``from_pretrained``: zero ``C``/``R``
+    placeholders). Such a group refuses to run (``RuntimeError``) until :meth:`set_bases` or a
+    successfully loaded ``state_dict`` with its ``C`` and ``R`` gives them.
     """
 
     C: torch.Tensor
@@ -235,6 +235,7 @@ class TCURGroup(nn.Module):
         self._caches: dict[str, _PassCache] = {}
         self.passes = PassCounter()
         self.bases_pending = False
+        self._bases_source = ""
 
     @property
     def rows(self) -> list[int]:
@@ -258,6 +259,33 @@ class TCURGroup(nn.Module):
             f"key={self.key!r}, slice=({d.d_out}, {d.d_in}), n_cols={d.n_cols}, "
             f"n_rows={d.n_rows}, n3={d.n3}"
         )
+
+    def await_bases(self, source: str) -> None:
+        """Mark the group's (zero) ``C``/``R`` as placeholders until :meth:`set_bases` or a loaded
+        ``state_dict`` gives them; ``source`` says how (the message of the ``RuntimeError``)."""
+        self.bases_pending = True
+        self._bases_source = source
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Mapping[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """``nn.Module``'s copy; a group waiting for its bases has them once they were copied
+        without error and are non-zero (a refused or failed load leaves it waiting)."""
+        errors = len(error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        copied = len(error_msgs) == errors and all(prefix + n in state_dict for n in ("C", "R"))
+        if self.bases_pending and copied and bool(self.C.any()) and bool(self.R.any()):
+            self.bases_pending = False
+            self._caches = {}
 
     def set_bases(self, C: torch.Tensor, R: torch.Tensor) -> None:
         """Put computed gradient bases into a group built with its bases pending.
@@ -285,8 +313,8 @@ class TCURGroup(nn.Module):
         if self.bases_pending:
             raise RuntimeError(
                 f"adapter group {self.key!r} has gradient bases that are not computed yet: "
-                "call tcur.adapters.peft.initialize_gradient_bases(peft_model, gradients) "
-                "(or load a saved adapter) before running, merging or training it"
+                f"call {self._bases_source or 'set_bases'} (or load a saved adapter) before "
+                "running, merging or training it"
             )
         dtype = compute_dtype(torch.promote_types(self.C.dtype, self.dU.dtype))
         return self.C.to(dtype), self.dU.to(dtype), self.R.to(dtype)
@@ -382,15 +410,6 @@ def check_identity(module: nn.Module, state_dict: dict[str, Any], prefix: str) -
     if not isinstance(module, TCURGroup):
         raise TypeError(f"check_identity needs a TCURGroup, got {type(module).__name__}")
     group = f"adapter group {module.key!r}"
-    if module.index_rows.numel() == 0:  # gradient bases
-        _check_incoming_bases(module, state_dict, prefix)
-    for name, meaning in _IDENTITY_MEANING.items():
-        incoming = state_dict.get(prefix + name)
-        if incoming is not None and not _same(incoming, getattr(module, name)):
-            raise ValueError(
-                f"load_state_dict: entry {prefix + name!r} differs from this model's {group}: "
-                f"the state_dict comes from an adapter built with {meaning}"
-            )
     code = state_dict.get(prefix + "weights_dtype")
     saved = code_dtype(int(code.reshape(-1)[0])) if isinstance(code, torch.Tensor) else None
     own = code_dtype(int(module.weights_dtype.reshape(-1)[0]))
@@ -410,14 +429,24 @@ def check_identity(module: nn.Module, state_dict: dict[str, Any], prefix: str) -
             f"load_state_dict: entry {prefix + name!r} differs from this model's {group}: "
             f"the state_dict comes from an adapter built on other base weights{rounded}"
         )
+    for name, meaning in _IDENTITY_MEANING.items():
+        incoming = state_dict.get(prefix + name)
+        if incoming is not None and not _same(incoming, getattr(module, name)):
+            raise ValueError(
+                f"load_state_dict: entry {prefix + name!r} differs from this model's {group}: "
+                f"the state_dict comes from an adapter built with {meaning}"
+            )
+    if module.index_rows.numel() == 0:  # gradient bases
+        _check_incoming_bases(module, state_dict, prefix)
     for key in IDENTITY_BUFFERS:  # keep this model's own identity
         if prefix + key in state_dict:
             state_dict[prefix + key] = getattr(module, key).detach().clone()
 
 
 def _check_incoming_bases(module: TCURGroup, state_dict: dict[str, Any], prefix: str) -> None:
-    """Gradient bases travel with ``dU``: both present, finite and non-zero; a group waiting
-    for its bases (PEFT's ``from_pretrained``) takes them (``ValueError`` otherwise)."""
+    """Gradient bases travel with ``dU``: both present, finite and non-zero (``ValueError``
+    otherwise). A group waiting for its bases has them once the copy succeeded
+    (:meth:`TCURGroup._load_from_state_dict`)."""
     group = f"adapter group {module.key!r}"
     keys = [prefix + n for n in ("C", "R")]
     present = [key for key in keys if key in state_dict]
@@ -442,7 +471,6 @@ def _check_incoming_bases(module: TCURGroup, state_dict: dict[str, Any], prefix:
                 "bases saved before they were computed (initialize_gradient_bases) cannot "
                 "be used"
             )
-    module.bases_pending = False
 
 
 def _same(incoming: Any, own: torch.Tensor) -> bool:

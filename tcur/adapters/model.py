@@ -142,6 +142,12 @@ def loss_gradients(
         raise TypeError(f"loss must be a callable loss(model, batch), got {loss!r}")
     if is_adapted(model):
         raise ValueError("model already has tcur adapters; loss_gradients needs the base model")
+    wrapped = next((n for n, m in model.named_modules() if "base_layer" in m._modules), None)
+    if wrapped is not None:
+        raise ValueError(
+            f"model has PEFT adapter layers ({wrapped!r} wraps a base_layer); loss_gradients "
+            "needs the base model: compute the gradients before get_peft_model"
+        )
     weights = _target_weights(model, config)
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     modes = {module: module.training for module in model.modules()}

@@ -487,12 +487,9 @@ def _base_layers_in_place(model: nn.Module) -> Iterator[None]:
 
 
 def _rebuilt_group(spec: GroupSpec, config: AdapterConfig, scale: float) -> TCURGroup:
-    """A saved group rebuilt from its record (gradient bases: pending until they load)."""
-    if config.basis != "gradient":
-        return build_group(spec, config, scale=scale)
-    group = build_group(spec, config, scale=scale, bases=pending_bases(spec.slices, config))
-    group.bases_pending = True
-    return group
+    """A saved group rebuilt from its record (gradient bases: zero until they load)."""
+    bases = pending_bases(spec.slices, config) if config.basis == "gradient" else None
+    return build_group(spec, config, scale=scale, bases=bases)
 
 
 def _specs_from_records(
@@ -574,9 +571,15 @@ class TCURTuner(BaseTuner):
                     for spec, s in zip(specs, scales, strict=True)
                 ]
         planned: dict[str, list[tuple[str, int, TCURGroup, int]]] = {}
+        source = (
+            "tcur.adapters.peft.initialize_gradient_bases(peft_model, gradients, "
+            f"adapter_name={adapter_name!r})"
+        )
         for group, spec in built:
             for name in ("C", "R"):  # column bases: rebuilt from the base weights, not saved
                 group.register_buffer(name, getattr(group, name), persistent=later)
+            if later:
+                group.await_bases(source)
             for k, target in enumerate(spec.slices):
                 entry = (target.site, target.part, group, k)
                 planned.setdefault(target.host_name, []).append(entry)
@@ -754,6 +757,34 @@ class TCURTuner(BaseTuner):
         self._fast_paths = []
         self.groups.clear()
         return model
+
+    @classmethod
+    def _get_adapter_state_dict(
+        cls,
+        model: nn.Module,
+        config: PeftConfig,
+        adapter_name: str,
+        state_dict: dict[str, torch.Tensor],
+        unwanted_adapter_names: list[str],
+    ) -> dict[str, torch.Tensor]:
+        """PEFT's selection of the adapter's entries (``save_pretrained``, Trainer checkpoints);
+        ``ValueError`` for an adapter whose gradient bases are not computed yet (its file could
+        not be loaded)."""
+        tuner = getattr(model, "base_model", model)
+        groups = tuner.groups if isinstance(tuner, TCURTuner) else nn.ModuleDict()
+        pending = adapter_name in groups and any(
+            g.bases_pending for g in _members(groups[adapter_name])
+        )
+        if pending:
+            raise ValueError(
+                f"adapter {adapter_name!r} has gradient bases that are not computed yet, so "
+                "there is nothing to save: call tcur.adapters.peft.initialize_gradient_bases("
+                f"peft_model, gradients, adapter_name={adapter_name!r}) first"
+            )
+        result: dict[str, torch.Tensor] = super()._get_adapter_state_dict(
+            model, config, adapter_name, state_dict, unwanted_adapter_names
+        )
+        return result
 
     @classmethod
     def _remove_adapter_name_from_key(cls, key: str, adapter_name: str) -> str:

@@ -159,7 +159,8 @@ def build_groups(
     from the group's ``gradients`` instead (:func:`tcur.adapters.calibration.gradient_bases`;
     checked by :func:`tcur.adapters.calibration.check_gradients`) and no rows or columns are
     selected; ``bases_later=True`` builds them with :func:`pending_bases` instead (PEFT's
-    ``get_peft_model``, where the gradients come after).
+    ``get_peft_model``, where the gradients come after; the caller marks the groups with
+    :meth:`~tcur.adapters.groups.TCURGroup.await_bases`).
     """
     for key, slices in groups.items():
         check_counts(key, slices[0].shape, config)
@@ -179,9 +180,7 @@ def build_groups(
         else:
             rows, cols = select(stack, config, config.seed + index)
         spec = GroupSpec(key, list(slices), rows, cols)
-        group = build_group(spec, config, stack=stack, bases=bases)
-        group.bases_pending = bases_later and config.basis == "gradient"
-        built.append((group, spec))
+        built.append((build_group(spec, config, stack=stack, bases=bases), spec))
         del stack
     return built
 
