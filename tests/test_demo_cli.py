@@ -214,7 +214,11 @@ def test_paired_verdicts_are_the_committed_claims() -> None:
         claims = [row for row in rows if row.get("target")]
         ours = [v for v in verdicts if v.benchmark == name]
         assert [(v.comparison, v.met) for v in ours] == [(r["method"], r["met"]) for r in claims]
-    text = " ".join(" ".join(paired.sentences(verdicts)).split())
+    lines = paired.sentences(verdicts, paired.BENCHMARKS)
+    for name in paired.BENCHMARKS:  # every benchmark has its heading, claims or not
+        heading = lines.index(f"Paired seeds, {name}:")
+        assert lines[heading + 1].startswith("- ")
+    text = " ".join(" ".join(lines).split())
     for verdict in verdicts:
         assert f"{verdict.target}: {'met' if verdict.met else 'not met'}." in text
         assert verdict.difference in text

@@ -114,7 +114,7 @@ def run_demo(quick: bool, out: Path, skip_finetune: bool, threads: int = 1) -> d
         outcomes = finetune.run(results, quick, progress=interactive())
         test_size = finetune.budget(results, quick).test_size
         sentences = finetune.conclusion(outcomes, results, test_size)
-        sentences += paired.sentences(verdicts)
+        sentences += paired.sentences(verdicts, paired.BENCHMARKS)
         print("\n" + "\n".join(sentences))
     seconds = time.perf_counter() - start
     report = summary.build(step1, outcomes, results, sentences, seconds, quick, verdicts)
