@@ -90,6 +90,7 @@ from finetune.methods import (
 )
 from finetune.protocol import Budget
 from finetune.report import Claim
+from finetune.variants import family
 
 NAME = "finetune_causal_lm"
 QV = ["q_proj", "v_proj"]
@@ -149,7 +150,7 @@ def variant(basis: str, transform: str, rank: int = 30, every_linear: bool = Fal
         build_variant,
         config,
         TCUR_GRID,
-        None,
+        family(basis, transform, where),
         f"tCURLoRA variant on {where}: {basis} bases, {transform} along the 30 layers, rank {rank}",
     )
 

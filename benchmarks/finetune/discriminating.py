@@ -95,6 +95,7 @@ from finetune.methods import (
 )
 from finetune.protocol import Budget
 from finetune.report import Claim
+from finetune.variants import family
 
 NAME = "finetune_discriminating"
 
@@ -153,7 +154,7 @@ def variant(basis: str, transform: str, rank: int = 32, **extra: Any) -> Method:
         build_variant,
         config,
         TCUR_GRID,
-        None,
+        family(basis, transform, ", ".join(f"{k} {v:g}" for k, v in extra.items())),
         f"tCURLoRA variant: {basis} bases, {transform} along the layers, rank {rank}, every "
         f"linear layer, one tensor per module name{'' if not extra else f', {extra}'}",
     )

@@ -45,6 +45,26 @@ from torch import nn
 TRANSFORMS = ("fft", "dct", "none")
 BASES = ("raw", "orthonormal", "gradient_columns", "gradient_tsvd")
 GRADIENT_BASES = ("gradient_columns", "gradient_tsvd")
+BASIS_WORDS = {
+    "raw": "columns/rows (published)",
+    "orthonormal": "orthonormal column/row spans",
+    "gradient_columns": "gradient-chosen columns/rows",
+    "gradient_tsvd": "gradient t-SVD bases",
+}
+TRANSFORM_WORDS = {"fft": "FFT", "dct": "DCT", "none": "no transform"}
+
+
+def family(basis: str, transform: str, where: str = "") -> str:
+    """A variant's name in plots: its bases and transform (``where``: the placement, if any).
+
+    Examples
+    --------
+    >>> family("gradient_tsvd", "fft", "q/v")
+    'tCURLoRA: gradient t-SVD bases, FFT (q/v)'
+    """
+    suffix = f" ({where})" if where else ""
+    return f"tCURLoRA: {BASIS_WORDS[basis]}, {TRANSFORM_WORDS[transform]}{suffix}"
+
 
 Calibration = tuple[Sequence[Any], Callable[[nn.Module, Any], torch.Tensor]]
 """``(batches, loss)``: calibration batches and ``loss(model, batch)``, as
