@@ -47,6 +47,22 @@ class Method:
         """The method in words (for the JSON)."""
         return self.label or self.name
 
+    @property
+    def title(self) -> str:
+        """The short name tables and plots show: its family and rank, else its name.
+
+        Examples
+        --------
+        >>> Method("lora_r8", build_full, {"r": 8}, family="LoRA (q/v)").title
+        'LoRA (q/v) r8'
+        >>> Method("full", build_full).title
+        'full'
+        """
+        if self.family is None:
+            return self.name
+        rank = self.config.get("rank", self.config.get("r"))
+        return self.family if rank is None else f"{self.family} r{rank}"
+
 
 def lr_ladder(value: float, steps: int) -> float:
     """The learning rate ``steps`` rungs from ``value`` on the 1-3-10 ladder.

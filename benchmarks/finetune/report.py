@@ -52,6 +52,7 @@ def summarise(
         if not state.validation:
             continue
         entry: dict[str, Any] = {
+            "title": method.title,
             "description": method.describe(),
             "config": {k: v for k, v in method.config.items()},
             "lr_grid": [
@@ -327,6 +328,7 @@ def comparisons(
             found = paired_difference(summary[claim.a], summary[claim.b], metric)
             if found is not None:
                 found |= {"target": claim.target(found["unit"]), "met": claim.met(found)}
+                found["methods"] = [claim.a, claim.b]
                 if found["verdict"] == "undecided":
                     boundary = 0.0 if claim.need == "beats" else MATCH_MARGIN
                     needed = seeds_to_decide(found["mean"], found["std"], boundary)
@@ -362,11 +364,12 @@ def paired_headline(
     unit = display_scale(metric)
     better = "higher" if higher_is_better(metric) else "lower"
     rows = []
-    for pair, d in differences.items():
+    for d in differences.values():
         mean_a, mean_b = (unit * m for m in d["means"])
+        a, b = (summary[name]["title"] for name in d["methods"])
         rows.append(
             {
-                "method": pair,
+                "method": f"{a} vs {b}",
                 "figure": f"{metric} {mean_a:.2f} vs {mean_b:.2f} ({better} is better; "
                 f"{d['n']} paired seeds)",
                 "ratio": f"{d['mean']:+.2f} {d['unit']}, 95% CI [{d['ci95'][0]:+.2f}, "
@@ -375,7 +378,7 @@ def paired_headline(
                 "met": d["met"],
             }
         )
-    for name, entry in summary.items():
+    for entry in summary.values():
         if metric in entry:
             std = entry[f"{metric}_std"]
             spread = f" +- {unit * std:.2f}" if std is not None else ""
@@ -383,7 +386,7 @@ def paired_headline(
             edge = ", at the grid's edge" if entry.get("chosen_lr_at_grid_edge") else ""
             rows.append(
                 {
-                    "method": name,
+                    "method": entry["title"],
                     "figure": f"{metric} {unit * entry[f'{metric}_mean']:.2f}{spread} "
                     f"(seeds {seeds}; rate {entry['chosen_lr']:g}{edge})",
                     "ratio": f"{entry['adapter_params']:,} adapter parameters",

@@ -52,6 +52,7 @@ def test_runner_refuses_unknown_methods(tmp_path: object) -> None:
 def test_headline_rows_come_from_the_paired_differences() -> None:
     a = {"seeds_done": [0, 1, 2], "accuracy": [0.82, 0.83, 0.82], "adapter_params": 10}
     b = {"seeds_done": [0, 1, 2], "accuracy": [0.80, 0.81, 0.80], "adapter_params": 20}
+    a["title"], b["title"] = "A r1", "B"  # what tables show, not the record keys
     for entry in (a, b):
         entry["accuracy_mean"] = sum(entry["accuracy"]) / 3  # type: ignore[arg-type]
         entry["accuracy_std"] = float(np.std(entry["accuracy"], ddof=1))
@@ -59,16 +60,16 @@ def test_headline_rows_come_from_the_paired_differences() -> None:
     summary = {"a": a, "b": b}
     differences = rep.comparisons(summary, [rep.Claim("a", "b")], "accuracy")
     rows = rep.paired_headline("q?", summary, differences, "accuracy")["rows"]
-    assert rows[0]["method"] == "a vs b" and rows[0]["met"] is True
+    assert rows[0]["method"] == "A r1 vs B" and rows[0]["met"] is True
     assert rows[0]["ratio"].startswith("+2.00 points, 95% CI")
     assert rows[0]["ratio"].endswith(": beats")
-    assert [r["method"] for r in rows[1:]] == ["a", "b"]  # then the ablation table
+    assert [r["method"] for r in rows[1:]] == ["A r1", "B"]  # then the ablation table
     assert rows[1]["figure"] == "accuracy 82.33 +- 0.58 (seeds 0, 1, 2; rate 0.001)"
     a["chosen_lr_at_grid_edge"] = True
     edge = rep.paired_headline("q?", summary, differences, "accuracy")["rows"][1]["figure"]
     assert edge.endswith("rate 0.001, at the grid's edge)")
     only = rep.paired_headline("q?", summary, {}, "accuracy")["rows"]
-    assert [r["method"] for r in only] == ["a", "b"] and only[0]["met"] is None
+    assert [r["method"] for r in only] == ["A r1", "B"] and only[0]["met"] is None
 
 
 def test_headline_means_are_over_the_shared_seeds() -> None:
@@ -76,7 +77,7 @@ def test_headline_means_are_over_the_shared_seeds() -> None:
     b = {"seeds_done": [0, 1, 2], "accuracy": [0.78, 0.79, 0.78]}
     for entry in (a, b):
         entry |= {"accuracy_mean": float(np.mean(entry["accuracy"])), "accuracy_std": 0.01}
-        entry |= {"chosen_lr": 1e-3, "adapter_params": 1}
+        entry |= {"chosen_lr": 1e-3, "adapter_params": 1, "title": "t"}
     differences = rep.comparisons({"a": a, "b": b}, [rep.Claim("a", "b")], "accuracy")
     row = rep.paired_headline("q?", {"a": a, "b": b}, differences, "accuracy")["rows"][0]
     assert row["figure"].startswith("accuracy 80.33 vs 78.33 (higher is better; 3 paired")
