@@ -21,6 +21,16 @@ first grid points), the chosen rate tested once, then five paired seeds (0-4). A
 process time a seed for the four, 5 h in all; two workers share the units. If LoRA r8 beats
 LoRA r1 and full beats LoRA r8 (95% intervals above 0), the tCURLoRA variants come next.
 
+Stage 2's outcome (five paired seeds): LoRA r8 beats LoRA r1 (+0.78, 95% interval +0.32 to
++1.24); full vs LoRA r8 is undecided (+1.04, -0.24 to +2.32; full's seed 2 at 82.0, the others
+83.8-84.0).
+
+Stage 3 (decided after stage 2, so the ten-seed interval is read as a sequential look, not a
+fresh 95%): full fine-tuning and LoRA r8 get seeds 5-9 at their chosen rates (about 35 min of
+process time a seed for the pair), and head-only seeds 1-4 (about 7 min each); one worker runs
+``--only full --seeds 5 6 7 8 9``, the other ``--only head_only --seeds 1 2 3 4`` then
+``--only lora_r8 --seeds 5 6 7 8 9``. No other method gets seeds past 4.
+
 Started 2026-12-05 from the working tree's commit (records carry ``code``)::
 
     make finetune FT=discriminating_imdb FT_ARGS="--resume --seeds 0"
