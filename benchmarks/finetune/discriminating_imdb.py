@@ -28,8 +28,9 @@ Stage 2's outcome (five paired seeds): LoRA r8 beats LoRA r1 (+0.78, 95% interva
 Stage 3 (decided after stage 2, so the ten-seed interval is read as a sequential look, not a
 fresh 95%): full fine-tuning and LoRA r8 get seeds 5-9 at their chosen rates (about 35 min of
 process time a seed for the pair), and head-only seeds 1-4 (about 7 min each); one worker runs
-``--only full --seeds 5 6 7 8 9``, the other ``--only head_only --seeds 1 2 3 4`` then
-``--only lora_r8 --seeds 5 6 7 8 9``. No other method gets seeds past 4.
+``--only full --seeds 0 5 6 7 8 9``, the other ``--only head_only --seeds 0 1 2 3 4`` then
+``--only lora_r8 --seeds 0 5 6 7 8 9`` (the first seed is the grid's: seed 0's grid and test are on
+disk, so only the new seeds run). No other method gets seeds past 4.
 
 Started 2026-12-05 from the working tree's commit (records carry ``code``)::
 

@@ -3,9 +3,10 @@
 
 Options: ``--quick`` (tiny budget, its own record folder, numbers mean nothing), ``--resume``
 (continue from the records), ``--report-only``, ``--only METHOD ...``, ``--seeds S ...`` (the
-screen runs seed 0; the finalists add seeds into the same records: a unit's id does not depend on
-the other seeds), ``--out DIR`` (where ``<name>/`` records and ``<name>.json``/``.png`` go;
-default ``benchmarks/results``), ``--progress``, ``--threads``.
+first is the grid's seed: the screen runs seed 0; the finalists add seeds into the same records
+with ``--seeds 0 5 6 ...``, whose seed-0 grid and test are found on disk: a unit's id does not
+depend on the other seeds), ``--out DIR`` (where ``<name>/`` records and ``<name>.json``/``.png``
+go; default ``benchmarks/results``), ``--progress``, ``--threads``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="only rebuild JSON and plot")
     p.add_argument("--progress", action="store_true", help="show tqdm bars")
     p.add_argument("--only", nargs="+", metavar="METHOD", help="run only these methods")
-    p.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the budget's)")
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        help="seeds (default: the budget's); the first is the grid's, so add seeds as '0 5 6'",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     return p
 
