@@ -138,6 +138,25 @@ def _lora(rank: int) -> Method:
     )
 
 
+def library(rank: int, basis: str = "columns") -> Method:
+    """The library's tCURLoRA (:func:`tcur.adapters.apply`) on every linear layer, one tensor per
+    module name: ``tcurlora_r{rank}`` (the published bases) or ``tcurlora_{basis}_r{rank}``."""
+    config: dict[str, Any] = {"target_modules": ALL_LINEAR, "rank": rank, "group_by": "name"}
+    name, title, about = f"tcurlora_r{rank}", "tCURLoRA (library)", ""
+    if basis != "columns":
+        config["basis"] = basis
+        name, title = f"tcurlora_{basis}_r{rank}", f"tCURLoRA (library, {basis} bases)"
+        about = f" with basis={basis!r} (the {basis} t-SVD variant as a config option)"
+    return Method(
+        name,
+        build_tcurlora,
+        config,
+        TCUR_GRID,
+        title,
+        f"the library's tCURLoRA{about} on every linear layer, one tensor per name, rank {rank}",
+    )
+
+
 def variant(basis: str, transform: str, rank: int = 32, **extra: Any) -> Method:
     """A :mod:`finetune.variants` method on every linear layer, one tensor per module name."""
     config: dict[str, Any] = {
@@ -191,22 +210,8 @@ def methods(quick: bool = False) -> list[Method]:
         variant("gradient_tsvd", "dct"),
         variant("gradient_tsvd", "none"),
         variant("gradient_tsvd", "fft", rank=5),
-        Method(
-            "tcurlora_r32",
-            build_tcurlora,
-            {"target_modules": ALL_LINEAR, "rank": 32, "group_by": "name"},
-            TCUR_GRID,
-            "tCURLoRA (library)",
-            "the library's tCURLoRA on every linear layer, one tensor per name, rank 32",
-        ),
-        Method(
-            "tcurlora_r5",
-            build_tcurlora,
-            {"target_modules": ALL_LINEAR, "rank": 5, "group_by": "name"},
-            TCUR_GRID,
-            "tCURLoRA (library)",
-            "the library's tCURLoRA on every linear layer, one tensor per name, rank 5",
-        ),
+        library(32),
+        library(5),
         _lora(2),
         Method(
             "vera",
@@ -238,15 +243,7 @@ def methods(quick: bool = False) -> list[Method]:
             None,
             "the published tCURLoRA code's behaviour (U never trained): the head alone trains",
         ),
-        Method(
-            "tcurlora_gradient_r5",
-            build_tcurlora,
-            {"target_modules": ALL_LINEAR, "rank": 5, "group_by": "name", "basis": "gradient"},
-            TCUR_GRID,
-            "tCURLoRA (library)",
-            "the library's tCURLoRA with basis='gradient' (the gradient t-SVD variant as a config "
-            "option) on every linear layer, one tensor per name, rank 5",
-        ),
+        library(5, basis="gradient"),
     ]
     if quick:
         table = [dataclasses.replace(m, grid=m.grid[:1]) for m in table]

@@ -32,6 +32,17 @@ process time a seed for the pair), and head-only seeds 1-4 (about 7 min each); o
 ``--only lora_r8 --seeds 0 5 6 7 8 9`` (the first seed is the grid's: seed 0's grid and test are on
 disk, so only the new seeds run). No other method gets seeds past 4.
 
+Stage 4, only once stage 3 shows full fine-tuning beating LoRA r8 (else IMDB is not
+discriminating either and the results page says so): the library's tCURLoRA on the same
+placement (every linear layer, one tensor per module name), each on its Rotten Tomatoes grid
+(3e-3 / 1e-2, extended once past an edge), in this order: ``tcurlora_gradient_r32`` (36,864
+adapter parameters, under LoRA r1's 41,472: the matched-budget target), ``tcurlora_gradient_r5``
+(900: the <= 1,000-parameter target against head-only), ``tcurlora_r32`` (the published bases)
+and ``tcurlora_reference`` (the published code's untrained U). The first two then get seeds 1-4
+(``--only tcurlora_gradient_r32 tcurlora_gradient_r5 --seeds 0 1 2 3 4``), the last two stay at
+seed 0. About 22 min a tCURLoRA run at one thread (estimated from Rotten Tomatoes' 1.7x LoRA r8's
+step): some 6.5 process-hours.
+
 Started 2026-12-05 from the working tree's commit (records carry ``code``)::
 
     make finetune FT=discriminating_imdb FT_ARGS="--resume --seeds 0"
@@ -63,18 +74,27 @@ FULL = dataclasses.replace(
 QUICK = dataclasses.replace(discriminating.QUICK, task="imdb")
 CHECK = ("lora_r1", "lora_r8", "full", "head_only")
 """The methods of the discriminating check, in schedule order."""
+VARIANTS = ("tcurlora_gradient_r32", "tcurlora_gradient_r5", "tcurlora_r32", "tcurlora_reference")
+"""Stage 4's tCURLoRA methods, in schedule order."""
 
 
 def methods(quick: bool = False) -> list[Method]:
-    """The check's methods with their Rotten Tomatoes grids, in schedule order."""
+    """The check's and stage 4's methods with their Rotten Tomatoes grids, in schedule order."""
     table = {m.name: m for m in discriminating.methods(quick)}
-    return [table[name] for name in CHECK]
+    gradient_r32 = discriminating.library(32, basis="gradient")
+    if quick:
+        gradient_r32 = dataclasses.replace(gradient_r32, grid=gradient_r32.grid[:1])
+    table[gradient_r32.name] = gradient_r32
+    return [table[name] for name in (*CHECK, *VARIANTS)]
 
 
 CLAIMS = (
     Claim("lora_r8", "lora_r1"),  # with the next: "discriminating" (issue 21, section 3)
     Claim("full", "lora_r8"),
     Claim("lora_r1", "head_only"),
+    Claim("tcurlora_gradient_r32", "lora_r1", need="matches"),  # the matched-budget target
+    Claim("tcurlora_gradient_r5", "head_only", margin=3.0),  # the <= 1,000-parameter target
+    Claim("tcurlora_gradient_r32", "tcurlora_r32"),
 )
 """The paired comparisons the report gives (issue 21, section 3)."""
 

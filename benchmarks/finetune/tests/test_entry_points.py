@@ -100,11 +100,25 @@ def test_committed_reports_are_what_the_code_makes_of_the_records(
 
 def test_imdb_check_reuses_the_pilot_runs_as_first_grid_points() -> None:
     rt = {m.name: m for m in disc.methods()}
-    check = imdb.methods()
+    table = imdb.methods()
+    check = table[: len(imdb.CHECK)]
     assert [m.name for m in check] == ["lora_r1", "lora_r8", "full", "head_only"]
     pilot_rates = {"lora_r1": 3e-3, "lora_r8": 1e-3, "full": 1e-4, "head_only": 3e-2}
     for method in check:
         assert method.config == rt[method.name].config and method.grid == rt[method.name].grid
         assert pilot_rates[method.name] in method.grid
     assert imdb.FULL.task == "imdb" and imdb.QUICK.task == "imdb"
-    assert {c.a for c in imdb.CLAIMS} | {c.b for c in imdb.CLAIMS} <= {m.name for m in check}
+    assert {c.a for c in imdb.CLAIMS} | {c.b for c in imdb.CLAIMS} <= {m.name for m in table}
+
+
+def test_imdb_variants_are_the_rotten_tomatoes_library_methods_at_their_budgets() -> None:
+    """Stage 4 runs the library's tCURLoRA on the check's placement; the gradient r32 method
+    differs from Rotten Tomatoes' gradient r5 only in rank."""
+    rt = {m.name: m for m in disc.methods()}
+    table = {m.name: m for m in imdb.methods()}
+    assert tuple(table)[len(imdb.CHECK) :] == imdb.VARIANTS
+    r32, r5 = table["tcurlora_gradient_r32"], table["tcurlora_gradient_r5"]
+    assert r5 == rt["tcurlora_gradient_r5"] and r32.grid == r5.grid
+    assert {**r32.config, "rank": 5} == r5.config
+    quick = {m.name: m for m in imdb.methods(quick=True)}
+    assert all(len(quick[name].grid) == 1 for name in imdb.VARIANTS)
