@@ -284,8 +284,7 @@ class TCURGroup(nn.Module):
         )
         copied = len(error_msgs) == errors and all(prefix + n in state_dict for n in ("C", "R"))
         if self.bases_pending and copied and bool(self.C.any()) and bool(self.R.any()):
-            self.bases_pending = False
-            self._caches = {}
+            self._bases_arrived()
 
     def set_bases(self, C: torch.Tensor, R: torch.Tensor) -> None:
         """Put computed gradient bases into a group built with its bases pending.
@@ -306,6 +305,10 @@ class TCURGroup(nn.Module):
         with torch.no_grad():
             self.C.copy_(C)
             self.R.copy_(R)
+        self._bases_arrived()
+
+    def _bases_arrived(self) -> None:
+        """Leave the pending state; cached forms built from the placeholders are dropped."""
         self.bases_pending = False
         self._caches = {}
 
