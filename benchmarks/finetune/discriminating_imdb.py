@@ -35,13 +35,15 @@ disk, so only the new seeds run). No other method gets seeds past 4.
 Stage 4, only once stage 3 shows full fine-tuning beating LoRA r8 (else IMDB is not
 discriminating either and the results page says so): the library's tCURLoRA on the same
 placement (every linear layer, one tensor per module name), each on its Rotten Tomatoes grid
-(3e-3 / 1e-2, extended once past an edge), in this order: ``tcurlora_gradient_r32`` (36,864
-adapter parameters, under LoRA r1's 41,472: the matched-budget target), ``tcurlora_gradient_r5``
-(900: the <= 1,000-parameter target against head-only), ``tcurlora_r32`` (the published bases)
-and ``tcurlora_reference`` (the published code's untrained U). The first two then get seeds 1-4
-(``--only tcurlora_gradient_r32 tcurlora_gradient_r5 --seeds 0 1 2 3 4``), the last two stay at
-seed 0. About 22 min a tCURLoRA run at one thread (estimated from Rotten Tomatoes' 1.7x LoRA r8's
-step): some 6.5 process-hours.
+(3e-3 / 1e-2, extended once past an edge), in this order: ``tcurlora_gradient_r5`` (900 adapter
+parameters: the <= 1,000-parameter target against head-only, which only a discriminating
+classifier can decide; the matched-budget target already fails on the causal LM),
+``tcurlora_gradient_r32`` (36,864, under LoRA r1's 41,472: the matched-budget target),
+``tcurlora_r32`` (the published bases) and ``tcurlora_reference`` (the published code's
+untrained U). The first two then get seeds 1-4 (one worker each: ``--only tcurlora_gradient_r5
+--seeds 0 1 2 3 4``, the same for r32), the last two stay at seed 0.
+About 22 min a tCURLoRA run at one thread (estimated from Rotten Tomatoes' 1.7x LoRA r8's step):
+some 6.5 process-hours.
 
 Started 2026-12-05 from the working tree's commit (records carry ``code``)::
 
@@ -74,7 +76,7 @@ FULL = dataclasses.replace(
 QUICK = dataclasses.replace(discriminating.QUICK, task="imdb")
 CHECK = ("lora_r1", "lora_r8", "full", "head_only")
 """The methods of the discriminating check, in schedule order."""
-VARIANTS = ("tcurlora_gradient_r32", "tcurlora_gradient_r5", "tcurlora_r32", "tcurlora_reference")
+VARIANTS = ("tcurlora_gradient_r5", "tcurlora_gradient_r32", "tcurlora_r32", "tcurlora_reference")
 """Stage 4's tCURLoRA methods, in schedule order."""
 
 
