@@ -45,6 +45,12 @@ untrained U). The first two then get seeds 1-4 (one worker each: ``--only tcurlo
 About 22 min a tCURLoRA run at one thread (estimated from Rotten Tomatoes' 1.7x LoRA r8's step):
 some 6.5 process-hours.
 
+Stages 1-2 ran from ``/work/ft_snapshot_1c24c4864102``, stage 3 from
+``/work/ft_snapshot_10253ea9749d`` (2026-12-05 22:13 to 2026-12-06 00:39, two workers), stage 4
+from ``/work/ft_snapshot_5116a42053de`` (first unit 2026-12-06 00:29); each a ``git archive`` of
+the commit in its name, run as in :mod:`finetune.discriminating`'s docstring. Stage 3 decided:
+full fine-tuning beats LoRA r8 over ten paired seeds (the report's ``paired_differences``).
+
 Started 2026-12-05 from the working tree's commit (records carry ``code``)::
 
     make finetune FT=discriminating_imdb FT_ARGS="--resume --seeds 0"
