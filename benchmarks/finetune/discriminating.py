@@ -245,9 +245,12 @@ def methods(quick: bool = False) -> list[Method]:
         ),
         library(5, basis="gradient"),
     ]
-    if quick:
-        table = [dataclasses.replace(m, grid=m.grid[:1]) for m in table]
-    return table
+    return quick_grids(table) if quick else table
+
+
+def quick_grids(table: list[Method]) -> list[Method]:
+    """``table`` for ``--quick``: one rate per method."""
+    return [dataclasses.replace(m, grid=m.grid[:1]) for m in table]
 
 
 CLAIMS = (

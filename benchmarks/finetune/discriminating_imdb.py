@@ -88,12 +88,10 @@ VARIANTS = ("tcurlora_gradient_r5", "tcurlora_gradient_r32", "tcurlora_r32", "tc
 
 def methods(quick: bool = False) -> list[Method]:
     """The check's and stage 4's methods with their Rotten Tomatoes grids, in schedule order."""
-    table = {m.name: m for m in discriminating.methods(quick)}
-    gradient_r32 = discriminating.library(32, basis="gradient")
-    if quick:
-        gradient_r32 = dataclasses.replace(gradient_r32, grid=gradient_r32.grid[:1])
-    table[gradient_r32.name] = gradient_r32
-    return [table[name] for name in (*CHECK, *VARIANTS)]
+    known = [*discriminating.methods(), discriminating.library(32, basis="gradient")]
+    table = {m.name: m for m in known}
+    chosen = [table[name] for name in (*CHECK, *VARIANTS)]
+    return discriminating.quick_grids(chosen) if quick else chosen
 
 
 CLAIMS = (

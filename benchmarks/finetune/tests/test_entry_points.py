@@ -111,7 +111,7 @@ def test_imdb_check_reuses_the_pilot_runs_as_first_grid_points() -> None:
     assert {c.a for c in imdb.CLAIMS} | {c.b for c in imdb.CLAIMS} <= {m.name for m in table}
 
 
-def test_imdb_variants_are_the_rotten_tomatoes_library_methods_at_their_budgets() -> None:
+def test_imdb_variants_are_the_rotten_tomatoes_library_methods() -> None:
     """Stage 4 runs the library's tCURLoRA on the check's placement; the gradient r32 method
     differs from Rotten Tomatoes' gradient r5 only in rank."""
     rt = {m.name: m for m in disc.methods()}
