@@ -138,23 +138,39 @@ def _lora(rank: int) -> Method:
     )
 
 
-def library(rank: int, basis: str = "columns") -> Method:
+def library(rank: int, basis: str = "columns", **extra: Any) -> Method:
     """The library's tCURLoRA (:func:`tcur.adapters.apply`) on every linear layer, one tensor per
-    module name: ``tcurlora_r{rank}`` (the published bases) or ``tcurlora_{basis}_r{rank}``."""
+    module name: ``tcurlora_r{rank}`` (the published bases) or ``tcurlora_{basis}_r{rank}``;
+    ``extra`` options (``head_lr_scale``) are added to the config and the name, as in
+    :func:`variant`."""
     config: dict[str, Any] = {"target_modules": ALL_LINEAR, "rank": rank, "group_by": "name"}
     name, title, about = f"tcurlora_r{rank}", "tCURLoRA (library)", ""
     if basis != "columns":
         config["basis"] = basis
         name, title = f"tcurlora_{basis}_r{rank}", f"tCURLoRA (library, {basis} bases)"
         about = f" with basis={basis!r} (the {basis} t-SVD variant as a config option)"
+    config.update(extra)
+    if extra:
+        title = f"{title[:-1]}, {_options(extra)})"
+        about += f", {extra}"
     return Method(
-        name,
+        name + _suffix(extra),
         build_tcurlora,
         config,
         TCUR_GRID,
         title,
         f"the library's tCURLoRA{about} on every linear layer, one tensor per name, rank {rank}",
     )
+
+
+def _suffix(extra: dict[str, Any]) -> str:
+    """The name suffix of extra options: ``{"head_lr_scale": 0.1}`` -> ``"_head0.1"``."""
+    return "".join(f"_{k.replace('_lr_scale', '')}{v:g}" for k, v in extra.items())
+
+
+def _options(extra: dict[str, Any]) -> str:
+    """Extra options as the plot family shows them."""
+    return ", ".join(f"{k} {v:g}" for k, v in extra.items())
 
 
 def variant(basis: str, transform: str, rank: int = 32, **extra: Any) -> Method:
@@ -166,14 +182,13 @@ def variant(basis: str, transform: str, rank: int = 32, **extra: Any) -> Method:
         "transform": transform,
         "group_by": "name",
     }
-    suffix = "".join(f"_{k.replace('_lr_scale', '')}{v:g}" for k, v in extra.items())
     config.update(extra)
     return Method(
-        f"tcv_{basis}_{transform}_r{rank}{suffix}",
+        f"tcv_{basis}_{transform}_r{rank}{_suffix(extra)}",
         build_variant,
         config,
         TCUR_GRID,
-        family(basis, transform, ", ".join(f"{k} {v:g}" for k, v in extra.items())),
+        family(basis, transform, _options(extra)),
         f"tCURLoRA variant: {basis} bases, {transform} along the layers, rank {rank}, every "
         f"linear layer, one tensor per module name{'' if not extra else f', {extra}'}",
     )

@@ -113,12 +113,16 @@ def test_imdb_check_reuses_the_pilot_runs_as_first_grid_points() -> None:
 
 def test_imdb_variants_are_the_rotten_tomatoes_library_methods() -> None:
     """Stage 4 runs the library's tCURLoRA on the check's placement; the gradient r32 method
-    differs from Rotten Tomatoes' gradient r5 only in rank."""
+    differs from Rotten Tomatoes' gradient r5 only in rank, the head10 one only in the head's
+    learning-rate scale (which :func:`finetune.methods.build_model` applies)."""
     rt = {m.name: m for m in disc.methods()}
     table = {m.name: m for m in imdb.methods()}
     assert tuple(table)[len(imdb.CHECK) :] == imdb.VARIANTS
     r32, r5 = table["tcurlora_gradient_r32"], table["tcurlora_gradient_r5"]
     assert r5 == rt["tcurlora_gradient_r5"] and r32.grid == r5.grid
     assert {**r32.config, "rank": 5} == r5.config
+    head10 = table["tcurlora_gradient_r5_head10"]
+    assert head10.config == {**r5.config, "head_lr_scale": 10.0} and head10.grid == r5.grid
+    assert head10.title != r5.title
     quick = {m.name: m for m in imdb.methods(quick=True)}
     assert all(len(quick[name].grid) == 1 for name in imdb.VARIANTS)
