@@ -51,6 +51,16 @@ from ``/work/ft_snapshot_5116a42053de`` (first unit 2026-12-06 00:29); each a ``
 the commit in its name, run as in :mod:`finetune.discriminating`'s docstring. Stage 3 decided:
 full fine-tuning beats LoRA r8 over ten paired seeds (the report's ``paired_differences``).
 
+Stage 4, first result (2026-12-06): ``tcurlora_gradient_r5`` chose 3e-3 (validation 75.5 / 75.1
+/ 75.2 at 3e-3 / 1e-2 / 1e-3) and over seeds 0-4 reaches 77.68 +- 0.63, +2.70 points over
+head-only (95% interval +1.59 to +3.81): short of the 3-point target. To settle that claim first,
+the r32 worker moved to r5's seeds after r32's first grid point (3e-3, validation 78.0), so r32
+has no seeds past 0. Head-only's best rate was 0.1 (the grid's edge), while r5 trains the head at
+its own 3e-3; ``tcurlora_gradient_r5_head10`` (the head's rate 10x the adapter's,
+:func:`finetune.methods.scale_head_lr`) was added after that result, from
+``/work/ft_snapshot_4609d478191f``. Its seed-0 screen is exploratory, because the variant was
+chosen after seeing r5's seeds; a claim on it needs seeds of its own.
+
 Started 2026-12-05 from the working tree's commit (records carry ``code``)::
 
     make finetune FT=discriminating_imdb FT_ARGS="--resume --seeds 0"
