@@ -144,21 +144,21 @@ def library(rank: int, basis: str = "columns", **extra: Any) -> Method:
     ``extra`` options (``head_lr_scale``) are added to the config and the name, as in
     :func:`variant`."""
     config: dict[str, Any] = {"target_modules": ALL_LINEAR, "rank": rank, "group_by": "name"}
-    name, title, about = f"tcurlora_r{rank}", "tCURLoRA (library)", ""
+    name, details, about = f"tcurlora_r{rank}", ["library"], ""
     if basis != "columns":
         config["basis"] = basis
-        name, title = f"tcurlora_{basis}_r{rank}", f"tCURLoRA (library, {basis} bases)"
+        name, details = f"tcurlora_{basis}_r{rank}", [*details, f"{basis} bases"]
         about = f" with basis={basis!r} (the {basis} t-SVD variant as a config option)"
     config.update(extra)
     if extra:
-        title = f"{title[:-1]}, {_options(extra)})"
+        details.append(_options(extra))
         about += f", {extra}"
     return Method(
         name + _suffix(extra),
         build_tcurlora,
         config,
         TCUR_GRID,
-        title,
+        f"tCURLoRA ({', '.join(details)})",
         f"the library's tCURLoRA{about} on every linear layer, one tensor per name, rank {rank}",
     )
 
