@@ -27,6 +27,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from tcur._threads import one_blas_thread
 from tcur.validation import check_rank, check_seed
 
 Array = Any
@@ -325,9 +326,6 @@ def check_finite(x: Array, name: str) -> None:
         raise ValueError(f"{name} must not contain NaN or Inf")
 
 
-_CONTROLLER: list[Any] = []
-
-
 def thin_factorization(x: Array) -> contextlib.AbstractContextManager[Any]:
     """Context for a factorization of a thin block (QR, pivoted QR, small SVD) of ``x``: one BLAS
     thread for NumPy input, nothing for other kinds.
@@ -336,7 +334,7 @@ def thin_factorization(x: Array) -> contextlib.AbstractContextManager[Any]:
     4000 x 60 block: 15 ms with one thread, 365 ms with two on a busy 2-core machine), while the
     large products around it gain from them, so the limit is scoped to each such call
     (threadpoolctl, about 50 microseconds per scope) and restored after it; it acts process-wide
-    while active.
+    while active, so it is set from the main thread only (:mod:`tcur._threads`).
 
     Examples
     --------
@@ -346,33 +344,6 @@ def thin_factorization(x: Array) -> contextlib.AbstractContextManager[Any]:
     ...     q, r = np.linalg.qr(np.ones((4, 2)))
     """
     return one_blas_thread() if is_numpy(x) else contextlib.nullcontext()
-
-
-def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
-    """Context in which every loaded BLAS uses one thread (threadpoolctl), restored after it.
-
-    For work whose BLAS calls are all thin (:func:`thin_factorization`) or that runs mostly
-    outside BLAS: the scipy.sparse product engine, whose sparse products are single-threaded and
-    whose dense steps are thin blocks. There, idle BLAS threads only cost: in a fresh process at
-    two threads a 4,000 x 800 sparse ``decompose`` took 100 ms instead of 5 ms, its sparse products
-    20x slower than alone.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from tcur._backend import one_blas_thread
-    >>> with one_blas_thread():
-    ...     q, r = np.linalg.qr(np.ones((4, 2)))
-    """
-    if not _CONTROLLER:
-        import threadpoolctl  # deferred: it inspects the loaded libraries once
-
-        controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
-        _CONTROLLER.append(controller)
-    controller = _CONTROLLER[0]
-    if all(lib.num_threads <= 1 for lib in controller.lib_controllers):
-        return contextlib.nullcontext()  # already one thread: a query costs ~1 us, a scope ~16
-    return controller.limit(limits=1)
 
 
 def power_of_two_below(xp: Any, m: Array) -> Array:

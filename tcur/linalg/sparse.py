@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from tcur._backend import Array, binary_scale, is_sparse, one_blas_thread
+from tcur._backend import Array, binary_scale, is_sparse
+from tcur._threads import one_blas_thread
 from tcur.linalg.orthonormal import Projection, range_factor
 from tcur.linalg.products import Fit, Operator, cur_by_operator, float_dtype
 from tcur.linalg.results import CUR
