@@ -370,14 +370,29 @@ def test_apply_is_transactional_and_a_corrected_retry_works(
     assert len(adapter_layers(model)) == 12
 
 
-def test_scaling_failure_leaves_the_model_unchanged() -> None:
+@pytest.mark.parametrize("scaling", ["normalized", "plain"])
+def test_a_dead_adapter_on_zero_columns_is_refused_and_the_model_unchanged(scaling: str) -> None:
+    # Zero selected columns or rows make C * dU * R and its gradient zero whatever dU: an
+    # adapter that never trains, whatever the scaling.
     model = tiny_encoder()
     with torch.no_grad():
-        model.layers[2].down.weight.zero_()  # normalized scaling needs non-zero C and R
+        model.layers[2].down.weight.zero_()  # a zero-initialised projection
     before = _snapshot(model)
-    with pytest.raises(ValueError, match=r"group 'layers\.2\.down'.*norm product"):
-        apply(model, TCURLoRAConfig(TARGETS, rank=2, group_by=lambda n, m: n))
+    config = TCURLoRAConfig(TARGETS, rank=2, group_by=lambda n, m: n, scaling=scaling)
+    with pytest.raises(ValueError, match=r"group 'layers\.2\.down'.*all zero.*never train"):
+        apply(model, config)
     _assert_unchanged(model, before)
+
+
+def test_zero_selected_rows_of_a_nonzero_weight_are_refused() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].weight[0, 0] = 1.0  # rank one: most rows are zero
+    config = CURLoRAConfig(["0"], rank=2, select="uniform", seed=0, scaling="plain")
+    with pytest.raises(ValueError, match=r"selected (rows|columns) of its weights .* all zero"):
+        for seed in range(20):  # a uniform pick of 2 of 6 rows misses row 0 most of the time
+            apply(copy.deepcopy(model), CURLoRAConfig(**{**config.__dict__, "seed": seed}))
 
 
 @pytest.mark.parametrize(

@@ -203,6 +203,20 @@ def test_save_to_a_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is an existing file, not a directory"):
         save(_trained(TCURLoRAConfig(["query"], rank=2)), path)
     assert path.read_text() == "not a directory"
+    with pytest.raises(ValueError, match=r"its parent .*adapter' is a file"):
+        save(_trained(TCURLoRAConfig(["query"], rank=2)), path / "inside")
+    assert path.read_text() == "not a directory"
+
+
+def test_save_into_another_programs_adapter_folder_is_refused(tmp_path: Path) -> None:
+    # PEFT writes an adapter_config.json of its own; saving would overwrite it.
+    folder = tmp_path / "peft_adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    with pytest.raises(ValueError, match=r"not a tcur adapter's .*PEFT adapter"):
+        save(_trained(TCURLoRAConfig(["query"], rank=2)), folder)
+    assert (folder / "adapter_config.json").read_text() == '{"peft_type": "LORA"}'
+    assert sorted(p.name for p in folder.iterdir()) == ["adapter_config.json"]
 
 
 @pytest.mark.parametrize("hard_crash", [False, True])

@@ -245,3 +245,79 @@ def test_encoder_stack_with_padding_mask_uses_the_adapter(host: str) -> None:
     assert float((out - expected)[keep].abs().max()) > 1e-3
     stack = model.get_submodule("base_model.model.enc" if host == "peft" else "enc")
     assert stack.use_nested_tensor is False
+
+
+class _Halved(nn.Linear):
+    """A Linear subclass with its own forward (its output is not x W^T + b)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * 0.5
+
+
+class _TwoLayers(nn.Module):
+    def __init__(self, mid: nn.Module) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.inp, self.mid, self.out = nn.Linear(8, 8), mid, nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.mid(torch.tanh(self.inp(x)))))
+
+
+def _merge_all(model: nn.Module, host: str) -> None:
+    if host == "native":
+        merge(model)
+    else:
+        model.merge_and_unload()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize(
+    ("build", "reason"),
+    [
+        (
+            lambda: nn.utils.parametrizations.weight_norm(nn.Linear(8, 8)),
+            "computed by a parametrization",
+        ),
+        (lambda: _Halved(8, 8), "_Halved overrides forward"),
+    ],
+)
+def test_merging_into_a_weight_the_layer_does_not_use_directly_is_refused(
+    host: str, build: Callable[[], nn.Module], reason: str
+) -> None:
+    # A merged update would be lost (a parametrized weight is recomputed at every access) or
+    # would not give the adapted output (a layer with its own forward); nothing may change.
+    model = _adapt(_TwoLayers(build()), host, "cur", ["inp", "mid"])
+    for group in model.modules():
+        if hasattr(group, "dU") and isinstance(group.dU, nn.Parameter):
+            with torch.no_grad():
+                group.dU.normal_()
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        expected = model(x)
+        with pytest.raises(ValueError, match=rf"refusing to merge adapted layer .*mid.*{reason}"):
+            _merge_all(model, host)
+        assert torch.equal(model(x), expected)
+        assert not torch.allclose(expected, _TwoLayers(build())(x))  # the adapter is active
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_a_layer_with_its_own_forward_runs_it_at_every_batch_size(host: str) -> None:
+    # The materialized product x (W + Delta)^T + b (the cost model's choice at many tokens)
+    # would bypass the subclass's forward: such a layer always adds the update to its output.
+    torch.manual_seed(1)
+    x = torch.randn(4096, 8)
+    base = nn.Sequential(_Halved(8, 8), nn.Tanh(), nn.Linear(8, 4))
+    with torch.no_grad():
+        expected = base(x)
+        model = _adapt(base, host, "cur", ["0"])
+        assert torch.equal(model(x), expected)
+    with pytest.raises(ValueError, match=r"_Halved overrides forward.*forward='auto' or"):
+        _adapt(nn.Sequential(_Halved(8, 8)), host, "cur", ["0"], forward="materialized")
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_a_split_fused_key_that_matches_no_target_weight_is_refused(host: str) -> None:
+    # A typo would otherwise adapt the fused in_proj_weight whole, silently.
+    with pytest.raises(ValueError, match=r"split_fused key 'in_proj_weigth' matches none.*mean"):
+        _adapt(attention_net(), host, "tcur", ["attn"], split_fused={"in_proj_weigth": 3})

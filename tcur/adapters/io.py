@@ -50,14 +50,7 @@ from torch import nn
 
 from tcur import __version__
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
-from tcur.adapters.fingerprint import (
-    code_dtype,
-    comparison_rounding,
-    file_digest,
-    incomparable,
-    weight_digest,
-)
-from tcur.adapters.groups import TCURGroup
+from tcur.adapters.fingerprint import file_digest
 from tcur.adapters.model import (
     adapter_config,
     adapter_groups,
@@ -66,13 +59,16 @@ from tcur.adapters.model import (
     is_adapted,
 )
 from tcur.adapters.plan import (
+    WEIGHT_DTYPES,
     AdapterConfig,
     GroupSpec,
     build_group,
+    check_base_weights,
     check_coverage,
     check_not_sharded,
     config_targets,
     counts,
+    group_record,
     match_modules_to_save,
     selected_counts,
     spec_from_record,
@@ -86,7 +82,6 @@ FORMAT_VERSION = 3
 READABLE_VERSIONS = (2, 3)
 """Version 3 added ``basis="gradient"`` (its ``C``/``R`` saved as ``groups.<i>.C``/``.R``, and
 no rows or columns); a version-2 file is a version-3 file with the default basis."""
-_DTYPES = {name: getattr(torch, name) for name in ("float32", "float16", "bfloat16", "float64")}
 _CONFIG_TYPES: dict[str, type[CURLoRAConfig] | type[TCURLoRAConfig]] = {
     "CURLoRA": CURLoRAConfig,
     "tCURLoRA": TCURLoRAConfig,
@@ -164,27 +159,12 @@ def _serialize(
         "tcur_version": __version__,
         "adapter_type": "CURLoRA" if isinstance(config, CURLoRAConfig) else "tCURLoRA",
         "config": config.to_dict(),
-        "groups": [_group_record(g) for g in groups],
+        "groups": [group_record(g) for g in groups],
         "modules_to_save_buffers": True,
     }
     return {
         CONFIG_FILE: (json.dumps(meta, indent=2) + "\n").encode(),
         WEIGHTS_FILE: save_safetensors(tensors, metadata={"format": "pt"}),
-    }
-
-
-def _group_record(group: TCURGroup) -> dict[str, Any]:
-    dims = group.dims
-    return {
-        "key": group.key,
-        "members": group.members,
-        "shape": [dims.d_out, dims.d_in],
-        "rows": group.rows,
-        "cols": group.cols,
-        "scale": group.scale,
-        "weights_sha256": [digest.hex() for digest in group.member_digests],
-        "weights_sha256_f16": [digest.hex() for digest in group.member_digests_f16],
-        "weights_dtype": str(code_dtype(int(group.weights_dtype[0]))).removeprefix("torch."),
     }
 
 
@@ -207,8 +187,7 @@ def _modules_to_save(
 
 def _write_files(target: Path, files: Mapping[str, bytes]) -> None:
     """Stage every file, commit the manifest, then move the staged files into place."""
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"directory {str(target)!r} is an existing file, not a directory")
+    _check_writable(target)
     target.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(6)
     staged = {name: f".{name}.{token}.tmp" for name in files}
@@ -228,6 +207,23 @@ def _write_files(target: Path, files: Mapping[str, bytes]) -> None:
             if (target / leftover).exists() and not _committed(target, leftover):
                 (target / leftover).unlink()
         _sync_directory(target)
+
+
+def _check_writable(target: Path) -> None:
+    """``ValueError`` if ``target`` cannot hold a saved adapter without harm: it, or the nearest
+    existing folder above it, is a file; or it holds another program's ``adapter_config.json``
+    (a PEFT adapter's: same file name, no ``adapter_manifest.json``), which saving would
+    overwrite."""
+    existing = next((p for p in (target, *target.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "" if existing == target else f" (its parent {str(existing)!r} is a file)"
+        raise ValueError(f"directory {str(target)!r} is an existing file, not a directory{where}")
+    if (target / CONFIG_FILE).exists() and not (target / MANIFEST_FILE).exists():
+        raise ValueError(
+            f"directory {str(target)!r} holds an {CONFIG_FILE} that is not a tcur adapter's (no "
+            f"{MANIFEST_FILE}; a PEFT adapter?), which saving would overwrite; choose another "
+            "directory"
+        )
 
 
 _STAGED = re.compile(
@@ -381,9 +377,9 @@ def _check_record(record: Any, index: int, path: Path, config: AdapterConfig) ->
             raise ValueError(f"{path}: field '{where}.{name}' must hold one hex SHA-256 per member")
     if "weights_dtype" in record:
         dtype = _field(record, "weights_dtype", str, path, where)
-        if _DTYPES.get(dtype) is None:
+        if WEIGHT_DTYPES.get(dtype) is None:
             raise ValueError(
-                f"{path}: field '{where}.weights_dtype' must be one of {sorted(_DTYPES)}, "
+                f"{path}: field '{where}.weights_dtype' must be one of {sorted(WEIGHT_DTYPES)}, "
                 f"got {dtype!r}"
             )
 
@@ -401,29 +397,7 @@ def _spec_from_record(
     index: int, record: dict[str, Any], slices: dict[str, TargetSlice], config: AdapterConfig
 ) -> GroupSpec:
     spec = spec_from_record(index, record, slices, config)
-    key, members = spec.key, spec.slices
-    saved_dtype = _DTYPES.get(record.get("weights_dtype", ""))
-    for k, target in enumerate(members):
-        own_dtype = target.weight().dtype
-        rounding = comparison_rounding(saved_dtype, own_dtype)
-        if rounding == torch.float16 and "weights_sha256_f16" not in record:
-            rounding = torch.bfloat16
-        name = "weights_sha256_f16" if rounding == torch.float16 else "weights_sha256"
-        if weight_digest(target.weight(), rounding).hex() == record[name][k]:
-            continue
-        if incomparable(saved_dtype, own_dtype):
-            raise ValueError(
-                f"group {index} ({key!r}): module {target.label!r} has {own_dtype} weights and "
-                f"the adapter was saved from {saved_dtype} weights; neither dtype is a rounding "
-                "of the other, so the base weights cannot be matched: load the adapter into "
-                f"a float32 (or {saved_dtype}) copy of the base model"
-            )
-        compared = str(rounding).removeprefix("torch.")
-        raise ValueError(
-            f"group {index} ({key!r}): the weight of module {target.label!r} differs from "
-            f"the base model the adapter was saved from (SHA-256 of the weight rounded to "
-            f"{compared}); the adapter was trained on a different base model"
-        )
+    check_base_weights(index, record, spec)
     return spec
 
 

@@ -21,7 +21,7 @@ ownership and their per-pass cache are described in :mod:`tcur.adapters.groups`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -30,7 +30,13 @@ from torch import nn
 from tcur.adapters.groups import Parts, TCURGroup, parts_delta
 from tcur.adapters.merged_linear import add_update
 from tcur.adapters.strategies import Strategy, resolve_strategy
-from tcur.adapters.targets import optional_tensor, site_tensor, site_transposed
+from tcur.adapters.targets import (
+    layer_strategy,
+    merge_obstacle,
+    optional_tensor,
+    site_tensor,
+    site_transposed,
+)
 
 Sites = dict[str, Parts]
 """``weight path under the host -> parts`` (``"weight"``, ``"in_proj_weight"``, ...)."""
@@ -59,6 +65,17 @@ def add_into(base_layer: nn.Module, site: str, delta: torch.Tensor, sign: float 
     """Write ``W + sign * Delta`` into the weight at ``site`` in place (merge and unmerge)."""
     weight = site_tensor(base_layer, site)
     weight.copy_(add_update(weight, delta, site_transposed(base_layer, site), sign=sign))
+
+
+def check_mergeable(base_layer: nn.Module, sites: Iterable[str], layer: str) -> None:
+    """``ValueError`` naming ``layer`` if an update added into one of its weights at ``sites``
+    would not give the adapted outputs (:func:`tcur.adapters.targets.merge_obstacle`); merging
+    hosts call it before they change anything."""
+    for site in sites:
+        reason = merge_obstacle(base_layer, site)
+        if reason is not None:
+            where = layer if site == "weight" else f"{layer}.{site}"
+            raise ValueError(f"refusing to merge adapted layer {where!r}: {reason}")
 
 
 def weight_copies(base_layer: nn.Module, sites: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -266,7 +283,7 @@ class TCURLayer(LinearFeatures, AdapterLayer):
     def __init__(self, base_layer: nn.Module, dropout: float, strategy: str) -> None:
         super().__init__(base_layer)
         self.adapter_dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.strategy = strategy
+        self.strategy = layer_strategy(base_layer, strategy)
 
     def extra_repr(self) -> str:
         slices = ", ".join(f"{g.members[k]}" for g, k in self.parts)

@@ -28,6 +28,7 @@ from tcur.adapters.layers import (
     AdapterLayer,
     TCURAttention,
     TCURLayer,
+    check_mergeable,
     guard_fast_paths,
     release_fast_paths,
 )
@@ -457,6 +458,8 @@ def _merge_layers(model: nn.Module, safe: bool) -> None:
         (name, layer) for name, layer in _layers_or_raise(model, "merge") if not layer.merged
     ]
     _check_untied(model, pending)
+    for name, layer in pending:
+        check_mergeable(layer.base_layer, layer.sites, name)
     deltas = [layer.site_deltas() for _, layer in pending]
     if safe:
         for (name, _), updates in zip(pending, deltas, strict=True):

@@ -22,9 +22,11 @@ How it is hosted (PEFT 0.21, pinned in ``constraints.txt``):
 - A group spans layers, but PEFT creates layers one at a time; the tuner therefore selects every
   group's rows and columns on the whole model before PEFT's injection loop
   (:meth:`TCURTuner.inject_adapter`) and the loop only wraps the planned modules.
-- The selection is written into the config (``groups``: key, members, rows, cols, scale per
-  group), so ``adapter_config.json`` carries it and ``from_pretrained`` rebuilds the same ``C``
-  and ``R`` from the base weights without selecting again. ``C`` and ``R`` are therefore not
+- The selection is written into the config (``groups``: key, members, rows, cols, scale and the
+  base weights' fingerprints per group, the record of :func:`tcur.adapters.plan.group_record`),
+  so ``adapter_config.json`` carries it and ``from_pretrained`` rebuilds the same ``C`` and
+  ``R`` from the base weights without selecting again; a model whose weights differ from the
+  fingerprints (a config reused on another model) is refused. ``C`` and ``R`` are therefore not
   saved (non-persistent buffers); ``adapter_model.safetensors`` holds ``dU`` and the group's
   identity buffers, which loading checks against the rebuilt groups.
 - ``inject_adapter_in_model`` (no ``PeftModel``) is refused by PEFT for tuners with shared state,
@@ -60,6 +62,7 @@ from tcur.adapters.layers import (
     Sites,
     adapted_weights,
     add_into,
+    check_mergeable,
     guard_fast_paths,
     release_fast_paths,
     substituted_forward,
@@ -70,17 +73,19 @@ from tcur.adapters.plan import (
     GroupSpec,
     build_group,
     build_groups,
+    check_base_weights,
     check_coverage,
     check_not_sharded,
     config_targets,
     counts,
+    group_record,
     match_modules_to_save,
     pending_bases,
     spec_from_record,
     target_groups,
 )
 from tcur.adapters.strategies import Strategy, resolve_strategy
-from tcur.adapters.targets import site_tensor, site_transposed
+from tcur.adapters.targets import layer_strategy, site_tensor, site_transposed
 
 if Version(peft.__version__) < Version("0.21"):
     raise ImportError(
@@ -165,9 +170,10 @@ class TCURLoRAPeftConfig(_CURPeftFields):
     bases come after ``get_peft_model``, from :func:`initialize_gradient_bases` (as PEFT's EVA
     initialisation does), and are saved in ``adapter_model.safetensors``.
     ``modules_to_save`` is handled by PEFT (a trained copy per adapter, saved with it).
-    ``groups`` is filled in by ``get_peft_model`` with each group's selected rows and columns
-    and scale; a config that has them reuses them instead of selecting again (this is how
-    ``from_pretrained`` rebuilds the saved adapter).
+    ``groups`` is filled in by ``get_peft_model`` with each group's selected rows and columns,
+    scale and base-weight fingerprints; a config that has them reuses them instead of selecting
+    again (this is how ``from_pretrained`` rebuilds the saved adapter), on a model with the same
+    base weights only (``ValueError`` otherwise: pass a fresh config to adapt another model).
 
     Examples
     --------
@@ -258,7 +264,7 @@ class TCURPeftBase(nn.Module, BaseTunerLayer):
     ) -> None:
         """Add (or replace) the update of ``adapter_name``."""
         self.tcur_sites[adapter_name] = {site: list(parts) for site, parts in sites.items()}
-        self.tcur_strategy[adapter_name] = strategy
+        self.tcur_strategy[adapter_name] = layer_strategy(self.base_layer, strategy)
         self.tcur_exact_unmerge[adapter_name] = exact_unmerge
         self.tcur_dropout[adapter_name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.set_adapter(self.active_adapters)
@@ -317,6 +323,14 @@ class TCURPeftBase(nn.Module, BaseTunerLayer):
         sites = self.tcur_sites[adapter_name]
         return {site: self.site_delta(adapter_name, site, fresh=True) for site in sites}
 
+    def check_mergeable(self, adapter_names: Sequence[str] | None = None) -> None:
+        """``ValueError`` if merging ``adapter_names`` (default: all) into this layer's weights
+        would not give its adapted outputs (:func:`tcur.adapters.layers.check_mergeable`)."""
+        for name in self.tcur_sites if adapter_names is None else adapter_names:
+            sites = self.tcur_sites[name]
+            members = ", ".join(g.members[k] for parts in sites.values() for g, k in parts)
+            check_mergeable(self.base_layer, sites, f"{members} (adapter {name!r})")
+
     @torch.no_grad()
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         """Add the updates of ``adapter_names`` (default: the active ones) into the base weights.
@@ -327,6 +341,7 @@ class TCURPeftBase(nn.Module, BaseTunerLayer):
         :meth:`unmerge` restores them bit for bit.
         """
         names = [n for n in check_adapters_to_merge(self, adapter_names) if n in self.tcur_sites]
+        self.check_mergeable(names)
         deltas = {name: self._deltas(name) for name in names}
         if safe_merge:
             for name, updates in deltas.items():
@@ -499,6 +514,8 @@ def _specs_from_records(
     slices = {s.label: s for s in config_targets(model, config)}
     specs = [spec_from_record(i, record, slices, config) for i, record in enumerate(records)]
     check_coverage(records, slices)
+    for i, (record, spec) in enumerate(zip(records, specs, strict=True)):
+        check_base_weights(i, record, spec)
     return specs
 
 
@@ -583,13 +600,17 @@ class TCURTuner(BaseTuner):
             for k, target in enumerate(spec.slices):
                 entry = (target.site, target.part, group, k)
                 planned.setdefault(target.host_name, []).append(entry)
-        config.groups = [
-            {"key": s.key, "members": [t.label for t in s.slices], "rows": s.rows, "cols": s.cols}
-            | {"scale": g.scale}
-            for g, s in built
-        ]
+        config.groups = [group_record(g) for g, _ in built]
         self.groups[adapter_name] = TCURGroups({str(i): g for i, (g, _) in enumerate(built)})
         self._planned[adapter_name] = planned
+
+    def _check_merge_allowed(self) -> None:
+        """PEFT's check before ``merge_adapter``/``merge_and_unload``, and every tcur layer's
+        (:meth:`TCURPeftBase.check_mergeable`), so that a refused merge changes nothing."""
+        super()._check_merge_allowed()
+        for module in self.model.modules():
+            if isinstance(module, TCURPeftBase):
+                module.check_mergeable()
 
     def inject_adapter(
         self,

@@ -23,9 +23,21 @@ from torch import nn
 from tcur._backend import as_float_array
 from tcur.adapters.calibration import gradient_bases
 from tcur.adapters.config import CURLoRAConfig, TCURLoRAConfig
-from tcur.adapters.fingerprint import config_digest, weight_digest
+from tcur.adapters.fingerprint import (
+    code_dtype,
+    comparison_rounding,
+    config_digest,
+    incomparable,
+    weight_digest,
+)
 from tcur.adapters.groups import TCURGroup
-from tcur.adapters.targets import TargetSlice, find_targets, group_targets, match_modules
+from tcur.adapters.targets import (
+    TargetSlice,
+    find_targets,
+    group_targets,
+    match_modules,
+    own_forward,
+)
 from tcur.linalg.selection import select_matrix
 from tcur.linalg.tensor_cur import select_tensor_indices
 
@@ -79,6 +91,7 @@ def config_targets(model: nn.Module, config: AdapterConfig) -> list[TargetSlice]
                 "add the adapters"
             )
         if not s.substituted:
+            _check_own_forward(s, config)
             continue
         why = ""
         if config.forward == "factored":
@@ -93,6 +106,18 @@ def config_targets(model: nn.Module, config: AdapterConfig) -> list[TargetSlice]
                 "has no input of its own to drop out"
             )
     return slices
+
+
+def _check_own_forward(target: TargetSlice, config: AdapterConfig) -> None:
+    """``ValueError`` for ``forward="materialized"`` on a layer with its own ``forward``, which the
+    materialized product would bypass (:func:`tcur.adapters.targets.layer_strategy`)."""
+    kind = own_forward(target.module)
+    if kind is not None and config.forward == "materialized":
+        raise ValueError(
+            f"target {target.weight_label!r} cannot be adapted with forward='materialized': "
+            f"{kind} overrides forward, and the materialized product x (W + Delta)^T + b would "
+            "bypass it; use forward='auto' or 'factored' (its output plus the update)"
+        )
 
 
 def target_groups(model: nn.Module, config: AdapterConfig) -> dict[str, list[TargetSlice]]:
@@ -220,9 +245,22 @@ def scale_of(
     if not np.isfinite(norms) or norms == 0.0:
         raise ValueError(
             f"group {key!r}: the selected C and R have norm product {norms}; "
-            "scaling='normalized' needs non-zero finite weights (use scaling='plain')"
+            "scaling='normalized' needs their norms finite (use scaling='plain')"
         )
     return config.alpha * norm / norms
+
+
+def _check_live(C: torch.Tensor, R: torch.Tensor, key: str) -> None:
+    """``ValueError`` if the selected columns ``C`` or rows ``R`` are all zero: the update
+    ``C * dU * R`` and its gradient would then be zero whatever ``dU`` (an adapter that never
+    trains)."""
+    for name, block, what in (("C", C, "columns"), ("R", R, "rows")):
+        if not bool(block.any()):
+            raise ValueError(
+                f"group {key!r}: the selected {what} of its weights ({name}) are all zero, so its "
+                f"update C * dU * R would stay zero and dU would never train (a zero-initialised "
+                "weight?); leave it out of target_modules, or select others (select=, seed=)"
+            )
 
 
 def build_group(
@@ -245,6 +283,7 @@ def build_group(
         stack = stacked_weights(spec.slices)
     if bases is None:
         C, R = stack[:, spec.cols, :], stack[spec.rows, :, :]
+        _check_live(C, R, spec.key)
     else:
         C, R = (b.to(stack.device, stack.dtype) for b in bases)
     members = [s.label for s in spec.slices]
@@ -288,6 +327,63 @@ def check_coverage(records: Sequence[Mapping[str, Any]], slices: Mapping[str, Ta
             "(the model has more target modules than the one the groups were selected on; a "
             "PEFT config keeps the groups of the first model it was used on): use a new config "
             "(or adapter) for this model"
+        )
+
+
+WEIGHT_DTYPES = {
+    name: getattr(torch, name) for name in ("float32", "float16", "bfloat16", "float64")
+}
+"""The base weights' dtypes a group record names (``weights_dtype``)."""
+
+
+def group_record(group: TCURGroup) -> dict[str, Any]:
+    """The JSON record of a built group, as both hosts save it (``adapter_config.json``'s
+    ``groups``): what rebuilds it from the base model, and the fingerprints of the weights it was
+    built on (:mod:`tcur.adapters.fingerprint`), checked by :func:`check_base_weights`."""
+    dims = group.dims
+    return {
+        "key": group.key,
+        "members": group.members,
+        "shape": [dims.d_out, dims.d_in],
+        "rows": group.rows,
+        "cols": group.cols,
+        "scale": group.scale,
+        "weights_sha256": [digest.hex() for digest in group.member_digests],
+        "weights_sha256_f16": [digest.hex() for digest in group.member_digests_f16],
+        "weights_dtype": str(code_dtype(int(group.weights_dtype[0]))).removeprefix("torch."),
+    }
+
+
+def check_base_weights(index: int, record: Mapping[str, Any], spec: GroupSpec) -> None:
+    """``ValueError`` unless each member of ``spec`` has the base weight group ``record`` was
+    built on (its SHA-256 after rounding both sides to the lower precision of the two,
+    :func:`tcur.adapters.fingerprint.comparison_rounding`). Records without fingerprints (PEFT
+    configs written before they were kept) are left to the state-dict check."""
+    if "weights_sha256" not in record:
+        return
+    key, members = spec.key, spec.slices
+    saved_dtype = WEIGHT_DTYPES.get(record.get("weights_dtype", ""))
+    for k, target in enumerate(members):
+        own_dtype = target.weight().dtype
+        rounding = comparison_rounding(saved_dtype, own_dtype)
+        if rounding == torch.float16 and "weights_sha256_f16" not in record:
+            rounding = torch.bfloat16
+        name = "weights_sha256_f16" if rounding == torch.float16 else "weights_sha256"
+        if weight_digest(target.weight(), rounding).hex() == record[name][k]:
+            continue
+        if incomparable(saved_dtype, own_dtype):
+            raise ValueError(
+                f"group {index} ({key!r}): module {target.label!r} has {own_dtype} weights and "
+                f"the adapter was built on {saved_dtype} weights; neither dtype is a rounding "
+                "of the other, so the base weights cannot be matched: load the adapter into "
+                f"a float32 (or {saved_dtype}) copy of the base model"
+            )
+        compared = str(rounding).removeprefix("torch.")
+        raise ValueError(
+            f"group {index} ({key!r}): the weight of module {target.label!r} differs from "
+            f"the base model the adapter was built on (SHA-256 of the weight rounded to "
+            f"{compared}): it belongs to a different base model (for a PEFT config, one that "
+            "get_peft_model filled in for another model? pass a fresh config)"
         )
 
 

@@ -71,6 +71,61 @@ def unsupported_reason(module: nn.Module) -> str:
     return f"it is not a layer with an (out, in) weight matrix; {supported} (target those inside)"
 
 
+def own_forward(module: nn.Module) -> str | None:
+    """The class name of an ``nn.Linear``/``Conv1D`` subclass that overrides ``forward`` (its
+    output need not be ``x W^T + b``), else ``None``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from tcur.adapters.targets import own_forward
+    >>> class Halved(torch.nn.Linear):
+    ...     def forward(self, x):
+    ...         return super().forward(x) / 2
+    >>> own_forward(Halved(2, 2)), own_forward(torch.nn.Linear(2, 2))
+    ('Halved', None)
+    """
+    if isinstance(module, nn.Linear):
+        base: Any = nn.Linear
+    elif is_conv1d(module):
+        base = conv1d_type()
+    else:
+        return None
+    return type(module).__name__ if type(module).forward is not base.forward else None
+
+
+def layer_strategy(module: nn.Module, forward: str) -> str:
+    """The forward strategy a wrapped ``module`` runs with the configured ``forward``: always
+    ``"factored"`` (``module(x)`` plus the update) for a layer with its own ``forward``
+    (:func:`own_forward`), which the materialized product ``x (W + Delta)^T + b`` would bypass."""
+    return "factored" if own_forward(module) is not None else forward
+
+
+def merge_obstacle(module: nn.Module, site: str) -> str | None:
+    """Why adding an update into the weight at ``site`` of the wrapped ``module`` would not give
+    the adapted layer's outputs (the reason, for a ``ValueError``), or ``None``.
+
+    A weight computed by a parametrization (``weight_norm``, ``spectral_norm``, ...) is rebuilt
+    from its original at every access, so an update added into it is lost; a layer with its
+    own ``forward`` (:func:`own_forward`) need not compute ``x W^T + b``.
+    """
+    owner, attr = site_owner(module, site)
+    if torch.nn.utils.parametrize.is_parametrized(owner, attr):
+        return (
+            f"its {attr} is computed by a parametrization (e.g. weight_norm) at every access, so "
+            "an update added into it would be lost; remove the parametrization first "
+            f"(torch.nn.utils.parametrize.remove_parametrizations(module, {attr!r})) or keep the "
+            "adapter unmerged"
+        )
+    kind = own_forward(module) if site == "weight" else None
+    if kind is not None:
+        return (
+            f"{kind} overrides forward, so its output is not x W^T + b and a merged weight would "
+            "not reproduce the base output plus the update; keep the adapter unmerged"
+        )
+    return None
+
+
 def out_in_weight(module: nn.Module) -> torch.Tensor:
     """The module's weight as an ``(out, in)`` view (``Conv1D`` transposed; no copy)."""
     weight = module.weight
@@ -285,7 +340,21 @@ def find_targets(
                 TargetSlice(whole.name, whole.module, p, parts, whole.attr, whole.host)
                 for p in range(parts)
             ]
+    _check_splits_used(split_fused or {}, [s.weight_label for s in slices if s.part == 0])
     return slices
+
+
+def _check_splits_used(split_fused: dict[str, int], labels: Sequence[str]) -> None:
+    """``ValueError`` for a ``split_fused`` key that matches none of the target weights (a typo
+    would otherwise leave a fused weight adapted whole, silently)."""
+    for pattern in split_fused:
+        if not any(name_matches(label, pattern) for label in labels):
+            close = difflib.get_close_matches(pattern, labels, n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise ValueError(
+                f"split_fused key {pattern!r} matches none of the target weights "
+                f"({', '.join(map(repr, labels[:8]))}{', ...' if len(labels) > 8 else ''}){hint}"
+            )
 
 
 def _weights_of(

@@ -7,6 +7,7 @@ and trains and evaluates with the plain-torch loops of :mod:`tcur.adapters.train
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,20 @@ DEFAULT_TARGETS: tuple[tuple[str, ...], ...] = (
 )
 HEADS = ("classifier", "score")
 Dataset = Mapping[str, Sequence[Any]] | Sequence[Any]
+
+
+_ARGUMENT_NAMES = {"rank": "tensor_rank", "n_rows": "num_rows", "n_cols": "num_columns"}
+"""The config fields :class:`TCURLoRAModel` sets from arguments of other names."""
+
+
+def _in_wrapper_terms(message: str) -> str:
+    """``message`` of a config or ``apply`` error with the fields named as the wrapper's arguments
+    (``n_rows=2 must be >= rank=4`` -> ``num_rows=2 must be >= tensor_rank=4``)."""
+    return re.sub(
+        r"\b(rank|n_rows|n_cols)\b(?==| can be| must)",
+        lambda match: _ARGUMENT_NAMES[match.group(1)],
+        message,
+    )
 
 
 def default_targets(model: nn.Module) -> list[str]:
@@ -154,22 +169,26 @@ class TCURLoRAModel(nn.Module):
     ) -> None:
         super().__init__()
         model, tokenizer = _resolve_base(base_model, task, num_labels, tokenizer)
-        config = TCURLoRAConfig(
-            target_modules if target_modules is not None else default_targets(model),
-            rank=tensor_rank,
-            n_rows=num_rows,
-            n_cols=num_columns,
-            modules_to_save=(
-                modules_to_save if modules_to_save is not None else default_heads(model, task)
-            ),
-            **options,
-        )
-        if config.basis == "gradient":
-            raise ValueError(
-                "TCURLoRAModel does not take basis='gradient' (it needs calibration gradients): "
-                "use tcur.adapters.apply(model, config, gradients=loss_gradients(...))"
+        try:
+            config = TCURLoRAConfig(
+                target_modules if target_modules is not None else default_targets(model),
+                rank=tensor_rank,
+                n_rows=num_rows,
+                n_cols=num_columns,
+                modules_to_save=(
+                    modules_to_save if modules_to_save is not None else default_heads(model, task)
+                ),
+                **options,
             )
-        self.model = apply(model, config)
+            if config.basis == "gradient":
+                raise ValueError(
+                    "TCURLoRAModel does not take basis='gradient' (it needs calibration "
+                    "gradients): use tcur.adapters.apply(model, config, "
+                    "gradients=loss_gradients(...))"
+                )
+            self.model = apply(model, config)
+        except (ValueError, TypeError) as error:  # name this class's arguments, not the config's
+            raise type(error)(_in_wrapper_terms(str(error))) from None
         self.task = task
         self.tokenizer = tokenizer
 
