@@ -226,6 +226,12 @@ def _float_dtype_torch(x: Any, name: str) -> Any:
             f"{x.dtype}): it has a shape but no values to compute with; move it to a real "
             f"device first (e.g. {name}.to_empty(device='cpu') and fill it)"
         )
+    if x.layout != torch.strided:
+        raise TypeError(
+            f"{name} is a torch tensor with layout {x.layout}; tcur computes on dense tensors: "
+            f"pass {name}.to_dense() (or a scipy.sparse matrix, which tcur.decompose and cur "
+            "read sparsely)"
+        )
     if x.dtype in (torch.float16, torch.bfloat16):
         return x.to(torch.float32)
     if x.dtype == torch.complex32:

@@ -233,6 +233,18 @@ def test_deim_on_complex_and_tiny_float32_bases_matches_float64() -> None:
     Q, _ = np.linalg.qr(rng.standard_normal((8, 3)))
     tiny = (Q * 1e-40).astype(np.float32)  # subnormal float32 entries
     np.testing.assert_array_equal(deim(tiny), deim(Q))
+    np.testing.assert_array_equal(deim(Q * 1e-310), deim(Q))  # subnormal float64 entries
+    assert deim(np.array([[1e-310], [2e-310]])).tolist() == [1]
+
+
+def test_too_large_input_is_refused_clearly_instead_of_hanging() -> None:
+    # LAPACK's SVD of an overflowed (Inf) triangular factor loops forever; the factor is checked.
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((40, 5)) @ rng.standard_normal((5, 30))
+    for big in ((A / np.abs(A).max() * 3e38).astype(np.float32), A / np.abs(A).max() * 1.7e308):
+        for select in ("sketch_qr", "deim"):
+            with pytest.raises(ValueError, match=r"too large for float.*power of two"):
+                cur(big, 5, seed=0, select=select)
 
 
 # --- mode-wise CUR on zero and extreme tensors -----------------------------------------------
@@ -327,3 +339,20 @@ def test_tproduct_algebra_of_zero_tensor() -> None:
         tinv(np.zeros((3, 3, 2)))
     p = leverage_scores(Z[:, :, 0], 2, axis=1)
     assert np.isfinite(p).all() and abs(float(p.sum()) - 1) < 1e-12
+
+
+def test_torch_sparse_tensors_are_refused_with_the_fix() -> None:
+    A = torch.randn(20, 10, dtype=torch.float64)
+    with pytest.raises(
+        TypeError, match=r"A is a torch tensor with layout torch\.sparse_coo.*to_dense"
+    ):
+        cur(A.to_sparse(), 4)
+    with pytest.raises(TypeError, match=r"layout torch\.sparse_coo"):
+        tsvd(A.reshape(5, 4, 10).to_sparse())
+
+
+def test_tinv_refuses_an_inverse_beyond_the_dtype_instead_of_nan() -> None:
+    for A in (np.eye(2)[:, :, None] * 1e-310, (np.eye(2)[:, :, None] * 1e-39).astype(np.float32)):
+        with pytest.raises(ValueError, match=r"inverse of A is not representable.*power of two"):
+            tinv(A)
+    np.testing.assert_allclose(tinv(np.eye(2)[:, :, None] * 1e-300)[:, :, 0], np.eye(2) * 1e300)

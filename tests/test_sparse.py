@@ -170,6 +170,10 @@ def test_integer_complex_and_zero_matrices() -> None:
     zero = cur(sp.csr_array((20, 10)), 3, seed=0)
     assert np.all(np.isfinite(zero.U)) and not np.any(zero.reconstruct())
     assert factored_error(sp.csr_array((20, 10)), zero.C, zero.U, zero.R) == 0.0
+    ones = (np.ones((20, 2)), np.eye(2), np.ones((2, 10)))  # factors not taken from A
+    assert factored_error(sp.csr_array((20, 10)), *ones) == float(
+        relative_error(np.zeros((20, 10)), ones[0] @ ones[2])
+    )
 
 
 def test_decompose_defaults_on_sparse_input() -> None:

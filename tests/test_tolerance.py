@@ -95,6 +95,17 @@ def test_decompose_tol_and_torch() -> None:
     assert tcur.decompose(T, tol=1e-6, seed=0).rank == 2
 
 
+def test_tol_on_a_tensor_that_requires_grad_keeps_autograd_and_warns_nothing() -> None:
+    # The search measures errors outside autograd (a float() of a graph tensor warns; the
+    # project's pytest settings turn that warning into an error).
+    A = torch.as_tensor(noisy_spectrum(2, 50, 40, 0.8, 1e-4)).requires_grad_()
+    d = cur(A, tol=0.02, seed=0)
+    d.reconstruct().sum().backward()
+    assert A.grad is not None and bool(torch.isfinite(A.grad).all())
+    T = torch.as_tensor(low_tubal_rank_tensor(3, 12, 10, 4, 2)).requires_grad_()
+    assert tensor_cur(T, tol=1e-6, seed=0).rank == 2
+
+
 def test_unreachable_tol_returns_full_rank_with_a_warning() -> None:
     # float32 round-off (~1e-7) cannot reach 1e-12: the full-rank (exact up to round-off)
     # decomposition is returned and a RuntimeWarning says so.

@@ -105,6 +105,22 @@ def validated_relative_error(x: Array, approx: Array) -> Array:
     return _scaled_ratio(xp, x, approx)
 
 
+def measured_error(x: Array, approx: Array) -> float:
+    """:func:`validated_relative_error` as a host float, outside autograd: the measure of the
+    ``tol=`` search of :func:`tcur.linalg.cur` and :func:`tcur.linalg.tcur`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.errors import measured_error
+    >>> measured_error(np.ones(4), np.zeros(4))
+    1.0
+    """
+    if is_torch(x):
+        x, approx = x.detach(), approx.detach()
+    return float(validated_relative_error(x, approx))
+
+
 def _plain_ratio(x: np.ndarray, approx: np.ndarray) -> np.ndarray | None:
     """Host fast path: ``||x - approx|| / ||x||`` unscaled (three passes), or ``None`` when a
     norm is non-finite or small enough that squares may have underflowed."""

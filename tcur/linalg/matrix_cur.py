@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tcur._backend import Array, as_float_array, index_array, is_dask, is_sparse, is_torch, take
-from tcur.linalg.errors import validated_relative_error
+from tcur.linalg.errors import measured_error
 from tcur.linalg.lazy import dask_cur
 from tcur.linalg.middle import middle_factors
 from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES
@@ -134,7 +134,7 @@ def cur_of_array(
     detached = A.detach()[None, ...] if is_torch(A) else A[None, ...]
     return fit_rank_or_tol(
         lambda k, rows, cols: _fit(A, k, rows, cols, **options),
-        lambda d: float(validated_relative_error(A, d.reconstruct())),
+        lambda d: measured_error(A, d.reconstruct()),
         lambda target: estimate_rank(detached, target, seed=seed),
         rank=rank,
         tol=tol,

@@ -19,7 +19,11 @@ Per-mode selection (``select``):
   ``ceil(fiber_oversample * r_n * log(prod_{m != n} d_m))`` fibers.
 - ``"deim"``, ``"qdeim"``, ``"leverage"`` (deterministic) and ``"leverage_sample"``: on the
   leading ``r_n`` left singular vectors of ``T_(n)`` for ``I_n`` and right singular vectors for
-  ``J_n``; ``r_n`` indices by default (exact at the true multilinear rank). The unfoldings are
+  ``J_n``; ``r_n`` indices by default, exact at the true multilinear rank with ``"deim"`` and
+  ``"qdeim"`` (the chosen rows of the basis are invertible). ``"leverage"`` and
+  ``"leverage_sample"`` take the largest (or sampled) scores, which can repeat a direction:
+  Fiber CUR with ``"leverage"`` missed the exact tensor on 6 of 20 random ones of multilinear
+  rank (2, 3, 2); pass more indices (``n_indices``/``n_fibers``) with them. The unfoldings are
   very wide, so their leading singular vectors come from the eigenvectors of the small Gram
   matrix ``T_(n) T_(n)^H`` (one pass over the tensor per mode), formed after scaling by a power
   of two so that tensors of size 1e+-300 neither overflow nor underflow. Directions whose
@@ -346,6 +350,16 @@ def fiber_cur(
     Returns
     -------
     TuckerCUR
+
+    Notes
+    -----
+    Each factor interpolates through ``U_n^+`` with as many core indices as fibers by default,
+    which is exact at the true multilinear rank but can amplify what lies outside it: on
+    Gaussian 15 x 14 x 13 tensors at ranks (3, 3, 3) the relative error was 1.8-6.5 with
+    ``"deim"``/``"qdeim"`` (up to 100 with the leverage rules), where :func:`chidori_cur` stays
+    near 1.0. On data that is only approximately low-rank, keep more core indices than fibers
+    (``n_indices=2 * ranks`` gave 1.03-1.11 on the same tensors, still exact at the true rank)
+    or use :func:`chidori_cur`.
 
     Examples
     --------

@@ -176,9 +176,24 @@ def spectral_range_factor(xp: Any, X: Array) -> tuple[Array, Array, Array]:
     round-off directions at any cutoff later."""
     rounds = gram_rounds(X)
     with thin_factorization(X):
-        Q0, R = rounds if rounds is not None else xp.linalg.qr(X)
-        u, s, vh = xp.linalg.svd(R, full_matrices=False)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow: checked on the factors
+            Q0, R = rounds if rounds is not None else xp.linalg.qr(X)
+            _check_no_overflow(R)
+            u, s, vh = xp.linalg.svd(R, full_matrices=False)
+        _check_no_overflow(s)
     return Q0 @ u, xp.astype(s[..., :, None], vh.dtype) * vh, s
+
+
+def _check_no_overflow(R: Array) -> None:
+    """``ValueError`` if a NumPy factor (the triangular one, or the singular values) overflowed
+    (LAPACK's SVD can loop forever on Inf; torch's raises): the factored block's norm is beyond
+    its dtype's range."""
+    if is_numpy(R) and not np.isfinite(R).all():
+        raise ValueError(
+            f"the input is too large for {R.dtype}: a factor of its columns overflowed "
+            f"(norm beyond {np.finfo(R.dtype).max:.3g}); divide it by a power of two first (e.g. "
+            "x / 2**64, exact) and scale the result back"
+        )
 
 
 def without_roundoff(

@@ -89,7 +89,8 @@ def _deim_host(V: np.ndarray) -> np.ndarray:
     # keeps the interpolation coefficients of a 1e300 basis from overflowing.
     tol = max(n, k) * np.finfo(V.dtype).eps
     _, exponents = np.frexp(np.max(np.abs(V), axis=0))
-    V = V * np.ldexp(1.0, -exponents)
+    half = -exponents // 2  # in two factors: 2**1074 (subnormal columns) is not a float
+    V = V * np.ldexp(1.0, half) * np.ldexp(1.0, -exponents - half)
     picked: list[int] = []
     for j in range(k):
         residual = V[:, j]

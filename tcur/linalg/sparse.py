@@ -194,15 +194,15 @@ def factored_error(A: Any, C: Any, U: Array, R: Any) -> float:
         )
     A = as_csr(A, "A", finite=False)
     total = _scaled_data_norm(A.data)
-    if total == 0.0:  # C and R are parts of A, so C U R is zero as well
-        return 0.0
-    scale = binary_scale(total)
+    scale = binary_scale(total) if total > 0.0 else 1.0
     A = A / scale
     C, R = (np.asarray(M.toarray() if is_sparse(M) else M) / scale for M in (C, R))
     Q_C, T_C = range_factor(np, C)
     Q_R, T_R = range_factor(np, R.conj().T)
     M = np.asarray((A.conj().T @ Q_C).conj().T @ Q_R)
     N = T_C @ (np.asarray(U) * scale) @ T_R.conj().T
+    if total == 0.0:  # relative_error's convention: 0 if C U R is zero too, else inf
+        return 0.0 if not np.any(N) else math.inf
     squared = (total / scale) ** 2 - float(np.sum(np.abs(M) ** 2))
     squared += float(np.sum(np.abs(M - N) ** 2))
     return math.sqrt(max(squared, 0.0)) * scale / total

@@ -50,7 +50,7 @@ from tcur._backend import (
     take,
     to_numpy,
 )
-from tcur.linalg.errors import validated_relative_error
+from tcur.linalg.errors import measured_error
 from tcur.linalg.middle import middle_factors
 from tcur.linalg.options import DEFAULT_MIDDLE, DEFAULT_SELECT, MIDDLES
 from tcur.linalg.orthonormal import dominant_directions
@@ -360,7 +360,7 @@ def tcur_of_array(
     fit = _TensorFit(A, F, weights, select, middle, seed, svd, rtol)
     return fit_rank_or_tol(
         fit,
-        lambda d: float(validated_relative_error(A, d.reconstruct())),
+        lambda d: measured_error(A, d.reconstruct()),
         lambda target: estimate_rank(fit.detached, target, weights=weights, seed=seed),
         rank=rank,
         tol=tol,

@@ -313,6 +313,15 @@ def _check_invertible(F: Array, n: int) -> None:
             f"A is not invertible under the t-product: Fourier slice {k} is singular "
             f"(smallest singular value {s[k, -1]:.3e}, largest {s[k, 0]:.3e}); use tpinv"
         )
+    largest = float(np.finfo(s.dtype).max)
+    beyond = np.flatnonzero(s[:, -1] < 1.0 / largest)  # 1 / s_min is not a float of this dtype
+    if beyond.size:
+        k = int(beyond[0])
+        raise ValueError(
+            f"the inverse of A is not representable in {s.dtype}: Fourier slice {k} has smallest "
+            f"singular value {s[k, -1]:.3e}, so its inverse has norm above {largest:.3e}; "
+            "scale A by a power of two first (exact) and the inverse by the same power"
+        )
 
 
 def tpinv(
