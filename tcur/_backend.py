@@ -248,13 +248,15 @@ def as_float_array(
     ndim: int | tuple[int, ...] | None = None,
     min_ndim: int | None = None,
     finite: bool = True,
+    factorized: bool = False,
 ) -> Array:
     """Validate ``x`` and return it as a floating array of its own kind.
 
     Integers and booleans become float64, float16/bfloat16 become float32, float32/float64 and
     complex are kept. Non-array input is converted with :func:`numpy.asarray`. ``finite=False``
     skips the NaN/Inf scan (the ``check_finite=False`` of the public functions; on a GPU the
-    scan is a device synchronisation).
+    scan is a device synchronisation). With ``factorized`` the scan is
+    :func:`check_factorizable` (the input of a decomposition), in the same one pass.
 
     Raises
     ------
@@ -283,7 +285,9 @@ def as_float_array(
     _check_ndim(arr, name, ndim, min_ndim)
     if arr.ndim > 0 and min(arr.shape) == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(arr.shape)}")
-    if finite:
+    if finite and factorized:
+        check_factorizable(arr, name)
+    elif finite:
         check_finite(arr, name)
     return arr
 
@@ -330,6 +334,80 @@ def check_finite(x: Array, name: str) -> None:
         ok = bool(np.isfinite(x).all())
     if not ok:
         raise ValueError(f"{name} must not contain NaN or Inf")
+
+
+FACTORIZATION_HEADROOM = 16.0
+""":func:`check_factorizable` refuses a Frobenius norm within this factor (times ``sqrt(n3)``)
+of the dtype's largest value."""
+
+
+def check_factorizable(x: Array, name: str) -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or Inf, or if its factorizations would overflow.
+
+    The Fourier slices of a third-order ``x`` have Frobenius norms up to ``sqrt(n3) ||x||_F``
+    (Parseval) and every QR or SVD factor of a block of them at most that, so ``x`` is refused
+    when ``sqrt(n3) ||x||_F`` is within :data:`FACTORIZATION_HEADROOM` of the dtype's largest
+    value (LAPACK's SVD can loop forever on the Inf that follows). One pass in the common case:
+    the squared norm as one dot product, finite and in range; otherwise the NaN/Inf scan and a
+    norm scaled by a power of two decide.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur._backend import check_factorizable
+    >>> check_factorizable(np.full((3, 2), 1e300), "A")  # large, but factors are in range
+    >>> check_factorizable(np.full((3, 2), 1.7e308), "A")
+    Traceback (most recent call last):
+    ...
+    ValueError: A is too large for float64: its Frobenius norm (inf) is within a factor 16 ...
+    """
+    tube = x.shape[2] if x.ndim == 3 else 1
+    largest = float(np.finfo(_host_dtype(x)).max)
+    limit = largest / (FACTORIZATION_HEADROOM * math.sqrt(tube))
+    quick = _quick_norm(x)
+    if math.isfinite(quick) and quick <= limit:
+        return
+    check_finite(x, name)
+    norm = _scaled_norm(x)
+    if norm > limit:
+        times = f" times sqrt(n3) = {math.sqrt(tube):.3g}" if tube > 1 else ""
+        raise ValueError(
+            f"{name} is too large for {_host_dtype(x)}: its Frobenius norm ({norm:.3g}){times} "
+            f"is within a factor {FACTORIZATION_HEADROOM:g} of the largest value ({largest:.3g}) "
+            f"or above it, so its factorizations would overflow; divide {name} by a power of two "
+            f"first (e.g. {name} / 2**64, exact) and scale the result back"
+        )
+
+
+def _host_dtype(x: Array) -> np.dtype:
+    """The NumPy dtype of ``x``'s real part (float32/float64)."""
+    text = str(x.dtype).rsplit(".", 1)[-1]  # torch.float32, array_api_strict.float64, float32
+    return np.finfo(np.dtype(text)).dtype
+
+
+def _quick_norm(x: Array) -> float:
+    """``||x||_F`` in ``x``'s own precision (Inf where its square overflows, NaN with NaN)."""
+    if is_numpy(x):
+        flat = np.ravel(x, order="K")
+        with np.errstate(all="ignore"):
+            square = np.vdot(flat, flat).real
+        return math.sqrt(float(square)) if square >= 0 else math.nan
+    xp = array_api_compat.array_namespace(x)
+    data = x.detach() if is_torch(x) else x
+    return float(xp.linalg.vector_norm(data))
+
+
+def _scaled_norm(x: Array) -> float:
+    """``||x||_F`` of a finite ``x`` without overflow (``inf`` only if it exceeds every float)."""
+    xp = array_api_compat.array_namespace(x)
+    data = x.detach() if is_torch(x) else x
+    peak = float(xp.max(xp.abs(data)))
+    if peak == 0.0:
+        return 0.0
+    exponent = math.frexp(peak)[1]  # two exact factors: 2**1024 is not a float
+    half = exponent // 2
+    unit = data * 2.0 ** (-half) * 2.0 ** (half - exponent)
+    return math.ldexp(float(xp.linalg.vector_norm(unit)), half) * 2.0 ** (exponent - half)
 
 
 def thin_factorization(x: Array) -> contextlib.AbstractContextManager[Any]:

@@ -65,7 +65,7 @@ def decompose(
     check_choice(method, "method", METHODS)
     if is_sparse(x) or is_dask(x):
         return _matrix_only(x, rank, tol, method, check_finite, options)
-    x = as_float_array(x, "x", min_ndim=2, finite=check_finite)  # the one NaN/Inf scan
+    x = as_float_array(x, "x", min_ndim=2, finite=check_finite, factorized=True)  # one scan
     if method == "auto":
         method = "matrix" if x.ndim == 2 else "tproduct"
     check_rank_or_tol(rank, tol)
@@ -73,8 +73,9 @@ def decompose(
         raise ValueError(f"tol= is supported by the matrix and tproduct methods, not {method!r}")
     expected = {"matrix": 2, "tproduct": 3}.get(method)
     if expected is not None and x.ndim != expected:
+        others = " (method='chidori' or 'fiber' decompose N-D tensors)" if x.ndim > 3 else ""
         raise ValueError(
-            f"x must be {expected}-D for method={method!r}, got shape {tuple(x.shape)}"
+            f"x must be {expected}-D for method={method!r}, got shape {tuple(x.shape)}{others}"
         )
     if method == "matrix":
         return cur_of_array(x, rank, tol=tol, **_with_defaults(options))

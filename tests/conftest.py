@@ -29,13 +29,25 @@ torch.set_num_threads(1)
 
 @pytest.fixture
 def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the arrays scanned for NaN/Inf, in order."""
+    """Names of the arrays scanned for NaN/Inf (``check_finite``, or ``check_factorizable`` with
+    the scan it may make inside counted once), in order."""
     seen: list[str] = []
-    original = tcur._backend.check_finite
+    finite, factorizable = tcur._backend.check_finite, tcur._backend.check_factorizable
+    inside = [False]
 
     def counting(x: Any, name: str) -> None:
+        if not inside[0]:
+            seen.append(name)
+        finite(x, name)
+
+    def counting_factorizable(x: Any, name: str) -> None:
         seen.append(name)
-        original(x, name)
+        inside[0] = True
+        try:
+            factorizable(x, name)
+        finally:
+            inside[0] = False
 
     monkeypatch.setattr(tcur._backend, "check_finite", counting)
+    monkeypatch.setattr(tcur._backend, "check_factorizable", counting_factorizable)
     return seen

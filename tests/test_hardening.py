@@ -13,6 +13,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import tcur
 from tcur.linalg import (
     chidori_cur,
     cur,
@@ -243,8 +244,20 @@ def test_too_large_input_is_refused_clearly_instead_of_hanging() -> None:
     A = rng.standard_normal((40, 5)) @ rng.standard_normal((5, 30))
     for big in ((A / np.abs(A).max() * 3e38).astype(np.float32), A / np.abs(A).max() * 1.7e308):
         for select in ("sketch_qr", "deim"):
-            with pytest.raises(ValueError, match=r"too large for float.*power of two"):
+            with pytest.raises(ValueError, match=r"A is too large for float.*power of two"):
                 cur(big, 5, seed=0, select=select)
+            with pytest.raises(ValueError, match=r"too large for float.*power of two"):
+                cur(big, 5, seed=0, select=select, check_finite=False)  # the factor's check
+        with pytest.raises(ValueError, match=r"A is too large for float"):
+            cur(torch.as_tensor(big), 5, seed=0)
+    T = np.random.default_rng(0).standard_normal((20, 15, 4))
+    T = (T / np.abs(T).max() * 3e38).astype(np.float32)
+    for call in (lambda: tsvd(T), lambda: chidori_cur(T, 3), lambda: tcur.decompose(T, 3)):
+        with pytest.raises(ValueError, match=r"too large for float32.*sqrt\(n3\)"):
+            call()
+    # Large but representable: decomposed as usual, to the accuracy of the unscaled problem.
+    d = cur(A * 2.0**1000, 5, seed=0)
+    assert float(relative_error(A * 2.0**1000, d.reconstruct())) < 1e-12
 
 
 # --- mode-wise CUR on zero and extreme tensors -----------------------------------------------
@@ -356,3 +369,11 @@ def test_tinv_refuses_an_inverse_beyond_the_dtype_instead_of_nan() -> None:
         with pytest.raises(ValueError, match=r"inverse of A is not representable.*power of two"):
             tinv(A)
     np.testing.assert_allclose(tinv(np.eye(2)[:, :, None] * 1e-300)[:, :, 0], np.eye(2) * 1e300)
+
+
+def test_small_api_errors_say_what_to_do() -> None:
+    with pytest.raises(TypeError, match=r"not a NumPy dtype.*like="):
+        teye(2, 3, dtype=torch.float32)
+    assert teye(2, 3, like=torch.zeros(1), dtype=torch.float32).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"3-D for method='tproduct'.*'chidori' or 'fiber'"):
+        tcur.decompose(np.ones((3, 3, 3, 3)), 2)

@@ -107,7 +107,9 @@ def cur(
     if is_sparse(A) or is_dask(A):  # products with A only: tcur.linalg.products
         kind_cur = sparse_cur if is_sparse(A) else dask_cur
         return kind_cur(A, rank, check_finite=check_finite, **options)
-    return cur_of_array(as_float_array(A, "A", ndim=2, finite=check_finite), rank, **options)
+    return cur_of_array(
+        as_float_array(A, "A", ndim=2, finite=check_finite, factorized=True), rank, **options
+    )
 
 
 def cur_of_array(

@@ -224,7 +224,7 @@ def _times_pinv(C: Array, U: Array, rtol: float | None) -> Array:
 def _prepare(
     T: Any, ranks: Any, select: str, n_indices: Any, oversample: float, check_finite: bool
 ) -> tuple[Array, list[int], list[int]]:
-    T = as_float_array(T, "T", min_ndim=3, finite=check_finite)
+    T = as_float_array(T, "T", min_ndim=3, finite=check_finite, factorized=True)
     check_choice(select, "select", MODEWISE_RULES)
     shape = tuple(T.shape)
     # A mode-n unfolding has rank at most min(d_n, prod of the other sizes).

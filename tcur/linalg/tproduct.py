@@ -226,6 +226,11 @@ def teye(n: int, n3: int, *, like: Array | None = None, dtype: Any = None) -> Ar
     """
     n, n3 = check_rank(n, "n", sys.maxsize), check_rank(n3, "n3", sys.maxsize)
     if like is None:
+        if dtype is not None and not isinstance(dtype, (np.dtype, type, str)):
+            raise TypeError(
+                f"teye: dtype={dtype!r} is not a NumPy dtype; for another array kind pass "
+                "like= an array of that kind (e.g. teye(n, n3, like=x, dtype=torch.float32))"
+            )
         out = np.zeros((n, n, n3), dtype=dtype or np.float64)
         out[:, :, 0] = np.eye(n, dtype=out.dtype)
         return out
