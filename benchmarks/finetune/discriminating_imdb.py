@@ -61,6 +61,16 @@ its own 3e-3; ``tcurlora_gradient_r5_head10`` (the head's rate 10x the adapter's
 ``/work/ft_snapshot_4609d478191f``. Its seed-0 screen is exploratory, because the variant was
 chosen after seeing r5's seeds; a claim on it needs seeds of its own.
 
+Stage 5, the matched-budget controls (issue 21, section 1), on the same placement and grids as
+on Rotten Tomatoes, in this order: ``tinylora_u25`` (PEFT TinyLoRA at SVD rank 5 with u = 25
+coefficients per matrix: 900 adapter parameters, exactly ``tcurlora_gradient_r5``'s budget, so
+the <= 1,000-parameter result can be told apart from "any 900 well-placed parameters"),
+``tinylora_u1024`` (36,864, r32's budget), ``vera`` (29,952), ``fourierft`` (36,000) and
+``lora_r2`` (82,944). Seed 0 first (grid of two rates, extended once past an edge, the chosen
+rate tested: about 3 runs of 15-25 min each), then seeds 1-4 for ``tinylora_u25`` (the paired
+control of the r5 claim): about 7 process-hours, two workers, ``--only tinylora_u25 ... --seeds
+0`` from a snapshot of the commit that added them.
+
 Started 2026-12-05 from the working tree's commit (records carry ``code``)::
 
     make finetune FT=discriminating_imdb FT_ARGS="--resume --seeds 0"
@@ -100,6 +110,8 @@ VARIANTS = (
     "tcurlora_gradient_r5_head10",
 )
 """Stage 4's tCURLoRA methods, in schedule order (the last added after the first's seeds)."""
+CONTROLS = ("tinylora_u25", "tinylora_u1024", "vera", "fourierft", "lora_r2")
+"""Stage 5's matched-budget controls, in schedule order."""
 
 
 def methods(quick: bool = False) -> list[Method]:
@@ -108,9 +120,10 @@ def methods(quick: bool = False) -> list[Method]:
         *discriminating.methods(),
         discriminating.library(32, basis="gradient"),
         discriminating.library(5, basis="gradient", head_lr_scale=10.0),
+        discriminating.tinylora(5),
     ]
     table = {m.name: m for m in known}
-    chosen = [table[name] for name in (*CHECK, *VARIANTS)]
+    chosen = [table[name] for name in (*CHECK, *VARIANTS, *CONTROLS)]
     return discriminating.quick_grids(chosen) if quick else chosen
 
 
@@ -122,6 +135,9 @@ CLAIMS = (
     Claim("tcurlora_gradient_r5", "head_only", margin=3.0),  # the <= 1,000-parameter target
     Claim("tcurlora_gradient_r32", "tcurlora_r32"),
     Claim("tcurlora_gradient_r5_head10", "head_only", margin=3.0),
+    Claim("tinylora_u25", "head_only", margin=3.0),  # stage 5: the same 900 parameters
+    Claim("tcurlora_gradient_r5", "tinylora_u25"),
+    Claim("tcurlora_gradient_r32", "tinylora_u1024"),
 )
 """The paired comparisons the report gives (issue 21, section 3)."""
 

@@ -117,7 +117,12 @@ def test_imdb_variants_are_the_rotten_tomatoes_library_methods() -> None:
     learning-rate scale (which :func:`finetune.methods.build_model` applies)."""
     rt = {m.name: m for m in disc.methods()}
     table = {m.name: m for m in imdb.methods()}
-    assert tuple(table)[len(imdb.CHECK) :] == imdb.VARIANTS
+    stage4 = len(imdb.CHECK) + len(imdb.VARIANTS)
+    assert tuple(table)[len(imdb.CHECK) : stage4] == imdb.VARIANTS
+    assert tuple(table)[stage4:] == imdb.CONTROLS
+    for name in imdb.CONTROLS:  # Rotten Tomatoes' controls, and TinyLoRA at r5's budget
+        assert table[name] == (rt[name] if name in rt else disc.tinylora(5))
+    assert table["tinylora_u25"].config["u"] == 25 and table["tinylora_u25"].config["r"] == 5
     r32, r5 = table["tcurlora_gradient_r32"], table["tcurlora_gradient_r5"]
     assert r5 == rt["tcurlora_gradient_r5"] and r32.grid == r5.grid
     assert {**r32.config, "rank": 5} == r5.config
