@@ -249,6 +249,7 @@ def as_float_array(
     min_ndim: int | None = None,
     finite: bool = True,
     factorized: bool = False,
+    fourier: bool = False,
 ) -> Array:
     """Validate ``x`` and return it as a floating array of its own kind.
 
@@ -256,7 +257,8 @@ def as_float_array(
     complex are kept. Non-array input is converted with :func:`numpy.asarray`. ``finite=False``
     skips the NaN/Inf scan (the ``check_finite=False`` of the public functions; on a GPU the
     scan is a device synchronisation). With ``factorized`` the scan is
-    :func:`check_factorizable` (the input of a decomposition), in the same one pass.
+    :func:`check_factorizable` (the input of a decomposition; ``fourier`` for the t-product's),
+    in the same one pass.
 
     Raises
     ------
@@ -286,7 +288,7 @@ def as_float_array(
     if arr.ndim > 0 and min(arr.shape) == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(arr.shape)}")
     if finite and factorized:
-        check_factorizable(arr, name)
+        check_factorizable(arr, name, fourier=fourier)
     elif finite:
         check_finite(arr, name)
     return arr
@@ -336,20 +338,26 @@ def check_finite(x: Array, name: str) -> None:
         raise ValueError(f"{name} must not contain NaN or Inf")
 
 
-FACTORIZATION_HEADROOM = 16.0
-""":func:`check_factorizable` refuses a Frobenius norm within this factor (times ``sqrt(n3)``)
-of the dtype's largest value."""
+POWER_OF_TWO_ADVICE = (
+    "divide {name} by a power of two first (e.g. {name} / 2**64, exact) and scale the result back"
+)
+"""The remedy an overflow refusal names."""
 
 
-def check_factorizable(x: Array, name: str) -> None:
+FACTORIZATION_HEADROOM = 2.0
+""":func:`check_factorizable` refuses a norm (times ``sqrt(n3)`` for the t-product) above the
+dtype's largest value over this factor."""
+
+
+def check_factorizable(x: Array, name: str, *, fourier: bool = False) -> None:
     """Raise ``ValueError`` if ``x`` holds NaN or Inf, or if its factorizations would overflow.
 
-    The Fourier slices of a third-order ``x`` have Frobenius norms up to ``sqrt(n3) ||x||_F``
-    (Parseval) and every QR or SVD factor of a block of them at most that, so ``x`` is refused
-    when ``sqrt(n3) ||x||_F`` is within :data:`FACTORIZATION_HEADROOM` of the dtype's largest
-    value (LAPACK's SVD can loop forever on the Inf that follows). One pass in the common case:
-    the squared norm as one dot product, finite and in range; otherwise the NaN/Inf scan and a
-    norm scaled by a power of two decide.
+    Every QR or SVD factor of a block of ``x`` has norm at most ``||x||_F``, and with
+    ``fourier`` (a t-product method) the Fourier slices of a third-order ``x`` have norms up to
+    ``sqrt(n3) ||x||_F`` (Parseval); ``x`` is refused when that bound exceeds the dtype's largest
+    value over :data:`FACTORIZATION_HEADROOM` (LAPACK's SVD can loop forever on the Inf that
+    follows). One pass in the common case: the squared norm as one dot product, finite and in
+    range; otherwise the NaN/Inf scan and a norm scaled by a power of two decide.
 
     Examples
     --------
@@ -359,55 +367,65 @@ def check_factorizable(x: Array, name: str) -> None:
     >>> check_factorizable(np.full((3, 2), 1.7e308), "A")
     Traceback (most recent call last):
     ...
-    ValueError: A is too large for float64: its Frobenius norm (inf) is within a factor 16 ...
+    ValueError: A is too large for float64: its Frobenius norm (inf) ...
     """
-    tube = x.shape[2] if x.ndim == 3 else 1
-    largest = float(np.finfo(_host_dtype(x)).max)
+    tube = x.shape[2] if fourier and x.ndim == 3 else 1
+    largest = float(_finfo(x).max)
     limit = largest / (FACTORIZATION_HEADROOM * math.sqrt(tube))
     quick = _quick_norm(x)
     if math.isfinite(quick) and quick <= limit:
         return
     check_finite(x, name)
-    norm = _scaled_norm(x)
-    if norm > limit:
+    xp = array_api_compat.array_namespace(x)
+    with np.errstate(over="ignore", under="ignore"):
+        norm, scale = scaled_norm(xp, x.detach() if is_torch(x) else x)
+        value = float(norm) * float(scale)  # inf beyond every float
+    if value > limit:
         times = f" times sqrt(n3) = {math.sqrt(tube):.3g}" if tube > 1 else ""
         raise ValueError(
-            f"{name} is too large for {_host_dtype(x)}: its Frobenius norm ({norm:.3g}){times} "
-            f"is within a factor {FACTORIZATION_HEADROOM:g} of the largest value ({largest:.3g}) "
-            f"or above it, so its factorizations would overflow; divide {name} by a power of two "
-            f"first (e.g. {name} / 2**64, exact) and scale the result back"
+            f"{name} is too large for {x.dtype}: its Frobenius norm ({value:.3g}){times} "
+            f"exceeds 1/{FACTORIZATION_HEADROOM:g} of the largest value ({largest:.3g}), so its "
+            f"factorizations would overflow; {POWER_OF_TWO_ADVICE.format(name=name)}"
         )
 
 
-def _host_dtype(x: Array) -> np.dtype:
-    """The NumPy dtype of ``x``'s real part (float32/float64)."""
-    text = str(x.dtype).rsplit(".", 1)[-1]  # torch.float32, array_api_strict.float64, float32
-    return np.finfo(np.dtype(text)).dtype
+def scaled_norm(xp: Any, v: Array) -> tuple[Array, Array]:
+    """``(n, p)`` with ``||v|| = n * p``: ``p`` a power of two near ``max|v|`` and ``n`` computed
+    on ``v / p`` (entries below 2 in size), so squaring neither overflows nor underflows; where
+    ``v`` lives, no host synchronisation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur._backend import scaled_norm
+    >>> n, p = scaled_norm(np, np.array([3e300, 4e300]))
+    >>> float(n * p) / 5e300
+    1.0
+    """
+    p = power_of_two_below(xp, xp.max(xp.abs(v)))
+    return xp.linalg.vector_norm(v / p), p
 
 
 def _quick_norm(x: Array) -> float:
     """``||x||_F`` in ``x``'s own precision (Inf where its square overflows, NaN with NaN)."""
     if is_numpy(x):
-        flat = np.ravel(x, order="K")
-        with np.errstate(all="ignore"):
-            square = np.vdot(flat, flat).real
-        return math.sqrt(float(square)) if square >= 0 else math.nan
+        square = _flat_square(x)
+        if square is None:
+            return math.nan  # not contiguous: the exact path decides
+        return math.sqrt(square) if square >= 0 else math.nan
     xp = array_api_compat.array_namespace(x)
-    data = x.detach() if is_torch(x) else x
-    return float(xp.linalg.vector_norm(data))
+    with np.errstate(all="ignore"):  # array-API libraries computing through NumPy
+        return float(xp.linalg.vector_norm(x.detach() if is_torch(x) else x))
 
 
-def _scaled_norm(x: Array) -> float:
-    """``||x||_F`` of a finite ``x`` without overflow (``inf`` only if it exceeds every float)."""
-    xp = array_api_compat.array_namespace(x)
-    data = x.detach() if is_torch(x) else x
-    peak = float(xp.max(xp.abs(data)))
-    if peak == 0.0:
-        return 0.0
-    exponent = math.frexp(peak)[1]  # two exact factors: 2**1024 is not a float
-    half = exponent // 2
-    unit = data * 2.0 ** (-half) * 2.0 ** (half - exponent)
-    return math.ldexp(float(xp.linalg.vector_norm(unit)), half) * 2.0 ** (exponent - half)
+def _flat_square(F: np.ndarray) -> float | None:
+    """``||F||_F^2`` of a contiguous NumPy ``F`` as one dot product of the flattened array (no
+    temporary; Inf when it overflows, NaN with NaN), or ``None`` when ``F`` is not contiguous."""
+    if not (F.flags.c_contiguous or F.flags.f_contiguous):
+        return None
+    flat = np.ravel(F, order="K")
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        return float(np.real(np.vdot(flat, flat)))
 
 
 def thin_factorization(x: Array) -> contextlib.AbstractContextManager[Any]:
@@ -481,11 +499,9 @@ def _within_safe_range(F: np.ndarray) -> bool:
     ``sqrt(F.size)`` times it below) lies within ``2^(+-w)`` (see :func:`unit_scaled`). One read
     of ``F``, no temporary: the norm's square is a dot product of the flattened array, whose
     over- or underflow only sends ``F`` to the exact scaling."""
-    if F.size == 0 or not F.flags.c_contiguous:
+    square = _flat_square(F) if F.size else None
+    if square is None:
         return False
-    flat = F.reshape(-1)
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        square = float(np.real(np.vdot(flat, flat)))
     limit = 2.0 ** (np.finfo(F.dtype).maxexp // 8)
     return F.size / limit**2 <= square <= limit**2
 

@@ -65,7 +65,8 @@ def decompose(
     check_choice(method, "method", METHODS)
     if is_sparse(x) or is_dask(x):
         return _matrix_only(x, rank, tol, method, check_finite, options)
-    x = as_float_array(x, "x", min_ndim=2, finite=check_finite, factorized=True)  # one scan
+    fourier = method in ("auto", "tproduct")  # a 3-D x with "auto" is t-product input
+    x = as_float_array(x, "x", min_ndim=2, finite=check_finite, factorized=True, fourier=fourier)
     if method == "auto":
         method = "matrix" if x.ndim == 2 else "tproduct"
     check_rank_or_tol(rank, tol)

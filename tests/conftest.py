@@ -40,11 +40,11 @@ def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             seen.append(name)
         finite(x, name)
 
-    def counting_factorizable(x: Any, name: str) -> None:
+    def counting_factorizable(x: Any, name: str, **options: Any) -> None:
         seen.append(name)
         inside[0] = True
         try:
-            factorizable(x, name)
+            factorizable(x, name, **options)
         finally:
             inside[0] = False
 

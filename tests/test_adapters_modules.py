@@ -9,6 +9,7 @@ takes PyTorch's fused path in eval mode, which reads weights directly).
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -254,6 +255,12 @@ class _Halved(nn.Linear):
         return super().forward(x) * 0.5
 
 
+def _old_style(norm: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    with warnings.catch_warnings():  # torch.nn.utils.weight_norm is deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        return norm(nn.Linear(8, 8))
+
+
 class _TwoLayers(nn.Module):
     def __init__(self, mid: nn.Module) -> None:
         super().__init__()
@@ -275,10 +282,10 @@ def _merge_all(model: nn.Module, host: str) -> None:
 @pytest.mark.parametrize(
     ("build", "reason"),
     [
-        (
-            lambda: nn.utils.parametrizations.weight_norm(nn.Linear(8, 8)),
-            "computed by a parametrization",
-        ),
+        (lambda: nn.utils.parametrizations.weight_norm(nn.Linear(8, 8)), "recomputed"),
+        (lambda: nn.utils.parametrizations.spectral_norm(nn.Linear(8, 8)), "recomputed"),
+        (lambda: _old_style(nn.utils.weight_norm), "recomputed"),  # a forward pre-hook
+        (lambda: _old_style(nn.utils.spectral_norm), "recomputed"),
         (lambda: _Halved(8, 8), "_Halved overrides forward"),
     ],
 )
@@ -287,7 +294,7 @@ def test_merging_into_a_weight_the_layer_does_not_use_directly_is_refused(
 ) -> None:
     # A merged update would be lost (a parametrized weight is recomputed at every access) or
     # would not give the adapted output (a layer with its own forward); nothing may change.
-    model = _adapt(_TwoLayers(build()), host, "cur", ["inp", "mid"])
+    model = _adapt(_TwoLayers(build()).eval(), host, "cur", ["inp", "mid"])  # spectral_norm: eval
     for group in model.modules():
         if hasattr(group, "dU") and isinstance(group.dU, nn.Parameter):
             with torch.no_grad():
@@ -298,7 +305,7 @@ def test_merging_into_a_weight_the_layer_does_not_use_directly_is_refused(
         with pytest.raises(ValueError, match=rf"refusing to merge adapted layer .*mid.*{reason}"):
             _merge_all(model, host)
         assert torch.equal(model(x), expected)
-        assert not torch.allclose(expected, _TwoLayers(build())(x))  # the adapter is active
+        assert not torch.allclose(expected, _TwoLayers(build()).eval()(x))  # the adapter is active
 
 
 @pytest.mark.parametrize("host", HOSTS)
@@ -321,3 +328,22 @@ def test_a_split_fused_key_that_matches_no_target_weight_is_refused(host: str) -
     # A typo would otherwise adapt the fused in_proj_weight whole, silently.
     with pytest.raises(ValueError, match=r"split_fused key 'in_proj_weigth' matches none.*mean"):
         _adapt(attention_net(), host, "tcur", ["attn"], split_fused={"in_proj_weigth": 3})
+
+
+def test_peft_merges_a_named_adapter_beside_one_that_cannot_merge() -> None:
+    # Adapter 'normed' sits on a weight_norm layer (its merge would be lost); merging 'plain' by
+    # name must still work, and merging 'normed' must be refused with nothing changed.
+    model = _TwoLayers(nn.utils.parametrizations.weight_norm(nn.Linear(8, 8))).eval()
+    peft_model = get_peft_model(model, CURLoRAPeftConfig(target_modules=["mid"], rank=2), "normed")
+    peft_model.add_adapter("plain", CURLoRAPeftConfig(target_modules=["inp"], rank=2))
+    with torch.no_grad():
+        for group in peft_model.base_model.groups["plain"].values():
+            group.dU.normal_()
+        peft_model.set_adapter("plain")
+        x = torch.randn(3, 8)
+        expected = peft_model(x)
+        with pytest.raises(ValueError, match=r"adapter 'normed'.*recomputed"):
+            peft_model.merge_adapter(adapter_names=["normed"])
+        assert torch.equal(peft_model(x), expected)
+        merged = peft_model.merge_and_unload(adapter_names=["plain"])
+        torch.testing.assert_close(merged(x), expected)

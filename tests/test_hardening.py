@@ -248,16 +248,26 @@ def test_too_large_input_is_refused_clearly_instead_of_hanging() -> None:
                 cur(big, 5, seed=0, select=select)
             with pytest.raises(ValueError, match=r"too large for float.*power of two"):
                 cur(big, 5, seed=0, select=select, check_finite=False)  # the factor's check
-        with pytest.raises(ValueError, match=r"A is too large for float"):
-            cur(torch.as_tensor(big), 5, seed=0)
+        with pytest.raises(ValueError, match=r"A is too large for torch\.float"):
+            cur(torch.as_tensor(big), 5, seed=0)  # torch.float32 / torch.float64
     T = np.random.default_rng(0).standard_normal((20, 15, 4))
     T = (T / np.abs(T).max() * 3e38).astype(np.float32)
-    for call in (lambda: tsvd(T), lambda: chidori_cur(T, 3), lambda: tcur.decompose(T, 3)):
+    for call in (lambda: tsvd(T), lambda: tcur.decompose(T, 3)):  # t-product: Fourier slices
         with pytest.raises(ValueError, match=r"too large for float32.*sqrt\(n3\)"):
             call()
-    # Large but representable: decomposed as usual, to the accuracy of the unscaled problem.
+    with pytest.raises(ValueError, match=r"T is too large for float32: its Frobenius norm \("):
+        chidori_cur(T, 3)
+    # Large but representable: decomposed as usual, to the accuracy of the unscaled problem
+    # (float32 at a norm of 5e37, an eighth of its largest value; a Tucker method has no
+    # Fourier transform, so the tube length does not count against it).
     d = cur(A * 2.0**1000, 5, seed=0)
     assert float(relative_error(A * 2.0**1000, d.reconstruct())) < 1e-12
+    A32 = (A * (5e37 / np.linalg.norm(A))).astype(np.float32)
+    assert float(relative_error(A32, cur(A32, 5, seed=0).reconstruct())) < 1e-5
+    long = (np.ones((3, 3, 400)) * (2e37 / 60)).astype(np.float32)  # norm 2e37, sqrt(n3) = 20
+    chidori_cur(long, 1)
+    with pytest.raises(ValueError, match=r"sqrt\(n3\) = 20"):
+        tsvd(long)
 
 
 # --- mode-wise CUR on zero and extreme tensors -----------------------------------------------

@@ -604,13 +604,29 @@ class TCURTuner(BaseTuner):
         self.groups[adapter_name] = TCURGroups({str(i): g for i, (g, _) in enumerate(built)})
         self._planned[adapter_name] = planned
 
-    def _check_merge_allowed(self) -> None:
-        """PEFT's check before ``merge_adapter``/``merge_and_unload``, and every tcur layer's
-        (:meth:`TCURPeftBase.check_mergeable`), so that a refused merge changes nothing."""
-        super()._check_merge_allowed()
+    def merge_adapter(
+        self, adapter_names: list[str] | None = None, safe_merge: bool = False
+    ) -> None:
+        """PEFT's ``merge_adapter``, after every tcur layer has checked that the merge would
+        not be lost (:meth:`TCURPeftBase.check_mergeable`): a refused merge changes nothing."""
+        self._check_mergeable(adapter_names)
+        super().merge_adapter(adapter_names, safe_merge)
+
+    def merge_and_unload(
+        self,
+        progressbar: bool = False,
+        safe_merge: bool = False,
+        adapter_names: list[str] | None = None,
+    ) -> nn.Module:
+        """PEFT's ``merge_and_unload``, after the check of :meth:`merge_adapter`."""
+        self._check_mergeable(adapter_names)
+        return super().merge_and_unload(progressbar, safe_merge, adapter_names)
+
+    def _check_mergeable(self, adapter_names: list[str] | None) -> None:
+        names = list(self.active_adapters if adapter_names is None else adapter_names)
         for module in self.model.modules():
             if isinstance(module, TCURPeftBase):
-                module.check_mergeable()
+                module.check_mergeable([name for name in names if name in module.tcur_sites])
 
     def inject_adapter(
         self,

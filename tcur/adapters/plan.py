@@ -33,6 +33,7 @@ from tcur.adapters.fingerprint import (
 from tcur.adapters.groups import TCURGroup
 from tcur.adapters.targets import (
     TargetSlice,
+    check_splits_used,
     find_targets,
     group_targets,
     match_modules,
@@ -91,7 +92,6 @@ def config_targets(model: nn.Module, config: AdapterConfig) -> list[TargetSlice]
                 "add the adapters"
             )
         if not s.substituted:
-            _check_own_forward(s, config)
             continue
         why = ""
         if config.forward == "factored":
@@ -121,8 +121,18 @@ def _check_own_forward(target: TargetSlice, config: AdapterConfig) -> None:
 
 
 def target_groups(model: nn.Module, config: AdapterConfig) -> dict[str, list[TargetSlice]]:
-    """The groups of target slices: one per matrix for CURLoRA, by ``group_by`` for tCURLoRA."""
+    """The groups of target slices: one per matrix for CURLoRA, by ``group_by`` for tCURLoRA.
+
+    The path of a new selection (``apply``, ``get_peft_model``), which also refuses options that
+    would be ignored: ``forward="materialized"`` on a layer with its own ``forward`` and a
+    ``split_fused`` key that matches no target weight (an adapter saved with them still loads).
+    """
     slices = config_targets(model, config)
+    for target in slices:
+        if not target.substituted:
+            _check_own_forward(target, config)
+    if isinstance(config, TCURLoRAConfig):
+        check_splits_used(config.split_fused or {}, slices)
     if isinstance(config, TCURLoRAConfig):
         return group_targets(slices, config.group_by)
     return {s.label: [s] for s in slices}
@@ -245,7 +255,8 @@ def scale_of(
     if not np.isfinite(norms) or norms == 0.0:
         raise ValueError(
             f"group {key!r}: the selected C and R have norm product {norms}; "
-            "scaling='normalized' needs their norms finite (use scaling='plain')"
+            "scaling='normalized' needs them non-zero and finite (use scaling='plain' for huge "
+            "weights)"
         )
     return config.alpha * norm / norms
 
@@ -283,7 +294,8 @@ def build_group(
         stack = stacked_weights(spec.slices)
     if bases is None:
         C, R = stack[:, spec.cols, :], stack[spec.rows, :, :]
-        _check_live(C, R, spec.key)
+        if scale is None:  # a new selection (a saved adapter, dead or not, still loads)
+            _check_live(C, R, spec.key)
     else:
         C, R = (b.to(stack.device, stack.dtype) for b in bases)
     members = [s.label for s in spec.slices]

@@ -101,6 +101,18 @@ def layer_strategy(module: nn.Module, forward: str) -> str:
     return "factored" if own_forward(module) is not None else forward
 
 
+def _recomputed_by_hook(owner: nn.Module, attr: str) -> bool:
+    """True if a forward pre-hook of the old ``torch.nn.utils.weight_norm`` / ``spectral_norm``
+    recomputes ``owner.<attr>`` before every call."""
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    return any(
+        isinstance(hook, (WeightNorm, SpectralNorm)) and hook.name == attr
+        for hook in owner._forward_pre_hooks.values()
+    )
+
+
 def merge_obstacle(module: nn.Module, site: str) -> str | None:
     """Why adding an update into the weight at ``site`` of the wrapped ``module`` would not give
     the adapted layer's outputs (the reason, for a ``ValueError``), or ``None``.
@@ -110,12 +122,12 @@ def merge_obstacle(module: nn.Module, site: str) -> str | None:
     own ``forward`` (:func:`own_forward`) need not compute ``x W^T + b``.
     """
     owner, attr = site_owner(module, site)
-    if torch.nn.utils.parametrize.is_parametrized(owner, attr):
+    if torch.nn.utils.parametrize.is_parametrized(owner, attr) or _recomputed_by_hook(owner, attr):
         return (
-            f"its {attr} is computed by a parametrization (e.g. weight_norm) at every access, so "
-            "an update added into it would be lost; remove the parametrization first "
-            f"(torch.nn.utils.parametrize.remove_parametrizations(module, {attr!r})) or keep the "
-            "adapter unmerged"
+            f"its {attr} is recomputed (a parametrization or hook: weight_norm, spectral_norm, "
+            "...) at every call, so an update added into it would be lost; remove that first "
+            f"(torch.nn.utils.parametrize.remove_parametrizations(module, {attr!r}), or "
+            "torch.nn.utils.remove_weight_norm) or keep the adapter unmerged"
         )
     kind = own_forward(module) if site == "weight" else None
     if kind is not None:
@@ -340,13 +352,13 @@ def find_targets(
                 TargetSlice(whole.name, whole.module, p, parts, whole.attr, whole.host)
                 for p in range(parts)
             ]
-    _check_splits_used(split_fused or {}, [s.weight_label for s in slices if s.part == 0])
     return slices
 
 
-def _check_splits_used(split_fused: dict[str, int], labels: Sequence[str]) -> None:
-    """``ValueError`` for a ``split_fused`` key that matches none of the target weights (a typo
-    would otherwise leave a fused weight adapted whole, silently)."""
+def check_splits_used(split_fused: dict[str, int], slices: Sequence[TargetSlice]) -> None:
+    """``ValueError`` for a ``split_fused`` key that matches none of the target weights of
+    ``slices`` (a typo would otherwise leave a fused weight adapted whole, silently)."""
+    labels = [s.weight_label for s in slices if s.part == 0]
     for pattern in split_fused:
         if not any(name_matches(label, pattern) for label in labels):
             close = difflib.get_close_matches(pattern, labels, n=3)

@@ -188,7 +188,9 @@ class TCURLoRAModel(nn.Module):
                 )
             self.model = apply(model, config)
         except (ValueError, TypeError) as error:  # name this class's arguments, not the config's
-            raise type(error)(_in_wrapper_terms(str(error))) from None
+            if type(error) not in (ValueError, TypeError):
+                raise
+            raise type(error)(_in_wrapper_terms(str(error))) from error
         self.task = task
         self.tokenizer = tokenizer
 

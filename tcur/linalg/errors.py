@@ -15,16 +15,10 @@ from tcur._backend import (
     is_torch,
     namespace,
     power_of_two_below,
+    scaled_norm,
     tiny,
 )
 from tcur.linalg.sparse import sparse_relative_error
-
-
-def _scaled_norm(xp: Any, v: Array) -> tuple[Array, Array]:
-    """``(n, p)`` with ``||v|| = n * p``: ``p`` a power of two near ``max|v|`` and ``n`` computed on
-    ``v / p`` (entries below 2 in size), so squaring neither overflows nor underflows."""
-    p = power_of_two_below(xp, xp.max(xp.abs(v)))
-    return xp.linalg.vector_norm(v / p), p
 
 
 def relative_error(x: Array, approx: Array, *, check_finite: bool = True) -> Array:
@@ -136,8 +130,8 @@ def _scaled_ratio(xp: Any, x: Array, approx: Array) -> Array:
     """The ratio from arrays scaled by powers of two; no host synchronisation."""
     scale = power_of_two_below(xp, xp.maximum(xp.max(xp.abs(x)), xp.max(xp.abs(approx))))
     x = x / scale
-    diff, diff_scale = _scaled_norm(xp, x - approx / scale)
-    ref, ref_scale = _scaled_norm(xp, x)
+    diff, diff_scale = scaled_norm(xp, x - approx / scale)
+    ref, ref_scale = scaled_norm(xp, x)
     zero_ref = ref == 0
     ratio = (diff / xp.where(zero_ref, xp.ones_like(ref), ref)) * (diff_scale / ref_scale)
     undefined = xp.where(diff == 0, xp.zeros_like(diff), xp.full_like(diff, float("inf")))

@@ -29,6 +29,7 @@ import numpy as np
 import scipy.linalg
 
 from tcur._backend import (
+    POWER_OF_TWO_ADVICE,
     Array,
     binary_scale,
     eps,
@@ -191,8 +192,7 @@ def _check_no_overflow(R: Array) -> None:
     if is_numpy(R) and not np.isfinite(R).all():
         raise ValueError(
             f"the input is too large for {R.dtype}: a factor of its columns overflowed "
-            f"(norm beyond {np.finfo(R.dtype).max:.3g}); divide it by a power of two first (e.g. "
-            "x / 2**64, exact) and scale the result back"
+            f"(norm beyond {np.finfo(R.dtype).max:.3g}); " + POWER_OF_TWO_ADVICE.format(name="it")
         )
 
 

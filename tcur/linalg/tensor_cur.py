@@ -333,7 +333,9 @@ def tcur(
     options: dict[str, Any] = {"tol": tol, "n_rows": n_rows, "n_cols": n_cols, "select": select}
     options |= {"middle": middle, "seed": seed, "svd": svd, "rtol": rtol}
     return tcur_of_array(
-        as_float_array(A, "A", ndim=3, finite=check_finite, factorized=True), rank, **options
+        as_float_array(A, "A", ndim=3, finite=check_finite, factorized=True, fourier=True),
+        rank,
+        **options,
     )
 
 

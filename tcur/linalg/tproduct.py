@@ -289,8 +289,9 @@ def tinv(A: Array, *, check_finite: bool = True) -> Array:
     Raises
     ------
     ValueError
-        If the frontal slices are not square, or a Fourier slice is singular to working
-        precision (its condition number exceeds ``1 / (n * eps)``).
+        If the frontal slices are not square, a Fourier slice is singular to working
+        precision (its condition number exceeds ``1 / (n * eps)``), or the inverse is not
+        representable in the dtype (a smallest singular value below ``1 / max``).
 
     Examples
     --------

@@ -105,7 +105,7 @@ def tsvd(
     True
     """
     refuse_dask(A, "A", "tsvd")
-    A = as_float_array(A, "A", ndim=3, finite=check_finite, factorized=True)
+    A = as_float_array(A, "A", ndim=3, finite=check_finite, factorized=True, fourier=True)
     xp = namespace(A)
     n1, n2, n3 = A.shape
     if rank is not None:
@@ -156,7 +156,7 @@ def tubal_rank(A: Array, tol: float | None = None, *, check_finite: bool = True)
     2
     """
     refuse_dask(A, "A", "tubal_rank")
-    A = as_float_array(A, "A", ndim=3, finite=check_finite, factorized=True)
+    A = as_float_array(A, "A", ndim=3, finite=check_finite, factorized=True, fourier=True)
     cutoff = None if tol is None else check_tolerance(tol, "tol")
     xp = namespace(A)
     F = to_fourier(A.detach() if is_torch(A) else A)
