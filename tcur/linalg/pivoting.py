@@ -523,19 +523,22 @@ def _best(
     xp = namespace(F)
     bases = candidate_bases(F, candidates, known)
     w = xp.asarray(weights, dtype=_real_dtype(xp, F), device=getattr(F, "device", None))
-    sketched = xp.stack(
-        [
-            _energy(
-                xp,
-                w,
-                (hermitian(xp, _numerical(xp, left)) @ Q)
-                @ (hermitian(xp, Y) @ _numerical(xp, right)),
-            )
-            for left, right in bases
-        ]
-    )
     exact_count = EXACT_CANDIDATES if F.shape[0] == 1 else len(candidates)
-    order = xp.sort(xp.argsort(-sketched, stable=True)[:exact_count])
+    if exact_count >= len(candidates):  # every one is measured: no ranking needed
+        order = xp.arange(len(candidates), device=getattr(F, "device", None))
+    else:
+        sketched = xp.stack(
+            [
+                _energy(
+                    xp,
+                    w,
+                    (hermitian(xp, _numerical(xp, left)) @ Q)
+                    @ (hermitian(xp, Y) @ _numerical(xp, right)),
+                )
+                for left, right in bases
+            ]
+        )
+        order = xp.sort(xp.argsort(-sketched, stable=True)[:exact_count])
     exact, cores = exact_energies(F, w, bases, order)
     order_host, energy = host_arrays(order, exact)  # transfer 3: ranking and energies
     best = int(np.flatnonzero(energy >= energy.max() * (1 - 1000 * eps(F)))[0])
