@@ -69,7 +69,10 @@ the <= 1,000-parameter result can be told apart from "any 900 well-placed parame
 ``lora_r2`` (82,944). Seed 0 first (grid of two rates, extended once past an edge, the chosen
 rate tested: about 3 runs of 15-25 min each), then seeds 1-4 for ``tinylora_u25`` (the paired
 control of the r5 claim): about 7 process-hours, two workers, ``--only tinylora_u25 ... --seeds
-0`` from a snapshot of the commit that added them.
+0`` from a snapshot of the commit that added them. Started 2026-12-06 05:51 UTC from
+``/work/ft_snapshot_af183aee1479`` with ``--only tinylora_u25 --seeds 0 1 2 3 4``, in place of
+the head-rate variant's worker, which stopped after its seed 1 (its seeds 2-4 remain, from
+``/work/ft_snapshot_4609d478191f``).
 
 Started 2026-12-05 from the working tree's commit (records carry ``code``)::
 
