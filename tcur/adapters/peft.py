@@ -323,10 +323,10 @@ class TCURPeftBase(nn.Module, BaseTunerLayer):
         sites = self.tcur_sites[adapter_name]
         return {site: self.site_delta(adapter_name, site, fresh=True) for site in sites}
 
-    def check_mergeable(self, adapter_names: Sequence[str] | None = None) -> None:
-        """``ValueError`` if merging ``adapter_names`` (default: all) into this layer's weights
-        would not give its adapted outputs (:func:`tcur.adapters.layers.check_mergeable`)."""
-        for name in self.tcur_sites if adapter_names is None else adapter_names:
+    def check_mergeable(self, adapter_names: Sequence[str]) -> None:
+        """``ValueError`` if merging ``adapter_names`` into this layer's weights would not give
+        its adapted outputs (:func:`tcur.adapters.layers.check_mergeable`)."""
+        for name in adapter_names:
             sites = self.tcur_sites[name]
             members = ", ".join(g.members[k] for parts in sites.values() for g, k in parts)
             check_mergeable(self.base_layer, sites, f"{members} (adapter {name!r})")

@@ -194,7 +194,7 @@ def factored_error(A: Any, C: Any, U: Array, R: Any) -> float:
         )
     A = as_csr(A, "A", finite=False)
     total = _scaled_data_norm(A.data)
-    scale = binary_scale(total) if total > 0.0 else 1.0
+    scale = binary_scale(total)  # 1.0 for a zero A
     A = A / scale
     C, R = (np.asarray(M.toarray() if is_sparse(M) else M) / scale for M in (C, R))
     Q_C, T_C = range_factor(np, C)
