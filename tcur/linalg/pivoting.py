@@ -36,9 +36,10 @@ never worse than ``"arp"``'s (0.47-0.83 of the bound over ten seeds there; on th
 of ``bench_tcur`` the median error went from 1.38x to 1.34x the t-SVD, the time up 10-40% at
 rank 40).
 For a matrix the candidates are pre-ranked on the sketch (``Q_1 Y_1^H``) and the best
-:data:`EXACT_CANDIDATES` are measured exactly in one pass; a tensor's candidates are all
-measured. Five passes over ``A`` in all, no SVD of ``A``; the three after the first run on a
-single-precision copy of a large double-precision ``A`` when the first sketch is well
+:data:`EXACT_CANDIDATES` are measured exactly in one pass (the best one,
+:data:`RESOLVED_EXACT_CANDIDATES`, when the first sketch is well conditioned); a tensor's
+candidates are all measured. Five passes over ``A`` in all, no SVD of ``A``; the three after the
+first run on a single-precision copy of a large double-precision ``A`` when the first sketch is well
 conditioned (:mod:`tcur.linalg.sketch_precision`: the pivots are chosen on the sketches, then
 measured and fitted on ``A`` itself). The optimal middle reuses the last
 (the winner's ``Q_C^H A Q_R`` and range factors: :class:`Pivots`). Keeping the best measured
@@ -96,10 +97,43 @@ of the ``count``-th largest."""
 EXACT_CANDIDATES = 2
 """Candidates of a matrix whose CUR error is measured exactly (the best by the sketch's
 estimate); every candidate is measured for a tensor."""
+RESOLVED_EXACT_CANDIDATES = 1
+""":data:`EXACT_CANDIDATES` when the first sketch is well conditioned (the later passes run in
+single precision: :mod:`tcur.linalg.sketch_precision`), where the sketch's ranking is reliable:
+measuring the runner-up too changed the error by at most 0.24% (ratios 1.0000-1.0024 over three
+seeds at ranks 10 and 50 on every matrix of ``benchmarks/cur_suite.py``), for a further pass
+over the data in double precision (22 of 260 ms on the 4000 x 3000 matrix of ``bench_threads``).
+On ill-conditioned sketches (Hilbert, Cauchy, graded, kernels at rank 50) the two candidates
+differ by 0.1-1.5x, so both are measured there."""
 RECOMPUTE_BELOW = 1e-8
 """:func:`adaptive_randomized_pivots` updates its weights by subtraction (absolute error about
 ``count * eps`` of their sum when last computed exactly) and recomputes them from the residual
 once their sum falls below this fraction of that."""
+
+
+def column_pivoted_qr(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(|diag(R)|, pivots)`` of the column-pivoted QR ``M P = Q R`` of a host matrix ``M``
+    (``l x n``): LAPACK's ``geqp3`` at one BLAS thread, called directly with its optimal
+    workspace (the call SciPy's ``qr(..., pivoting=True)`` makes, without forming ``R``: 3.6 ms
+    against 6.2 ms on the 60 x 3000 sketches of a rank-50 CUR).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tcur.linalg.pivoting import column_pivoted_qr
+    >>> diag, pivots = column_pivoted_qr(np.array([[0.0, 3.0, 1.0], [0.0, 0.0, 2.0]]))
+    >>> pivots.tolist(), diag.tolist()
+    ([1, 2, 0], [3.0, 2.0])
+    """
+    if M.size == 0:
+        return np.zeros(min(M.shape), dtype=M.real.dtype), np.arange(M.shape[1], dtype=np.int64)
+    (geqp3,) = scipy.linalg.get_lapack_funcs(("geqp3",), (M,))
+    with thin_factorization(M):
+        workspace = int(geqp3(M, lwork=-1)[3][0].real)
+        factored, pivots, _, _, info = geqp3(M, lwork=max(workspace, 3 * M.shape[1] + 3))
+    if info != 0:
+        raise np.linalg.LinAlgError(f"LAPACK geqp3 failed (info={info})")
+    return np.abs(np.diagonal(factored)), pivots.astype(np.int64) - 1
 
 
 def pivoted_qr_indices(M: np.ndarray, count: int) -> np.ndarray:
@@ -115,9 +149,7 @@ def pivoted_qr_indices(M: np.ndarray, count: int) -> np.ndarray:
     [1, 2]
     """
     M = unit_scaled(M)  # exact: the pivots are unchanged, the norms cannot overflow
-    with thin_factorization(M):
-        R, pivots = scipy.linalg.qr(M, mode="r", pivoting=True)
-    diag = np.abs(np.diagonal(R))
+    diag, pivots = column_pivoted_qr(M)
     rank = int(np.sum(diag > max(M.shape) * np.finfo(M.dtype).eps * diag[0])) if diag.size else 0
     if rank >= count:
         return np.asarray(pivots[:count], dtype=np.int64)
@@ -160,10 +192,7 @@ def pruned_pivots(basis: np.ndarray, count: int) -> np.ndarray:
     tolerance = max(basis.shape) * float(np.finfo(basis.dtype).eps)
     while size < n and norms[order[size]] < PRUNING_FALLOFF * norms[order[count - 1]]:
         subset = order[:size]
-        block = basis[subset].conj().T
-        with thin_factorization(block):
-            R, pivots = scipy.linalg.qr(block, mode="r", pivoting=True)
-        diag = np.abs(np.diagonal(R))
+        diag, pivots = column_pivoted_qr(basis[subset].conj().T)
         if diag.size < count or not diag[count - 1] > tolerance * diag[0]:
             break  # rank-deficient: the whole matrix decides the fill
         if diag[count - 1] > norms[order[size]]:
@@ -451,7 +480,10 @@ def select_pivoted(
     if other is not None:  # measured with the others; it wins only if strictly better
         candidates.append(other)
         known.append((None, None))
-    best, measured = _best(F, Q1, Y1, w, candidates, known)
+    exact_count = EXACT_CANDIDATES if S.data is F else RESOLVED_EXACT_CANDIDATES
+    if F.shape[0] > 1:  # a tensor: its sketch ranks its candidates less reliably
+        exact_count = len(candidates)
+    best, measured = _best(F, Q1, Y1, w, candidates, known, exact_count)
     rows, cols = candidates[best]
     return Pivots(rows, cols, measured if F is given else None)
 
@@ -512,18 +544,17 @@ def _best(
     weights: np.ndarray,
     candidates: list[Any],
     known: list[tuple[Any, Any]],
+    exact_count: int,
 ) -> tuple[int, MeasuredProjection]:
     """Position of the candidate with the largest exact captured energy, and its factors.
 
     The candidates are pre-ranked on the sketch ``Q Y^H`` (no pass over ``F``) and the best
-    :data:`EXACT_CANDIDATES` measured exactly in one pass (every candidate of a tensor: its
-    sketch ranks them less reliably), all where ``F`` lives; one transfer brings the ranking and
-    the energies to the host. Candidates within round-off of the best are ties: the first wins
-    (backend-independent). The winner's ``Q_C^H F Q_R`` is a by-product of that pass."""
+    ``exact_count`` measured exactly in one pass, all where ``F`` lives; one transfer brings the
+    ranking and the energies to the host. Candidates within round-off of the best are ties: the
+    first wins (backend-independent). The winner's ``Q_C^H F Q_R`` is a by-product of that pass."""
     xp = namespace(F)
     bases = candidate_bases(F, candidates, known)
     w = xp.asarray(weights, dtype=_real_dtype(xp, F), device=getattr(F, "device", None))
-    exact_count = EXACT_CANDIDATES if F.shape[0] == 1 else len(candidates)
     if exact_count >= len(candidates):  # every one is measured: no ranking needed
         order = xp.arange(len(candidates), device=getattr(F, "device", None))
     else:

@@ -31,7 +31,6 @@ import math
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 
 from tcur._backend import (
     Array,
@@ -45,7 +44,7 @@ from tcur._backend import (
     tiny,
     to_numpy,
 )
-from tcur.linalg.pivoting import PIVOTING_RULES, Pivots, select_pivoted
+from tcur.linalg.pivoting import PIVOTING_RULES, Pivots, column_pivoted_qr, select_pivoted
 from tcur.linalg.svd_bases import SVD_METHODS, singular_vectors
 from tcur.validation import check_choice, check_rank
 
@@ -105,8 +104,7 @@ def _deim_host(V: np.ndarray) -> np.ndarray:
 
 def _qdeim_host(V: np.ndarray) -> np.ndarray:
     n, k = V.shape
-    _, R, pivots = scipy.linalg.qr(V.conj().T, mode="economic", pivoting=True)
-    diagonal = np.abs(np.diag(R))
+    diagonal, pivots = column_pivoted_qr(V.conj().T)
     if not diagonal[k - 1] > max(n, k) * np.finfo(V.dtype).eps * diagonal[0]:
         j = int(np.argmax(~(diagonal > max(n, k) * np.finfo(V.dtype).eps * diagonal[0])))
         raise _rank_deficient("Q-DEIM", j, k, float(diagonal[j]))
