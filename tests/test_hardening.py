@@ -248,8 +248,13 @@ def test_too_large_input_is_refused_clearly_instead_of_hanging() -> None:
                 cur(big, 5, seed=0, select=select)
             with pytest.raises(ValueError, match=r"too large for float.*power of two"):
                 cur(big, 5, seed=0, select=select, check_finite=False)  # the factor's check
+
         with pytest.raises(ValueError, match=r"A is too large for torch\.float"):
             cur(torch.as_tensor(big), 5, seed=0)  # torch.float32 / torch.float64
+    holed = A.copy()
+    holed[3, 4] = np.nan  # let through by check_finite=False: the factor's check names both causes
+    with pytest.raises(ValueError, match=r"holds NaN or Inf \(check_finite=False"):
+        cur(holed, 5, seed=0, check_finite=False)
     T = np.random.default_rng(0).standard_normal((20, 15, 4))
     T = (T / np.abs(T).max() * 3e38).astype(np.float32)
     for call in (lambda: tsvd(T), lambda: tcur.decompose(T, 3)):  # t-product: Fourier slices

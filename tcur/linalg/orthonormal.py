@@ -186,13 +186,15 @@ def spectral_range_factor(xp: Any, X: Array) -> tuple[Array, Array, Array]:
 
 
 def _check_no_overflow(R: Array) -> None:
-    """``ValueError`` if a NumPy factor (the triangular one, or the singular values) overflowed
-    (LAPACK's SVD can loop forever on Inf; torch's raises): the factored block's norm is beyond
-    its dtype's range."""
+    """``ValueError`` if a NumPy factor (the triangular one, or the singular values) is not
+    finite (LAPACK's SVD can loop forever on Inf; torch's raises): the factored block's norm is
+    beyond its dtype's range, or it held NaN/Inf that ``check_finite=False`` let through."""
     if is_numpy(R) and not np.isfinite(R).all():
         raise ValueError(
-            f"the input is too large for {R.dtype}: a factor of its columns overflowed "
-            f"(norm beyond {np.finfo(R.dtype).max:.3g}); " + POWER_OF_TWO_ADVICE.format(name="it")
+            f"a factor of the input's columns is not finite in {R.dtype}: the input holds NaN or "
+            "Inf (check_finite=False skips the scan that names them), or it is too large for "
+            f"{R.dtype} (norm beyond {np.finfo(R.dtype).max:.3g}); if so, "
+            + POWER_OF_TWO_ADVICE.format(name="it")
         )
 
 
