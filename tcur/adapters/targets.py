@@ -47,11 +47,6 @@ ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj
 """Input-projection weights of ``nn.MultiheadAttention`` (those not ``None`` are adapted)."""
 
 
-def is_supported(module: nn.Module) -> bool:
-    """True for the module types an adapter can wrap or host (module docstring)."""
-    return isinstance(module, (nn.Linear, nn.MultiheadAttention)) or is_conv1d(module)
-
-
 def unsupported_reason(module: nn.Module) -> str:
     """Why ``module`` cannot be adapted (for the ``ValueError`` of :func:`find_targets`)."""
     supported = (
@@ -136,14 +131,6 @@ def merge_obstacle(module: nn.Module, site: str) -> str | None:
             "not reproduce the base output plus the update; keep the adapter unmerged"
         )
     return None
-
-
-def out_in_weight(module: nn.Module) -> torch.Tensor:
-    """The module's weight as an ``(out, in)`` view (``Conv1D`` transposed; no copy)."""
-    weight = module.weight
-    if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"{type(module).__name__}.weight is not a tensor")
-    return weight.T if is_conv1d(module) else weight
 
 
 def optional_tensor(module: nn.Module, name: str) -> torch.Tensor | None:
