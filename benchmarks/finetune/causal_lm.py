@@ -25,8 +25,8 @@ placement). Budgets (trainable parameters):
 - ``tinylora_u900``: 54,000 (PEFT TinyLoRA, SVD rank 30, u = r^2 = 900 per matrix)
 - ``vera``: 30 x (256 + 576) + 30 x (256 + 192) = 38,400 (PEFT VeRA r = 256)
 - ``fourierft``: 60,000 (1,000 spectral coefficients per matrix)
-- ``norms_only``: 34,560 (every RMSNorm weight: the "head/embedding-only" control of an LM whose
-  output head is tied to its 28M-parameter embedding)
+- ``norms_only``: 35,136 (every RMSNorm weight, 61 x 576: the "head/embedding-only" control of
+  an LM whose output head is tied to its 28M-parameter embedding)
 - ``full``: 134.5M; ``base``: 0 (no training: the pretrained model's perplexity)
 - ``tcurlora_reference``: the published code's behaviour; with no classifier nothing trains, so
   it equals ``base`` (kept so every table has it)
@@ -62,6 +62,12 @@ controls LoRA r2 and ``tcurlora_reference`` and the first rate (3e-3) of the eve
 variant (81 minutes for that one run) were run on 2026-12-05 from that second snapshot too,
 and so were, later that day, full fine-tuning's grid and seeds (23-25 minutes a run at one
 thread, 2.6 s a step) and LoRA r8's seeds 1-4: the two paired checks of "discriminating".
+On 2026-12-06 the controls VeRA, FourierFT and ``norms_only`` (seed 0) and the finalists'
+seeds 1-4 ran from the same snapshot (``f7ab9fbb8e90``). The finalists are the gradient-bases
+variant (best, seeds done), LoRA r1 (done), ``tinylora_u900`` and the published raw bases
+``tcv_raw_fft_r30`` as the second tCURLoRA variant: the orthonormal bases were 0.2 lower on
+seed 0 (54.34 against 54.53), but the claims (``CLAIMS``) compare the published method with LoRA
+r1 and with the gradient bases, so its seeds decide more.
 
 Run ``make finetune FT=causal_lm FT_ARGS="--resume --seeds 0"`` (records under
 ``benchmarks/results/finetune_causal_lm/``, report ``finetune_causal_lm.json`` / ``.png``), or
