@@ -248,7 +248,6 @@ def test_too_large_input_is_refused_clearly_instead_of_hanging() -> None:
                 cur(big, 5, seed=0, select=select)
             with pytest.raises(ValueError, match=r"too large for float.*power of two"):
                 cur(big, 5, seed=0, select=select, check_finite=False)  # the factor's check
-
         with pytest.raises(ValueError, match=r"A is too large for torch\.float"):
             cur(torch.as_tensor(big), 5, seed=0)  # torch.float32 / torch.float64
     holed = A.copy()

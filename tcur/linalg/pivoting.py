@@ -152,7 +152,7 @@ def pivoted_qr_indices(M: np.ndarray, count: int) -> np.ndarray:
     diag, pivots = column_pivoted_qr(M)
     rank = int(np.sum(diag > max(M.shape) * np.finfo(M.dtype).eps * diag[0])) if diag.size else 0
     if rank >= count:
-        return np.asarray(pivots[:count], dtype=np.int64)
+        return pivots[:count]
     # Past the numerical rank the pivots are decided by round-off: extend by column norms.
     norms = np.linalg.norm(M, axis=0)
     norms[pivots[:rank]] = -np.inf
@@ -480,9 +480,10 @@ def select_pivoted(
     if other is not None:  # measured with the others; it wins only if strictly better
         candidates.append(other)
         known.append((None, None))
-    exact_count = EXACT_CANDIDATES if S.data is F else RESOLVED_EXACT_CANDIDATES
     if F.shape[0] > 1:  # a tensor: its sketch ranks its candidates less reliably
         exact_count = len(candidates)
+    else:
+        exact_count = EXACT_CANDIDATES if S.data is F else RESOLVED_EXACT_CANDIDATES
     best, measured = _best(F, Q1, Y1, w, candidates, known, exact_count)
     rows, cols = candidates[best]
     return Pivots(rows, cols, measured if F is given else None)
