@@ -127,6 +127,26 @@ def test_no_transform_keeps_layers_apart_and_dct_is_orthonormal() -> None:
     )
 
 
+def test_a_unit_core_moves_the_weights_alike_through_every_transform() -> None:
+    """The normalized scale makes one core step as large through each transform (the DCT's was
+    ``n3`` times too small when it shared the FFT's multiplier)."""
+    sizes = {}
+    for transform in fv.TRANSFORMS:
+        model = fm.build_variant(
+            _model(), {"target_modules": ["query"], "rank": 3, "transform": transform}, 0, None
+        )
+        group = model.variant_groups[0]
+        norms = []
+        for seed in range(20):
+            step = torch.randn(3, 3, LAYERS, generator=torch.Generator().manual_seed(seed))
+            with torch.no_grad():
+                group.dU.copy_(step / torch.linalg.vector_norm(step))
+            group.invalidate()
+            norms.append(float(torch.linalg.vector_norm(group.delta().detach())))
+        sizes[transform] = sum(norms) / len(norms)
+    assert max(sizes.values()) < 2 * min(sizes.values()), sizes
+
+
 @pytest.mark.parametrize("transform", fv.TRANSFORMS)
 def test_orthonormal_bases_span_the_selected_columns(transform: str) -> None:
     cfg = {"target_modules": ["query"], "rank": 3, "transform": transform}
