@@ -67,7 +67,11 @@ seeds 1-4 ran from the same snapshot (``f7ab9fbb8e90``). The finalists are the g
 variant (best, seeds done), LoRA r1 (done), ``tinylora_u900`` and the published raw bases
 ``tcv_raw_fft_r30`` as the second tCURLoRA variant: the orthonormal bases were 0.2 lower on
 seed 0 (54.34 against 54.53), but the claims (``CLAIMS``) compare the published method with LoRA
-r1 and with the gradient bases, so its seeds decide more.
+r1 and with the gradient bases, so its seeds decide more. The transform along the layers was
+then screened with the gradient bases (the best basis): the DCT and no-transform variants ran
+from ``fefd2ed94833``, the commit that gave the DCT its multiplier (:mod:`finetune.variants`:
+until then its update was 30 times smaller than the FFT's at the same rate, and its first runs
+were discarded); the raw-bases DCT / no-transform variants were not run.
 
 Run ``make finetune FT=causal_lm FT_ARGS="--resume --seeds 0"`` (records under
 ``benchmarks/results/finetune_causal_lm/``, report ``finetune_causal_lm.json`` / ``.png``), or
