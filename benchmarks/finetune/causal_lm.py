@@ -71,7 +71,12 @@ r1 and with the gradient bases, so its seeds decide more. The transform along th
 then screened with the gradient bases (the best basis): the DCT and no-transform variants ran
 from ``fefd2ed94833``, the commit that gave the DCT its multiplier (:mod:`finetune.variants`:
 until then its update was 30 times smaller than the FFT's at the same rate, and its first runs
-were discarded); the raw-bases DCT / no-transform variants were not run.
+were discarded); the raw-bases DCT / no-transform variants were not run. On seed 0 both
+chose 1e-3 (an interior rate: 3e-4 gave 56.1 and 55.4 on validation) and tested 53.05 (DCT) and
+52.53 (no transform) against the FFT's 53.22, so on 2026-12-06 the no-transform variant, the
+better of the two, got seeds 1-4 (``--only tcv_gradient_tsvd_none_r30 --seeds 0 1 2 3 4``, same
+snapshot) for the claims against the FFT and LoRA r1 (``CLAIMS``); the DCT's seeds 1-4 would
+decide its own claim.
 
 Run ``make finetune FT=causal_lm FT_ARGS="--resume --seeds 0"`` (records under
 ``benchmarks/results/finetune_causal_lm/``, report ``finetune_causal_lm.json`` / ``.png``), or
@@ -381,6 +386,9 @@ CLAIMS = (
     Claim("tcv_gradient_tsvd_fft_r30", "tcv_raw_fft_r30"),
     Claim("tcv_gradient_tsvd_fft_r30", "tinylora_u900"),
     Claim("tcv_raw_fft_r30", "tcurlora_reference"),
+    Claim("tcv_gradient_tsvd_none_r30", "tcv_gradient_tsvd_fft_r30"),  # the layer transform
+    Claim("tcv_gradient_tsvd_dct_r30", "tcv_gradient_tsvd_fft_r30"),
+    Claim("tcv_gradient_tsvd_none_r30", "lora_r1", need="matches"),
 )
 """The paired comparisons the report gives, with what each must show (issue 21, section 3)."""
 

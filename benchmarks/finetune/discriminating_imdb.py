@@ -138,6 +138,7 @@ CLAIMS = (
     Claim("tcurlora_gradient_r5", "head_only", margin=3.0),  # the <= 1,000-parameter target
     Claim("tcurlora_gradient_r32", "tcurlora_r32"),
     Claim("tcurlora_gradient_r5_head10", "head_only", margin=3.0),
+    Claim("tcurlora_gradient_r5_head10", "tcurlora_gradient_r5"),  # does the head's rate matter?
     Claim("tinylora_u25", "head_only", margin=3.0),  # stage 5: the same 900 parameters
     Claim("tcurlora_gradient_r5", "tinylora_u25"),
     Claim("tcurlora_gradient_r32", "tinylora_u1024"),
