@@ -108,10 +108,12 @@ def _head(model: Any) -> list[str] | None:
 
 
 def build_curlora(model: Any, config: dict[str, Any], seed: int, context: Any = None) -> Any:
-    """tcur's per-matrix CURLoRA."""
-    from tcur.adapters import CURLoRAConfig, apply
+    """tcur's per-matrix CURLoRA (``basis="gradient"``: as in :func:`build_tcurlora`)."""
+    from tcur.adapters import CURLoRAConfig
 
-    return apply(model, CURLoRAConfig(modules_to_save=_head(model), seed=seed, **config))
+    return _apply_library(
+        model, CURLoRAConfig(modules_to_save=_head(model), seed=seed, **config), context
+    )
 
 
 def build_tcurlora(model: Any, config: dict[str, Any], seed: int, context: Any = None) -> Any:
@@ -120,13 +122,20 @@ def build_tcurlora(model: Any, config: dict[str, Any], seed: int, context: Any =
     ``basis="gradient"`` takes its gradients over ``context.calibration()``
     (:func:`tcur.adapters.loss_gradients`), the batches the variants' gradient bases use.
     """
-    from tcur.adapters import TCURLoRAConfig, apply, loss_gradients
+    from tcur.adapters import TCURLoRAConfig
 
-    tcur_config = TCURLoRAConfig(modules_to_save=_head(model), seed=seed, **config)
+    return _apply_library(
+        model, TCURLoRAConfig(modules_to_save=_head(model), seed=seed, **config), context
+    )
+
+
+def _apply_library(model: Any, config: Any, context: Any) -> Any:
+    from tcur.adapters import apply, loss_gradients
+
     gradients = None
-    if tcur_config.basis == "gradient":
-        gradients = loss_gradients(model, tcur_config, *context.calibration())
-    return apply(model, tcur_config, gradients=gradients)
+    if config.basis == "gradient":
+        gradients = loss_gradients(model, config, *context.calibration())
+    return apply(model, config, gradients=gradients)
 
 
 def build_variant(model: Any, config: dict[str, Any], seed: int, context: Any = None) -> Any:

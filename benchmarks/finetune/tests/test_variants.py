@@ -268,3 +268,19 @@ def test_library_gradient_basis_spans_what_the_variant_does() -> None:
     L = fv.Transform("fft", LAYERS).inverse(variant.variant_groups[0].L_hat.cdouble())
     C = group.C.double()
     torch.testing.assert_close(tprod(C, ttranspose(C)), tprod(L, ttranspose(L)), atol=1e-5, rtol=0)
+
+
+def test_the_per_layer_variant_is_the_library_curlora_with_gradient_bases() -> None:
+    from tcur.adapters import adapter_groups
+
+    cfg = {"target_modules": ["query"], "rank": 3}
+    variant = fm.build_variant(
+        _model(), {**cfg, "basis": "gradient_tsvd", "transform": "none"}, 0, Context
+    )
+    library = fm.build_curlora(_model(), {**cfg, "basis": "gradient"}, 0, Context)
+    L = variant.variant_groups[0].L_hat.double()  # no transform: the bases themselves
+    groups = adapter_groups(library)
+    assert len(groups) == LAYERS  # one adapter per layer
+    for k, group in enumerate(groups):
+        C = group.C.double()[:, :, 0]
+        torch.testing.assert_close(C @ C.T, L[:, :, k] @ L[:, :, k].T, atol=1e-5, rtol=0)
