@@ -12,7 +12,10 @@ axis and ``.`` multiplies matching transformed slices:
     ``"fft"`` — the published t-product (real FFT; circulant coupling, as if the layer order
     were periodic); ``"dct"`` — the orthonormal DCT-II (real arithmetic, no wrap-around);
     ``"none"`` — no transform: one CUR-type adapter per layer that shares the group's rows and
-    columns (``dU[:, :, k]`` only feeds layer ``k``).
+    columns (``dU[:, :, k]`` only feeds layer ``k``); with ``basis="gradient_tsvd"`` each layer's
+    bases are its own gradient's leading singular vectors, which is the library's per-matrix
+    ``CURLoRAConfig(basis="gradient")`` (a test checks the spans; the scale differs by a constant
+    per layer, which Adam's step does not see).
 ``basis``
     ``"raw"`` — the published method: ``L = W[:, cols, :]``, ``B = W[rows, :, :]`` with
     rows/columns chosen by the library's t-CUR selection (``tcur.linalg.tcur``, ``select``);
