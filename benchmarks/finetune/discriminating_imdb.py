@@ -72,7 +72,10 @@ control of the r5 claim): about 7 process-hours, two workers, ``--only tinylora_
 0`` from a snapshot of the commit that added them. Started 2026-12-06 05:51 UTC from
 ``/work/ft_snapshot_af183aee1479`` with ``--only tinylora_u25 --seeds 0 1 2 3 4``, in place of
 the head-rate variant's worker, which stopped after its seed 1 (its seeds 2-4 remain, from
-``/work/ft_snapshot_4609d478191f``).
+``/work/ft_snapshot_4609d478191f``). Those seeds 2-4 ran on 2026-12-06 (77.6 / 77.9 / 77.5):
+over five paired seeds the variant is +2.84 points over head-only (95% interval +1.69 to +3.99),
+short of 3, and level with plain r5 (+0.14, -0.54 to +0.82). The same day ``vera``'s first
+grid point ran (3e-3: validation 76.9); its 1e-2 point was stopped with the session.
 
 Started 2026-12-05 from the working tree's commit (records carry ``code``)::
 
