@@ -180,9 +180,10 @@ class CURLoRAConfig(_ConfigIO):
         is not used); :func:`tcur.adapters.apply` then needs ``gradients=``
         (:func:`tcur.adapters.loss_gradients`) and the bases are saved with the adapter, since
         they cannot be recomputed from the base model. See :class:`TCURLoRAConfig`. Fine-tuning
-        SmolLM2-135M's q/v at rank 30 (``benchmarks/finetune/causal_lm.py``), these per-matrix
-        gradient bases gave 1.3% lower perplexity than tCURLoRA's gradient bases at the same
-        budget (five paired seeds): the coupling of the layers did not help there.
+        SmolLM2-135M's q/v at rank 30 (``benchmarks/finetune/causal_lm.py``, its per-layer
+        variant, which builds these bases), per-matrix gradient bases gave 1.3% lower
+        perplexity than tCURLoRA's at the same budget (five paired seeds): the coupling of the
+        layers did not help there.
     autocast_adapter_dtype : bool
         Keep ``dU`` in float32 when the base weights are float16/bfloat16 (PEFT's option of the
         same name; the forward casts per call). ``False``: ``dU`` takes the weights' dtype.
