@@ -488,6 +488,12 @@ def on_axis(value: float, span: tuple[float, float]) -> bool:
     return not (np.isfinite(width) and (value > high + 2 * width or value < low - 2 * width))
 
 
+FAMILY_COLORS = (*(f"C{i}" for i in range(10)), "black", "navy", "darkred", "darkgreen", "indigo")
+"""Colour of the ``i``-th family: Matplotlib's ten, then five dark ones (past fifteen families,
+the colours repeat with another marker: :data:`FAMILY_MARKERS`)."""
+FAMILY_MARKERS = ("o", "s", "D", "^")
+
+
 def _plot_families(
     ax: Any,
     summary: Mapping[str, Mapping[str, Any]],
@@ -497,14 +503,23 @@ def _plot_families(
 ) -> tuple[float, float]:
     """One marker (or joined line) per family; returns the range its error bars span."""
     spans: list[float] = []
-    for family, members in families.items():
+    for index, (family, members) in enumerate(families.items()):
         members.sort(key=lambda m: summary[m.name]["adapter_params"])
         xs = [max(1, summary[m.name]["adapter_params"]) for m in members]
         ys = [unit * summary[m.name][f"{metric}_mean"] for m in members]
         es = [unit * (summary[m.name][f"{metric}_std"] or 0.0) for m in members]
         spans += [y - e for y, e in zip(ys, es, strict=True)]
         spans += [y + e for y, e in zip(ys, es, strict=True)]
-        line = ax.errorbar(xs, ys, yerr=es, fmt="o-" if len(members) > 1 else "o", capsize=4)
+        colours = len(FAMILY_COLORS)
+        marker = FAMILY_MARKERS[index // colours % len(FAMILY_MARKERS)]
+        line = ax.errorbar(
+            xs,
+            ys,
+            yerr=es,
+            fmt=f"{marker}-" if len(members) > 1 else marker,
+            color=FAMILY_COLORS[index % colours],
+            capsize=4,
+        )
         seeds = sorted({len(summary[m.name][metric]) for m in members})
         note = f", {'/'.join(map(str, seeds))} seed{'s' * (seeds != [1])}"
         single = f"{family} ({_value_text(ys[0], metric)})"
