@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -100,7 +99,6 @@ def minilm_and_rotten_tomatoes(
     args: argparse.Namespace,
 ) -> tuple[torch.nn.Module, TensorDataset, TensorDataset]:
     """all-MiniLM-L6-v2 with a new head, tokenized Rotten Tomatoes train/validation subsets."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from tcur_demo.datasets import minilm_path, rotten_tomatoes
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

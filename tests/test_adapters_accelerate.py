@@ -47,11 +47,8 @@ def test_accelerate_launch_two_cpu_processes(tmp_path: Path) -> None:
     assert summary["steps"] == 2 * 128 // (16 * 2)  # each process sees half of every epoch
     assert summary["last_loss"] < summary["first_loss"]
 
-    sys.path.insert(0, str(EXAMPLE.parent))
-    try:
-        import accelerate_finetune as example
-    finally:
-        sys.path.remove(str(EXAMPLE.parent))
+    import accelerate_finetune as example  # examples/ is on pytest's pythonpath
+
     from tcur.adapters import load
 
     args = example.parse_args([*OPTIONS, "--output", str(tmp_path)])

@@ -16,21 +16,15 @@ BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
 
 @pytest.fixture(scope="module")
 def run_all() -> ModuleType:
-    sys.path.insert(0, str(BENCH_DIR))
-    try:
-        import run_all as module
-    finally:
-        sys.path.remove(str(BENCH_DIR))
+    import run_all as module  # benchmarks/ is on pytest's pythonpath (pyproject.toml)
+
     return module
 
 
 @pytest.fixture(scope="module")
 def readme() -> ModuleType:
-    sys.path.insert(0, str(BENCH_DIR))
-    try:
-        import _readme as module
-    finally:
-        sys.path.remove(str(BENCH_DIR))
+    import _readme as module
+
     return module
 
 
@@ -200,11 +194,8 @@ def test_readme_plots_go_to_the_longest_matching_result(readme: ModuleType, tmp_
 
 
 def test_results_page_renders_the_same_sections(tmp_path: Path) -> None:
-    sys.path.insert(0, str(BENCH_DIR))
-    try:
-        import results_render
-    finally:
-        sys.path.remove(str(BENCH_DIR))
+    import results_render
+
     (tmp_path / "bench_a.json").write_text(json.dumps(_headline_payload()))
     (tmp_path / "bench_a.png").write_bytes(b"\x89PNG")
     rst = results_render.to_rst(results_render.sections(tmp_path), tmp_path)

@@ -16,13 +16,11 @@ import re
 import sys
 from pathlib import Path
 
+import api_pages  # docs/ is on pytest's pythonpath (pyproject.toml)
 import pytest
+import results_page
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-sys.path.insert(0, str(DOCS))
-
-import api_pages  # noqa: E402
-import results_page  # noqa: E402
 
 DOCTESTED = ["getting_started.rst", "tutorials/decompositions.rst"]
 CODE_ONLY = [
