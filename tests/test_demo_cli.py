@@ -215,13 +215,25 @@ def test_paired_verdicts_are_the_committed_claims() -> None:
         ours = [v for v in verdicts if v.benchmark == name]
         assert [(v.comparison, v.met) for v in ours] == [(r["method"], r["met"]) for r in claims]
     lines = paired.sentences(verdicts, paired.BENCHMARKS)
-    for name in paired.BENCHMARKS:  # every benchmark has its heading, claims or not
-        heading = lines.index(f"Paired seeds, {name}:")
+    for name, path in paired.BENCHMARKS.items():  # every benchmark has its heading, claims or not
+        tells = json.loads(path.read_text()).get("discriminating")
+        has_claims = any(v.benchmark == name for v in verdicts)
+        note = paired.DISCRIMINATION[tells] if tells is not None and has_claims else ""
+        heading = lines.index(f"Paired seeds, {name}{note}:")
         assert lines[heading + 1].startswith("- ")
     text = " ".join(" ".join(lines).split())
     for verdict in verdicts:
         assert f"{verdict.target}: {'met' if verdict.met else 'not met'}." in text
         assert verdict.difference in text
+
+
+def test_paired_heading_says_when_a_benchmark_cannot_tell_methods_apart() -> None:
+    row = ("a vs b", "81 vs 80 (5 paired seeds)", "+1 point", "beats", True)
+    lines = paired.sentences([paired.Verdict("RT", *row, discriminating=False)])
+    assert lines[0].startswith("Paired seeds, RT (not discriminating:")
+    assert "do not decide the study's targets" in " ".join(lines)
+    undecided = paired.sentences([paired.Verdict("RT", *row)])
+    assert undecided[0] == "Paired seeds, RT:"
 
 
 def test_paired_missing_report_names_the_module(tmp_path: Path) -> None:

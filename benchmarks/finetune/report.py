@@ -337,6 +337,31 @@ def comparisons(
     return out
 
 
+DISCRIMINATING_PAIRS = (("lora_r8", "lora_r1"), ("full", "lora_r8"))
+"""What makes a benchmark able to tell methods apart (issue 21, section 3): each first method
+beats the second over paired seeds."""
+
+
+def discriminates(differences: Mapping[str, Mapping[str, Any]]) -> bool | None:
+    """Whether :func:`comparisons` show a discriminating benchmark (:data:`DISCRIMINATING_PAIRS`
+    all beat), ``None`` while one of those comparisons lacks paired seeds.
+
+    Examples
+    --------
+    >>> beats, undecided = {"verdict": "beats"}, {"verdict": "undecided"}
+    >>> discriminates({"lora_r8 vs lora_r1": beats, "full vs lora_r8": beats})
+    True
+    >>> discriminates({"lora_r8 vs lora_r1": beats, "full vs lora_r8": undecided})
+    False
+    >>> discriminates({"lora_r8 vs lora_r1": beats}) is None
+    True
+    """
+    found = [differences.get(f"{a} vs {b}") for a, b in DISCRIMINATING_PAIRS]
+    if any(difference is None for difference in found):
+        return None
+    return all(difference["verdict"] == "beats" for difference in found if difference)
+
+
 def display_scale(metric: str) -> float:
     """Factor from a stored value to the one shown: accuracy in percent, perplexity as is."""
     return 100.0 if metric == "accuracy" else 1.0

@@ -25,7 +25,14 @@ from _common import RESULTS, base_parser, machine, prepare
 from finetune.methods import Method
 from finetune.protocol import Budget, pending, run_unit
 from finetune.records import RecordStore, write_atomic
-from finetune.report import Claim, comparisons, paired_headline, plot, summarise
+from finetune.report import (
+    Claim,
+    comparisons,
+    discriminates,
+    paired_headline,
+    plot,
+    summarise,
+)
 
 __all__ = ["main", "parser", "work", "write_report"]
 
@@ -111,6 +118,7 @@ def write_report(
         "budget": {k: v for k, v in dataclasses.asdict(budget).items()},
         "seeds_done": {m.name: summary.get(m.name, {}).get("seeds_done", []) for m in table},
         "paired_differences": differences,
+        "discriminating": discriminates(differences),
         "methods": summary,
         "records": f"{name}/ (one JSON per run)",
         "units_finished": len(records),

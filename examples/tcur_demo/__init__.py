@@ -6,7 +6,8 @@ data (:mod:`tcur_demo.realdata`) against SciPy's ID-CUR and the truncated SVD or
 (with the mean-pooling head of :mod:`tcur_demo.classifier`) with head only, tCURLoRA and PEFT
 LoRA at the learning rates of the frontier (:mod:`tcur_demo.frontier`), whose 3-seed means it
 prints beside its own figures, then the verdicts of the paired-seed benchmarks
-(:mod:`tcur_demo.paired`: causal-LM perplexity and the harder classifier).
+(:mod:`tcur_demo.paired`: causal-LM perplexity and two harder classifiers, each marked
+discriminating or not).
 :mod:`tcur_demo.summary` writes every printed figure to ``summary.json`` and
 :mod:`tcur_demo.figure` draws the summary figure from it;
 :mod:`tcur_demo.report` formats the tables, :mod:`tcur_demo.datasets` finds the offline model and

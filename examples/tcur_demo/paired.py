@@ -4,8 +4,10 @@
 ``benchmarks/finetune/discriminating.py`` (MiniLM on every linear layer, three epochs of Rotten
 Tomatoes) and ``benchmarks/finetune/discriminating_imdb.py`` (the same on IMDB) compare methods
 over paired seeds; each report's headline starts with its claims (a comparison, the
-difference with its 95% interval, the target and whether it is met). The demo prints those rows
-after its own figures, so that what it concludes is what the README and the results page say.
+difference with its 95% interval, the target and whether it is met) and ``discriminating``
+says whether the benchmark can tell methods apart at all (LoRA r8 beats LoRA r1 and full
+fine-tuning beats LoRA r8). The demo prints those rows under a heading that says so, after its
+own figures, so that what it concludes is what the README and the results page say.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Verdict:
     difference: str
     target: str
     met: bool
+    discriminating: bool | None = None
+    """The benchmark's ``discriminating`` (``None``: not decided yet)."""
 
     def sentence(self) -> str:
         """The comparison, its difference and interval, and whether the target holds."""
@@ -69,8 +73,10 @@ def load(benchmarks: dict[str, Path] | None = None) -> list[Verdict]:
             raise FileNotFoundError(
                 f"no paired-seed report at {path}; run make finetune FT={module}"
             )
-        rows = json.loads(path.read_text(encoding="utf-8"))["headline"]["rows"]
-        verdicts += [_verdict(name, row) for row in rows if row.get("target")]
+        report = json.loads(path.read_text(encoding="utf-8"))
+        tells = report.get("discriminating")
+        rows = report["headline"]["rows"]
+        verdicts += [_verdict(name, row, tells) for row in rows if row.get("target")]
     return verdicts
 
 
@@ -82,16 +88,17 @@ def sentences(verdicts: list[Verdict], benchmarks: Iterable[str] = ()) -> list[s
 
     Examples
     --------
-    >>> v = Verdict("LM", "a vs b", "5.0 vs 4.0 (3 paired seeds)", "-25 %", "matches", False)
+    >>> v = Verdict("LM", "a vs b", "5.0 vs 4.0 (3 paired seeds)", "-25 %", "matches", False, True)
     >>> print("\\n".join(sentences([v], ["LM", "IMDB"])))
-    Paired seeds, LM:
+    Paired seeds, LM (discriminating: LoRA r8 beats LoRA r1, full fine-tuning beats LoRA r8):
     - a vs b, 5.0 vs 4.0 (3 paired seeds): -25 %; matches: not met.
     Paired seeds, IMDB:
     - no comparison has enough paired seeds yet (runs in progress).
     """
     lines = []
     for benchmark in dict.fromkeys([*benchmarks, *(v.benchmark for v in verdicts)]):
-        lines.append(f"Paired seeds, {benchmark}:")
+        tells = {v.discriminating for v in verdicts if v.benchmark == benchmark} - {None}
+        lines.append(f"Paired seeds, {benchmark}{_discrimination(tells)}:")
         items = [v.sentence() for v in verdicts if v.benchmark == benchmark] or [
             "no comparison has enough paired seeds yet (runs in progress)."
         ]
@@ -102,7 +109,19 @@ def sentences(verdicts: list[Verdict], benchmarks: Iterable[str] = ()) -> list[s
     return lines
 
 
-def _verdict(benchmark: str, row: dict[str, Any]) -> Verdict:
+DISCRIMINATION = {
+    True: " (discriminating: LoRA r8 beats LoRA r1, full fine-tuning beats LoRA r8)",
+    False: " (not discriminating: LoRA r8 does not beat LoRA r1 or full fine-tuning does not beat"
+    " LoRA r8, so these rows do not decide the study's targets)",
+}
+
+
+def _discrimination(tells: set[bool]) -> str:
+    """The heading's note on whether the benchmark tells methods apart (empty if undecided)."""
+    return DISCRIMINATION[tells.pop()] if len(tells) == 1 else ""
+
+
+def _verdict(benchmark: str, row: dict[str, Any], discriminating: bool | None) -> Verdict:
     return Verdict(
         benchmark=benchmark,
         comparison=str(row["method"]),
@@ -110,4 +129,5 @@ def _verdict(benchmark: str, row: dict[str, Any]) -> Verdict:
         difference=str(row["ratio"]),
         target=str(row["target"]),
         met=bool(row["met"]),
+        discriminating=discriminating,
     )
