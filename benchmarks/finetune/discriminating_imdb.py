@@ -77,6 +77,17 @@ over five paired seeds the variant is +2.84 points over head-only (95% interval 
 short of 3, and level with plain r5 (+0.14, -0.54 to +0.82). The same day ``vera``'s first
 grid point ran (3e-3: validation 76.9); its 1e-2 point was stopped with the session.
 
+Stage 5 went on 2026-12-06 15:13-17:33 UTC from ``/work/ft_snapshot_af183aee1479`` (two
+workers, ``--only vera fourierft``, ``--only tcurlora_r32 tinylora_u1024 fourierft lora_r2``,
+``--seeds 0``). Seed 0, validation by rate, then test at the chosen one: ``vera`` 76.9 / 79.6 /
+78.9 at 3e-3 / 1e-2 / 3e-2, test 82.4; ``tcurlora_r32`` (the published column bases) 77.0 / 78.5
+/ 77.4 at 1e-3 / 3e-3 / 1e-2, test 80.5 (``tcurlora_gradient_r32``: 81.5); ``tinylora_u1024``
+75.9 / 72.6 / 50.8 at 3e-4 / 1e-3 / 3e-3 (3e-4 is the extended grid's edge), test 79.3;
+``fourierft`` 77.6 / 77.3 at 1e-2 / 3e-2 (its extension to 3e-3 was stopped with the session:
+a FourierFT run takes 37-39 min here); ``lora_r2`` 79.3 at 1e-3 (3e-3 stopped). Left: those two
+grids (about 1.5 process-hours: ``--only fourierft lora_r2 --seeds 0``) and ``tinylora_u25``'s
+seeds 3-4 (``--only tinylora_u25 --seeds 0 3 4``, about 45 min).
+
 Started 2026-12-05 from the working tree's commit (records carry ``code``)::
 
     make finetune FT=discriminating_imdb FT_ARGS="--resume --seeds 0"
