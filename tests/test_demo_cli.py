@@ -219,7 +219,8 @@ def test_paired_verdicts_are_the_committed_claims() -> None:
         tells = json.loads(path.read_text()).get("discriminating")
         has_claims = any(v.benchmark == name for v in verdicts)
         note = paired.DISCRIMINATION[tells] if tells is not None and has_claims else ""
-        heading = lines.index(f"Paired seeds, {name}{note}:")
+        flat = [" ".join(line.split()) for line in lines]  # headings wrap at 100 columns
+        heading = flat.index(f"Paired seeds, {name}{note}:")
         assert lines[heading + 1].startswith("- ")
     text = " ".join(" ".join(lines).split())
     for verdict in verdicts:
@@ -231,7 +232,8 @@ def test_paired_heading_says_when_a_benchmark_cannot_tell_methods_apart() -> Non
     row = ("a vs b", "81 vs 80 (5 paired seeds)", "+1 point", "beats", True)
     lines = paired.sentences([paired.Verdict("RT", *row, discriminating=False)])
     assert lines[0].startswith("Paired seeds, RT (not discriminating:")
-    assert "do not decide the study's targets" in " ".join(lines)
+    assert "do not decide the study's targets" in " ".join(" ".join(lines).split())
+    assert all(len(line) <= 100 for line in "\n".join(lines).splitlines())
     undecided = paired.sentences([paired.Verdict("RT", *row)])
     assert undecided[0] == "Paired seeds, RT:"
 

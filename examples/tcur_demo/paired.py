@@ -98,7 +98,8 @@ def sentences(verdicts: list[Verdict], benchmarks: Iterable[str] = ()) -> list[s
     lines = []
     for benchmark in dict.fromkeys([*benchmarks, *(v.benchmark for v in verdicts)]):
         tells = {v.discriminating for v in verdicts if v.benchmark == benchmark} - {None}
-        lines.append(f"Paired seeds, {benchmark}{_discrimination(tells)}:")
+        heading = f"Paired seeds, {benchmark}{_discrimination(tells)}:"
+        lines.append(textwrap.fill(heading, width=100, subsequent_indent="  "))
         items = [v.sentence() for v in verdicts if v.benchmark == benchmark] or [
             "no comparison has enough paired seeds yet (runs in progress)."
         ]
