@@ -215,11 +215,11 @@ def test_paired_verdicts_are_the_committed_claims() -> None:
         ours = [v for v in verdicts if v.benchmark == name]
         assert [(v.comparison, v.met) for v in ours] == [(r["method"], r["met"]) for r in claims]
     lines = paired.sentences(verdicts, paired.BENCHMARKS)
+    flat = [" ".join(line.split()) for line in lines]  # headings wrap at 100 columns
     for name, path in paired.BENCHMARKS.items():  # every benchmark has its heading, claims or not
         tells = json.loads(path.read_text()).get("discriminating")
         has_claims = any(v.benchmark == name for v in verdicts)
         note = paired.DISCRIMINATION[tells] if tells is not None and has_claims else ""
-        flat = [" ".join(line.split()) for line in lines]  # headings wrap at 100 columns
         heading = flat.index(f"Paired seeds, {name}{note}:")
         assert lines[heading + 1].startswith("- ")
     text = " ".join(" ".join(lines).split())

@@ -14,8 +14,9 @@ axis and ``.`` multiplies matching transformed slices:
     ``"none"`` — no transform: one CUR-type adapter per layer that shares the group's rows and
     columns (``dU[:, :, k]`` only feeds layer ``k``); with ``basis="gradient_tsvd"`` each layer's
     bases are its own gradient's leading singular vectors, which is the library's per-matrix
-    ``CURLoRAConfig(basis="gradient")`` (a test checks the spans; the scale differs by a constant
-    per layer, which Adam's step does not see).
+    ``CURLoRAConfig(basis="gradient")`` (a test checks the spans; the multiplier differs: one
+    per group here, one per layer there, so the layers' effective learning rates differ by
+    their weight norms' ratios).
 ``basis``
     ``"raw"`` — the published method: ``L = W[:, cols, :]``, ``B = W[rows, :, :]`` with
     rows/columns chosen by the library's t-CUR selection (``tcur.linalg.tcur``, ``select``);
