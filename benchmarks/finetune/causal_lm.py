@@ -199,7 +199,7 @@ def methods(quick: bool = False) -> list[Method]:
                 "target_modules": QV,
             },
             (1e-3, 3e-3),  # lower than tCURLoRA's: 3e-3 raised perplexity in the LM smoke
-            None,
+            "TinyLoRA (q/v)",
             "PEFT TinyLoRA on q_proj/v_proj, SVD rank 30, u = 30^2 = 900 per matrix",
         ),
         _lora(8),

@@ -179,7 +179,7 @@ def tinylora(rank: int) -> Method:
             "target_modules": ALL_LINEAR,
         },
         (1e-3, 3e-3),  # lower than tCURLoRA's: 3e-3 raised perplexity in the LM smoke
-        None,
+        "TinyLoRA (every linear layer)",
         f"PEFT TinyLoRA on every linear layer, SVD rank {rank}, u = {rank}^2 = {u} per matrix "
         "(random projections regenerated from the seed, not saved)",
     )

@@ -85,9 +85,10 @@ workers, ``--only vera fourierft``, ``--only tcurlora_r32 tinylora_u1024 fourier
 75.9 / 72.6 / 50.8 at 3e-4 / 1e-3 / 3e-3 (3e-4 is the extended grid's edge), test 79.3;
 ``fourierft`` 77.6 / 77.3 at 1e-2 / 3e-2 (its extension to 3e-3 was stopped with the session:
 a FourierFT run takes 37-39 min here); ``lora_r2`` 79.3 / 79.5 at 1e-3 / 3e-3 (the top: 1e-2
-left). 17:46-18:06 ``tinylora_u25``'s seed 3 ran (76.2). Left: those two grids (about 1.5
-process-hours: ``--only fourierft lora_r2 --seeds 0``) and ``tinylora_u25``'s seed 4
-(``--only tinylora_u25 --seeds 0 4``, about 20 min).
+left). 17:46-18:06 ``tinylora_u25``'s seed 3 ran (76.2), and on the next session's start
+(18:16-18:38, ``--only tinylora_u25 --seeds 0 4``) its seed 4 (76.9): over five paired seeds
+76.66 +- 0.48, and ``tcurlora_gradient_r5`` beats it by +1.02 points (+0.37 to +1.67). The
+two grids went on beside it (``--only fourierft lora_r2 --seeds 0``).
 
 Started 2026-12-05 from the working tree's commit (records carry ``code``)::
 
