@@ -88,7 +88,9 @@ a FourierFT run takes 37-39 min here); ``lora_r2`` 79.3 / 79.5 at 1e-3 / 3e-3 (t
 left). 17:46-18:06 ``tinylora_u25``'s seed 3 ran (76.2), and on the next session's start
 (18:16-18:38, ``--only tinylora_u25 --seeds 0 4``) its seed 4 (76.9): over five paired seeds
 76.66 +- 0.48, and ``tcurlora_gradient_r5`` beats it by +1.02 points (+0.37 to +1.67). The
-two grids went on beside it (``--only fourierft lora_r2 --seeds 0``).
+two grids went on beside it (``--only fourierft lora_r2 --seeds 0``, 18:16-19:29):
+``fourierft`` 74.6 at 3e-3, so 1e-2 (77.6) is chosen, test 79.5; ``lora_r2`` 49.2 at 1e-2 (it
+diverged), so 3e-3 (79.5) is chosen, test 81.0. Stage 5 is complete.
 
 Started 2026-12-05 from the working tree's commit (records carry ``code``)::
 
