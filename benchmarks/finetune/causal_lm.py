@@ -76,7 +76,12 @@ chose 1e-3 (an interior rate: 3e-4 gave 56.1 and 55.4 on validation) and tested 
 52.53 (no transform) against the FFT's 53.22, so on 2026-12-06 the no-transform variant, the
 better of the two, got seeds 1-4 (``--only tcv_gradient_tsvd_none_r30 --seeds 0 1 2 3 4``, same
 snapshot) for the claims against the FFT and LoRA r1 (``CLAIMS``); the DCT's seeds 1-4 would
-decide its own claim.
+decide its own claim. Last, the gradient-chosen columns (``tcv_gradient_columns_fft_r30``, seed 0,
+2026-12-06 18:39-19:44 from ``/work/ft_snapshot_af183aee1479``, two workers sharing its grid):
+validation 57.16 / 55.50 / 62.57 at 3e-3 / 1e-2 / 3e-2, test 54.33 at 1e-2, level with the
+published raw bases (54.53) and the orthonormal spans (54.34) on seed 0: choosing the columns by
+the gradient does not carry the gradient t-SVD's gain (53.22). Not run: the every-linear-layer
+variant past its first rate (validation 57.1 at 3e-3).
 
 Run ``make finetune FT=causal_lm FT_ARGS="--resume --seeds 0"`` (records under
 ``benchmarks/results/finetune_causal_lm/``, report ``finetune_causal_lm.json`` / ``.png``), or

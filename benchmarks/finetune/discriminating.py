@@ -23,11 +23,15 @@ Budgets (adapter parameters, classifier head excluded; LoRA r1 on every linear l
   <= 1,000-parameter target)
 - ``tcurlora_reference``: 0 (the published code, U never trained: the head alone trains)
 
-Variants screened (rank 32): bases ``raw`` (published), ``orthonormal``, ``gradient_columns``,
-``gradient_tsvd`` with the FFT; transforms ``dct`` and ``none`` with the raw and the gradient
-t-SVD bases; one run with a head learning rate 10x smaller than the core's
+Variants planned for the screen (rank 32): bases ``raw`` (published), ``orthonormal``,
+``gradient_columns``, ``gradient_tsvd`` with the FFT; transforms ``dct`` and ``none`` with the
+raw and the gradient t-SVD bases; one run with a head learning rate 10x smaller than the core's
 (``head_lr_scale=0.1``; under Adam this is the same as ``alpha = 10``). Gradient bases use the
-loss gradient of 8 batches of 16 (the first training sentences, fixed for every seed).
+loss gradient of 8 batches of 16 (the first training sentences, fixed for every seed). The
+screen stopped once this setting proved not to discriminate (full fine-tuning does not beat
+LoRA r8): of the variants only ``raw`` and ``gradient_tsvd`` with the FFT, ``gradient_tsvd``
+with no transform and one DCT rate ran here; the bases were compared on the causal LM
+(:mod:`finetune.causal_lm`) instead.
 
 Run matrix and budget (one process, one thread; 1,227 steps per 3-epoch run; measured here
 0.57-1.0 s per step for LoRA on every linear layer with the machine shared, i.e. 14-23 min per
