@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -160,20 +161,28 @@ def test_tensor_keeps_its_bound_with_single_sketches(single_sketches: list[np.dt
     assert single_sketches
 
 
-def test_everything_after_the_sketch_passes_works_in_double(
+def test_pivots_are_chosen_in_single_and_measured_in_double(
     single_sketches: list[np.dtype], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import tcur.linalg.pivoting as pivoting
 
-    seen: list[np.dtype] = []
-    original = pivoting.sketch_pivots
+    picked: list[np.dtype] = []
+    measured: list[np.dtype] = []
+    pick, exact_energies = pivoting.pick, pivoting.exact_energies
 
-    def spy(rule: str, sketch: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
-        seen.append(sketch.dtype)
-        return original(rule, sketch, *args, **kwargs)  # type: ignore[arg-type]
+    def pick_spy(rule: str, basis: np.ndarray, *args: Any) -> np.ndarray:
+        picked.append(basis.dtype)
+        return pick(rule, basis, *args)
 
-    monkeypatch.setattr(pivoting, "sketch_pivots", spy)
+    def energies_spy(F: np.ndarray, *args: Any) -> Any:
+        measured.append(F.dtype)
+        return exact_energies(F, *args)
+
+    monkeypatch.setattr(pivoting, "pick", pick_spy)
+    monkeypatch.setattr(pivoting, "exact_energies", energies_spy)
     A = noisy_spectrum(3, 1200, 1000, 0.9, 1e-6)
-    cur(A, 25, seed=0)
+    d = cur(A, 25, seed=0)
     assert single_sketches == [np.float32]
-    assert seen and set(seen) == {np.dtype(np.float64)}
+    assert len(picked) == 8 and set(picked) == {np.dtype(np.float32)}  # 4 candidates x 2 sides
+    assert measured == [np.dtype(np.float64)]
+    assert d.C.dtype == d.U.dtype == d.R.dtype == np.float64

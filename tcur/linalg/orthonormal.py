@@ -203,8 +203,11 @@ def without_roundoff(
 ) -> tuple[Array, Array]:
     """``(Q, T)`` of :func:`spectral_range_factor` with the directions whose singular value is
     ``<= c * eps * s_max`` set to zero (``s_max`` over the whole batch; ``c = cutoff``, by
-    default :func:`roundoff_factor`)."""
+    default :func:`roundoff_factor`). ``Q`` and ``T`` themselves, not copies, when every
+    direction is kept and they are NumPy arrays (a torch tensor would be read back to tell)."""
     keep = kept_directions(xp, Q, s, cutoff)
+    if is_numpy(keep) and bool(np.all(keep == 1)):
+        return Q, T
     return Q * xp.astype(keep, Q.dtype)[..., None, :], xp.astype(keep[..., :, None], T.dtype) * T
 
 

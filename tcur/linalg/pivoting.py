@@ -46,12 +46,12 @@ For a matrix the candidates are pre-ranked on the sketch (``Q_1 Y_1^H``) and the
 :data:`RESOLVED_EXACT_CANDIDATES`, when the first sketch is well conditioned); a tensor's
 candidates are all measured. Five passes over ``A`` in all, no SVD of ``A``; the three after the
 first run on a single-precision copy of a large double-precision ``A`` when the first sketch is well
-conditioned (:mod:`tcur.linalg.sketch_precision`: the pivots are chosen on the sketches, then
-measured and fitted on ``A`` itself). The optimal middle reuses the last
-(the winner's ``Q_C^H A Q_R`` and range factors: :class:`Pivots`). Keeping the best measured
-candidate can only lower the error, so ``"arp"``'s bound still holds. On the benchmark suite one
-candidate alone was up to 1.04-1.08x SciPy's ID-CUR error, the best of them 1.03x (see
-``benchmarks/results/bench_cur.json``).
+conditioned (:mod:`tcur.linalg.sketch_precision`: the pivots are chosen in single precision on the
+sketches and the candidates' range bases, then measured and fitted on ``A`` itself). The optimal
+middle reuses the last (the winner's ``Q_C^H A Q_R`` and range factors: :class:`Pivots`).
+Keeping the best measured candidate can only lower the error, so ``"arp"``'s bound still holds.
+On the benchmark suite one candidate alone was up to 1.04-1.08x SciPy's ID-CUR error, the best
+of them 1.03x (see ``benchmarks/results/bench_cur.json``).
 
 Both keep exactly ``n_cols`` columns and ``n_rows`` rows; when ``n_rows > n_cols`` the row basis
 is ``C``'s range extended by a sketch of ``A``'s range.
@@ -279,7 +279,7 @@ def stack_bases(bases: np.ndarray, weights: np.ndarray, real: bool) -> np.ndarra
     """``(n, b * k)`` weighted side-by-side bases ``sqrt(w_k) V_k``; real and imaginary parts
     as separate columns when ``real`` (a real input's conjugate Fourier slices, counted by the
     weights)."""
-    scaled = bases * np.sqrt(weights)[:, None, None]
+    scaled = bases * np.sqrt(weights).astype(bases.real.dtype)[:, None, None]  # keeps its dtype
     stacked = np.concatenate(list(scaled), axis=1)
     if real and np.iscomplexobj(stacked):
         stacked = np.concatenate([stacked.real, stacked.imag], axis=1)
@@ -428,18 +428,18 @@ def select_pivoted(
     size = min(max(n_rows, n_cols) + SKETCH_OVERSAMPLE, min(F.shape[1:]))
     X0 = F @ gaussian(sketch_rng, (F.shape[0], F.shape[2], size), F)
     S = sketch_operand(F, X0)  # the later passes in single precision where that resolves them
-    Y0 = hermitian(xp, hermitian(xp, in_dtype(xp, qr_basis(xp, X0), S.data.dtype)) @ S.data)
+    Y0 = hermitian(xp, hermitian(xp, qr_basis(xp, S.converted(X0))) @ S.data)
     X1 = S.data @ qr_basis(xp, Y0)
     Q1 = qr_basis(xp, X1)
     Y1 = hermitian(xp, hermitian(xp, Q1) @ S.data)
-    Y0, X1, Y1 = (S.restored(X, F) for X in (Y0, X1, Y1))
-    Q1 = in_dtype(xp, Q1, F.dtype)
+    sketches = (Y0, Y1, X1)  # pivots are chosen on them in S's precision
+    Y1, Q1 = S.restored(Y1, F), in_dtype(xp, Q1, F.dtype)
     extra: tuple[Array, ...] = ()
     if alternative is not None:
         extra = alternative.arrays
         if alternative.from_sketch is not None:
             extra = alternative.from_sketch(Q1, Y1)
-    Y0_host, Y1_host, X1_host, *extra_host = host_arrays(Y0, Y1, X1, *extra)  # transfer 1
+    Y0_host, Y1_host, X1_host, *extra_host = host_arrays(*sketches, *extra)  # transfer 1
     # (side, sketch, outer count, inner count, transposed order, orthonormal outer basis, rule)
     plans = [
         (F, Y0_host, n_cols, n_rows, False, False, rule),
@@ -478,7 +478,7 @@ def select_pivoted(
     blocks = host_arrays(*(without_roundoff(xp, *factor)[0] for factor in factors))  # transfer 2
     candidates, known = [], []
     for plan, outer, factor, block in zip(plans, outers, factors, blocks, strict=True):
-        inner = pick(plan[6], stack_bases(block, w, real), plan[3], sample_rng)
+        inner = pick(plan[6], S.for_pivoting(stack_bases(block, w, real)), plan[3], sample_rng)
         candidates.append((outer, inner) if plan[4] else (inner, outer))
         exact = factor if plan[3] <= outer.size else None  # the outer side's, if not extended
         known.append((None, exact) if plan[4] else (exact, None))
